@@ -1,0 +1,44 @@
+# berth: a containerd shim v2 with a built-in pod sandbox manager.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+MUSL_TARGET := x86_64-unknown-linux-musl
+BIN_DIR := $(CURDIR)/target/berth/bin
+TEST_FEATURES := berth-sandbox/root-tests,berth-pause/root-tests,berth-e2e/e2e
+export BERTH_BIN_DIR := $(BIN_DIR)
+export BERTH_PAUSE := $(BIN_DIR)/berth-pause
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install what building and testing need (idempotent)
+	@bash e2e/scripts/install-deps.sh
+
+.PHONY: build
+build: deps ## build the shim and berth-pause (release) into target/berth/bin
+	$(CARGO) build --release -p berth-shim -p berth-e2e --bins
+	$(CARGO) build --profile pause --target $(MUSL_TARGET) -p berth-pause
+	@mkdir -p $(BIN_DIR)
+	@install -m 0755 target/release/containerd-shim-berth-v2 $(BIN_DIR)/
+	@install -m 0755 target/$(MUSL_TARGET)/pause/berth-pause $(BIN_DIR)/
+	@ls -l $(BIN_DIR)
+
+.PHONY: test
+test: build ## run the unit, root and end-to-end tests (as root)
+	$(CARGO) nextest run --workspace --features $(TEST_FEATURES) --no-fail-fast
+
+.PHONY: unit
+unit: ## run only the unit tests (no root needed)
+	$(CARGO) nextest run --workspace
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --features $(TEST_FEATURES) -- -D warnings
+
+.PHONY: clean
+clean: ## remove build output (keeps fetched containerd releases)
+	$(CARGO) clean
