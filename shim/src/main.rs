@@ -1,1 +1,28 @@
-fn main() {}
+//! containerd-shim-berth-v2: a containerd shim v2 with a built-in pod
+//! sandbox manager.
+
+mod api_version;
+mod bootstrap;
+mod engine;
+mod error;
+mod events;
+mod reaper;
+mod server;
+mod service;
+mod task;
+
+fn main() {
+    // The helper must start before any thread exists: dispatch it first.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == berth_sandbox::helper::HELPER_ARG)
+    {
+        berth_sandbox::helper::main();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    std::process::exit(runtime.block_on(bootstrap::run()));
+}

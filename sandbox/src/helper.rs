@@ -1,0 +1,160 @@
+//! The helper process: where every fork, unshare and setns happens.
+//!
+//! The shim is multi-threaded, and namespaces are per thread, so it never
+//! changes its own. It runs its own binary again with [`HELPER_ARG`] as the
+//! first argument; `main()` dispatches that to [`main`] before any runtime or
+//! thread exists. The request is one JSON document on the helper's stdin, the
+//! answer one on its stdout: a result, or a structured [`HelperError`], never
+//! a bare exit code. Children the helper leaves behind reparent to the shim,
+//! which is their subreaper.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pause::PauseSpec;
+
+/// First argument that turns the shim binary into the helper.
+pub const HELPER_ARG: &str = "__berth-helper";
+
+/// What the shim asks of a helper.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Set up a pod's namespaces and exec berth-pause in them.
+    SpawnPause(PauseSpec),
+}
+
+/// A helper's answer.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// berth-pause runs, with this pid in the shim's PID namespace.
+    Pause {
+        pid: i32,
+    },
+    Error(HelperError),
+}
+
+/// An error reported by a helper, with the class it maps to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HelperError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<&Error> for HelperError {
+    fn from(e: &Error) -> Self {
+        HelperError {
+            kind: e.kind(),
+            message: error_chain(e),
+        }
+    }
+}
+
+/// Formats an error with all its sources, for a message that crosses a pipe.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// How the caller runs helpers: which binary, and who reaps them.
+#[derive(Debug, Clone)]
+pub struct Helper {
+    exe: PathBuf,
+    reap: bool,
+}
+
+impl Helper {
+    /// Helpers run from `exe`, whose `main()` dispatches [`HELPER_ARG`].
+    ///
+    /// With `reap`, [`Helper::call`] waits for the helper itself; without it,
+    /// the caller's own reaper owns that exit (the shim's case: it reaps every
+    /// child with `waitpid(-1)` and must not have exits taken from it).
+    pub fn new(exe: impl Into<PathBuf>, reap: bool) -> Self {
+        Helper {
+            exe: exe.into(),
+            reap,
+        }
+    }
+
+    /// Runs one helper for `request` and returns its answer.
+    pub fn call(&self, request: &Request) -> Result<Response> {
+        let mut child = Command::new(&self.exe)
+            .arg(HELPER_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(Error::io("spawn helper", &self.exe))?;
+        let input = serde_json::to_vec(request).expect("requests always serialize");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let written = stdin.write_all(&input);
+        drop(stdin);
+        let mut output = Vec::new();
+        let read = child
+            .stdout
+            .take()
+            .expect("stdout is piped")
+            .read_to_end(&mut output);
+        if self.reap {
+            let _ = child.wait();
+        }
+        written.map_err(Error::io("write helper request", &self.exe))?;
+        read.map_err(Error::io("read helper response", &self.exe))?;
+        match serde_json::from_slice(&output) {
+            Ok(Response::Error(e)) => Err(e.into()),
+            Ok(response) => Ok(response),
+            Err(_) => Err(HelperError {
+                kind: ErrorKind::Internal,
+                message: format!(
+                    "helper {} exited without an answer ({} bytes of output)",
+                    self.exe.display(),
+                    output.len()
+                ),
+            }
+            .into()),
+        }
+    }
+}
+
+/// The helper's entry point: reads one request, serves it, answers, exits.
+///
+/// Must run before any other thread exists in the process.
+pub fn main() -> ! {
+    let mut input = Vec::new();
+    let response = match std::io::stdin().read_to_end(&mut input) {
+        Err(e) => Response::Error(HelperError {
+            kind: ErrorKind::Internal,
+            message: format!("read request: {e}"),
+        }),
+        Ok(_) => match serde_json::from_slice::<Request>(&input) {
+            Err(e) => Response::Error(HelperError {
+                kind: ErrorKind::InvalidArgument,
+                message: format!("malformed helper request: {e}"),
+            }),
+            Ok(request) => serve(request),
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, &response);
+    let _ = out.flush();
+    std::process::exit(0)
+}
+
+fn serve(request: Request) -> Response {
+    let result = match request {
+        Request::SpawnPause(spec) => crate::pause::spawn(&spec).map(|pid| Response::Pause { pid }),
+    };
+    result.unwrap_or_else(|e| Response::Error(HelperError::from(&e)))
+}

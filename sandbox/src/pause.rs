@@ -1,0 +1,294 @@
+//! Starting a pod's berth-pause, inside the helper process.
+//!
+//! The helper enters or creates the pod's namespaces itself, gives itself a
+//! mount namespace whose root is an empty read-only tmpfs, then forks once:
+//! the child (PID 1 of the new PID namespace, when there is one) drops to
+//! uid/gid 65535 with no capabilities and no_new_privs, and execs berth-pause
+//! from a file descriptor opened before the root changed. Nothing of the host
+//! filesystem is reachable from pause: its root, cwd and fds hold nothing.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, fork, pivot_root, ForkResult, Gid, Uid};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::spec::{Network, SandboxConfig};
+use crate::sys;
+
+/// The uid and gid berth-pause runs as: nobody's, in Kubernetes' convention.
+pub const PAUSE_ID: u32 = 65535;
+
+/// Environment variable naming the pod in berth-pause's environment, so
+/// operators (and leak checks) can tell which pod a pause belongs to.
+pub const SANDBOX_ID_ENV: &str = "BERTH_SANDBOX_ID";
+
+/// A helper request: start berth-pause for one pod.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PauseSpec {
+    pub sandbox_id: String,
+    /// The berth-pause binary.
+    pub binary: PathBuf,
+    /// An empty directory the helper mounts pause's root tmpfs on, in its own
+    /// mount namespace (the host never sees that mount).
+    pub root_dir: PathBuf,
+    pub hostname: Option<String>,
+    pub network: Network,
+    pub new_ipc: bool,
+    pub new_uts: bool,
+    pub new_pid: bool,
+    pub cgroup: Option<String>,
+}
+
+impl PauseSpec {
+    pub fn new(
+        sandbox_id: &str,
+        binary: PathBuf,
+        root_dir: PathBuf,
+        config: &SandboxConfig,
+    ) -> Self {
+        PauseSpec {
+            sandbox_id: sandbox_id.to_owned(),
+            binary,
+            root_dir,
+            hostname: config.hostname.clone(),
+            network: config.network.clone(),
+            new_ipc: config.new_ipc,
+            new_uts: config.new_uts,
+            new_pid: config.new_pid,
+            cgroup: config.cgroup.clone(),
+        }
+    }
+}
+
+/// Steps of the child after fork, reported back when one fails.
+#[derive(Clone, Copy, Debug)]
+#[repr(u32)]
+enum ChildStep {
+    Stdio = 1,
+    Groups,
+    Bounding,
+    Gid,
+    Uid,
+    Ambient,
+    NoNewPrivs,
+    Exec,
+}
+
+impl ChildStep {
+    fn from_u32(v: u32) -> Option<Self> {
+        use ChildStep::*;
+        [Stdio, Groups, Bounding, Gid, Uid, Ambient, NoNewPrivs, Exec]
+            .into_iter()
+            .find(|s| *s as u32 == v)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ChildStep::Stdio => "redirect stdio",
+            ChildStep::Groups => "setgroups",
+            ChildStep::Bounding => "drop bounding capabilities",
+            ChildStep::Gid => "setresgid",
+            ChildStep::Uid => "setresuid",
+            ChildStep::Ambient => "clear ambient capabilities",
+            ChildStep::NoNewPrivs => "set no_new_privs",
+            ChildStep::Exec => "exec berth-pause",
+        }
+    }
+}
+
+/// Runs in the helper: sets up the namespaces, forks pause, returns its pid.
+pub fn spawn(spec: &PauseSpec) -> Result<i32> {
+    // Everything that needs the host's filesystem is opened first.
+    let binary = open_path(&spec.binary, OFlag::O_RDONLY)?;
+    let devnull = open_path(Path::new("/dev/null"), OFlag::O_RDWR)?;
+    let netns = match &spec.network {
+        Network::Join(path) => Some(open_path(path, OFlag::O_RDONLY).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::invalid(
+                    "linux.namespaces[network].path",
+                    format!("{} does not exist", path.display()),
+                )
+            }
+            other => other,
+        })?),
+        _ => None,
+    };
+    if let Some(path) = &spec.cgroup {
+        // The helper joins first; its child inherits the cgroup.
+        crate::cgroup::join(path, std::process::id())?;
+    }
+
+    if let Some(fd) = &netns {
+        setns(fd, CloneFlags::CLONE_NEWNET).map_err(sys_err("setns network"))?;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    flags.set(CloneFlags::CLONE_NEWNET, spec.network == Network::New);
+    flags.set(CloneFlags::CLONE_NEWIPC, spec.new_ipc);
+    flags.set(CloneFlags::CLONE_NEWUTS, spec.new_uts);
+    flags.set(CloneFlags::CLONE_NEWPID, spec.new_pid);
+    unshare(flags).map_err(sys_err(format!("unshare {flags:?}")))?;
+    if let Some(hostname) = &spec.hostname {
+        nix::unistd::sethostname(hostname).map_err(sys_err("sethostname"))?;
+    }
+    if spec.network != Network::Host {
+        crate::netlink::loopback_up()?;
+    }
+    enter_empty_root(&spec.root_dir)?;
+
+    let argv_owned = [CString::new("berth-pause").expect("no NUL")];
+    let env_owned = [
+        CString::new(format!("{SANDBOX_ID_ENV}={}", spec.sandbox_id))
+            .map_err(|_| Error::invalid("id", "contains a NUL byte"))?,
+    ];
+    let argv: Vec<*const libc::c_char> = argv_owned
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = env_owned
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe2"))?;
+
+    // SAFETY: the helper is single-threaded (it is dispatched from main()
+    // before any thread exists, and the netlink runtime was current-thread
+    // and is gone), so the child may run ordinary code; it allocates nothing
+    // and leaves only through exec or _exit.
+    match unsafe { fork() }.map_err(sys_err("fork"))? {
+        ForkResult::Child => {
+            drop(report_r);
+            let (step, err) = become_pause(&devnull, &binary, &argv, &envp);
+            let mut report = [0u8; 8];
+            report[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+            report[4..].copy_from_slice(&err.raw_os_error().unwrap_or(0).to_ne_bytes());
+            let _ = nix::unistd::write(&report_w, &report);
+            sys::exit_now(127)
+        }
+        ForkResult::Parent { child } => {
+            drop(report_w);
+            let mut report = [0u8; 8];
+            let n = read_full(&report_r, &mut report);
+            if n == 0 {
+                // The pipe closed on exec: pause runs.
+                return Ok(child.as_raw());
+            }
+            let _ = nix::sys::wait::waitpid(child, None);
+            let step = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
+            let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
+            let what = ChildStep::from_u32(step).map_or("set up pause", ChildStep::describe);
+            Err(Error::Sys {
+                op: format!("start berth-pause: {what}"),
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        }
+    }
+}
+
+/// The child's part: from the helper's credentials to berth-pause's.
+/// Returns only on failure, with the step that failed.
+fn become_pause(
+    devnull: &OwnedFd,
+    binary: &OwnedFd,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> (ChildStep, std::io::Error) {
+    fn step<T>(s: ChildStep, r: nix::Result<T>) -> Result<T, (ChildStep, std::io::Error)> {
+        r.map_err(|e| (s, std::io::Error::from(e)))
+    }
+    let run = || -> Result<(), (ChildStep, std::io::Error)> {
+        for fd in 0..=2 {
+            // SAFETY: dup2 onto the standard descriptors of this child,
+            // which no other code uses.
+            let ret = unsafe { libc::dup2(devnull.as_raw_fd(), fd) };
+            sys::cvt(ret as libc::c_long).map_err(|e| (ChildStep::Stdio, e))?;
+        }
+        let id = Gid::from_raw(PAUSE_ID);
+        step(ChildStep::Groups, nix::unistd::setgroups(&[]))?;
+        sys::drop_bounding_set().map_err(|e| (ChildStep::Bounding, e))?;
+        step(ChildStep::Gid, nix::unistd::setresgid(id, id, id))?;
+        let uid = Uid::from_raw(PAUSE_ID);
+        // Leaving uid 0 without keep-caps clears the effective and permitted sets.
+        step(ChildStep::Uid, nix::unistd::setresuid(uid, uid, uid))?;
+        sys::clear_ambient().map_err(|e| (ChildStep::Ambient, e))?;
+        step(ChildStep::NoNewPrivs, nix::sys::prctl::set_no_new_privs())?;
+        Err((ChildStep::Exec, sys::execveat(binary.as_fd(), argv, envp)))
+    };
+    match run() {
+        Err(failure) => failure,
+        Ok(()) => unreachable!("exec returns only on failure"),
+    }
+}
+
+/// Gives the calling process a private mount namespace whose root is an
+/// empty, read-only tmpfs mounted on `dir`. CLONE_NEWNS must already be done.
+fn enter_empty_root(dir: &Path) -> Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(sys_err("make mounts private"))?;
+    let hardening = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        hardening,
+        Some("mode=0555,size=16k,nr_inodes=16"),
+    )
+    .map_err(sys_err(format!("mount tmpfs on {}", dir.display())))?;
+    chdir(dir).map_err(sys_err("chdir to the new root"))?;
+    // Stacking the old root under the new one and detaching it leaves the
+    // tmpfs alone at "/", with no directory needed for the old root.
+    pivot_root(".", ".").map_err(sys_err("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys_err("detach the old root"))?;
+    chdir("/").map_err(sys_err("chdir /"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | hardening,
+        None::<&str>,
+    )
+    .map_err(sys_err("remount the root read-only"))
+}
+
+fn open_path(path: &Path, flags: OFlag) -> Result<OwnedFd> {
+    open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| Error::Io {
+        op: "open",
+        path: path.to_owned(),
+        source: e.into(),
+    })
+}
+
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Error {
+    let op = op.into();
+    move |e| Error::Sys {
+        op,
+        source: e.into(),
+    }
+}

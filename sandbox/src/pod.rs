@@ -1,0 +1,71 @@
+//! A pod's lifecycle: start its berth-pause, and remove what it leaves.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::helper::{Helper, Request, Response};
+use crate::pause::PauseSpec;
+use crate::process;
+use crate::spec::SandboxConfig;
+use crate::state::{PodDir, ProcessRecord};
+
+/// Starts the pod's berth-pause through a helper and names the process.
+///
+/// The pause process is left a child of the caller's subreaper once the
+/// helper exits; the caller reaps it.
+pub fn start_pause(
+    helper: &Helper,
+    dir: &PodDir,
+    sandbox_id: &str,
+    config: &SandboxConfig,
+    pause_binary: PathBuf,
+) -> Result<ProcessRecord> {
+    dir.create()?;
+    let spec = PauseSpec::new(sandbox_id, pause_binary, dir.pause_root(), config);
+    match helper.call(&Request::SpawnPause(spec))? {
+        Response::Pause { pid } => {
+            let start_time = process::start_time(pid).map_err(Error::sys(format!(
+                "read the start time of berth-pause {pid}"
+            )))?;
+            Ok(ProcessRecord { pid, start_time })
+        }
+        other => Err(Error::Sys {
+            op: format!("unexpected helper answer {other:?}"),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+        }),
+    }
+}
+
+/// Sends `signal` to `process` if it still is that process. Returns whether
+/// it was alive.
+pub fn signal(process: ProcessRecord, signal: Signal) -> Result<bool> {
+    if !process::is_same(process.pid, process.start_time) {
+        return Ok(false);
+    }
+    match kill(Pid::from_raw(process.pid), signal) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(Error::Sys {
+            op: format!("kill {} with {signal}", process.pid),
+            source: e.into(),
+        }),
+    }
+}
+
+/// Removes a pod's cgroup, waiting a little for exiting tasks to leave it.
+pub fn remove_cgroup(path: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match crate::cgroup::remove(path) {
+            Err(e) if Instant::now() < deadline => {
+                log::debug!("cgroup {path} not removable yet: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}

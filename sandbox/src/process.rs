@@ -1,0 +1,46 @@
+//! Facts about processes read from /proc.
+
+use std::io;
+
+/// The start time of `pid` in clock ticks since boot (field 22 of
+/// /proc/<pid>/stat). With the pid, it names one process: a pid can be
+/// reused, a (pid, start time) pair cannot.
+pub fn start_time(pid: i32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields resume after
+    // the last ')'. Field 3 (state) is the first one after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace()
+        .nth(22 - 3)
+        .and_then(|f| f.parse().ok())
+}
+
+/// Whether `pid` still is the process that started at `start_time`.
+pub fn is_same(pid: i32, start_time: u64) -> bool {
+    self::start_time(pid).is_ok_and(|t| t == start_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_start_time_after_odd_command_names() {
+        let stat = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn reads_its_own_start_time() {
+        let me = std::process::id() as i32;
+        let t = start_time(me).unwrap();
+        assert!(is_same(me, t));
+        assert!(!is_same(me, t + 1));
+    }
+}

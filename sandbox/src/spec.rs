@@ -1,0 +1,316 @@
+//! Reading the OCI spec of a bundle and deciding what it asks of berth.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// CRI's annotation naming the kind of container (`sandbox` or `container`).
+pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// CRI's annotation naming the pod a container belongs to.
+pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// berth's own grouping label, for clients other than CRI.
+pub const GROUP: &str = "io.containerd.berth.v2.group";
+
+/// Reads and parses `config.json` in `bundle`.
+///
+/// A spec that does not parse is an invalid argument whose field is the JSON
+/// path where parsing stopped, e.g. `linux.namespaces[0].type`.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(Error::io("read", &path))?;
+    parse(&data)
+}
+
+/// Parses an OCI spec, naming the offending field on failure.
+pub fn parse(data: &[u8]) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => "spec".to_string(),
+            p => format!("spec.{p}"),
+        };
+        Error::invalid(field, e.into_inner().to_string())
+    })
+}
+
+/// The pod a container belongs to, from its annotations: CRI's sandbox id,
+/// else berth's group label. `None` for a container that is a pod of its own.
+pub fn group_of(spec: &Spec) -> Option<&str> {
+    let annotations = spec.annotations().as_ref()?;
+    annotations
+        .get(SANDBOX_ID)
+        .or_else(|| annotations.get(GROUP))
+        .map(String::as_str)
+        .filter(|g| !g.is_empty())
+}
+
+/// The grouping id a shim is started for: the pod's id when the bundle's spec
+/// names one, else the container's own id. A bundle without a readable
+/// config.json (containerd's Sandbox API may create one) groups by id.
+pub fn grouping(bundle: &Path, id: &str) -> String {
+    load(bundle)
+        .ok()
+        .and_then(|spec| group_of(&spec).map(str::to_owned))
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// What kind of task a spec describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A pod sandbox: berth runs berth-pause instead of the spec's process.
+    Sandbox,
+    /// An app container of the pod named by its annotations.
+    Container { sandbox_id: String },
+    /// A container without a pod: it runs as a pod of one.
+    Standalone,
+}
+
+/// Classifies a spec by CRI's container-type annotation.
+pub fn kind(spec: &Spec) -> Result<Kind> {
+    let ty = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(CONTAINER_TYPE))
+        .map(String::as_str);
+    match ty {
+        Some("sandbox") => Ok(Kind::Sandbox),
+        Some("container") => match group_of(spec) {
+            Some(sandbox_id) => Ok(Kind::Container {
+                sandbox_id: sandbox_id.to_owned(),
+            }),
+            None => Err(Error::invalid(
+                format!("annotations[{SANDBOX_ID}]"),
+                "a container of type container must name its sandbox",
+            )),
+        },
+        None => Ok(Kind::Standalone),
+        Some(other) => Err(Error::invalid(
+            format!("annotations[{CONTAINER_TYPE}]"),
+            format!("unknown container type {other:?}"),
+        )),
+    }
+}
+
+/// The pod's network namespace, as the spec asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Network {
+    /// No network namespace in the spec: the host's.
+    Host,
+    /// A new namespace whose loopback berth brings up.
+    New,
+    /// The namespace pinned at this path (CRI's CNI namespace).
+    Join(PathBuf),
+}
+
+/// Everything needed to start a pod's berth-pause, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    pub hostname: Option<String>,
+    pub network: Network,
+    pub new_ipc: bool,
+    pub new_uts: bool,
+    pub new_pid: bool,
+    /// cgroupfs path, relative to each hierarchy's root.
+    pub cgroup: Option<String>,
+}
+
+impl SandboxConfig {
+    /// Reads what berth-pause needs from a sandbox spec.
+    pub fn from_spec(spec: &Spec) -> Result<Self> {
+        let linux = spec.linux().as_ref();
+        let namespaces = linux.and_then(|l| l.namespaces().as_ref());
+        let mut config = SandboxConfig {
+            hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+            network: Network::Host,
+            new_ipc: false,
+            new_uts: false,
+            new_pid: false,
+            cgroup: None,
+        };
+        for (i, ns) in namespaces.into_iter().flatten().enumerate() {
+            let path = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty());
+            let field = || format!("linux.namespaces[{i}].path");
+            match (ns.typ(), path) {
+                (LinuxNamespaceType::Network, Some(p)) => config.network = Network::Join(p.clone()),
+                (LinuxNamespaceType::Network, None) => config.network = Network::New,
+                (LinuxNamespaceType::Ipc, None) => config.new_ipc = true,
+                (LinuxNamespaceType::Uts, None) => config.new_uts = true,
+                (LinuxNamespaceType::Pid, None) => config.new_pid = true,
+                (LinuxNamespaceType::Mount, _) => {}
+                (
+                    LinuxNamespaceType::Ipc | LinuxNamespaceType::Uts | LinuxNamespaceType::Pid,
+                    Some(_),
+                ) => {
+                    return Err(Error::invalid(
+                        field(),
+                        "a pod sandbox holds this namespace and cannot join another's",
+                    ))
+                }
+                (
+                    LinuxNamespaceType::User
+                    | LinuxNamespaceType::Cgroup
+                    | LinuxNamespaceType::Time,
+                    _,
+                ) => {
+                    log::debug!("sandbox spec namespace {:?} is not held by pause", ns.typ());
+                }
+            }
+        }
+        if config.hostname.is_some() && !config.new_uts {
+            return Err(Error::invalid(
+                "hostname",
+                "setting a hostname needs a new uts namespace",
+            ));
+        }
+        if let Some(path) = linux.and_then(|l| l.cgroups_path().as_ref()) {
+            config.cgroup = Some(cgroupfs_path(&path.to_string_lossy())?);
+        }
+        Ok(config)
+    }
+}
+
+/// Validates a `linux.cgroupsPath` for the cgroupfs driver.
+fn cgroupfs_path(path: &str) -> Result<String> {
+    const FIELD: &str = "linux.cgroupsPath";
+    if path.is_empty() {
+        return Err(Error::invalid(FIELD, "empty path"));
+    }
+    if !path.starts_with('/') && path.split(':').count() == 3 {
+        return Err(Error::invalid(
+            FIELD,
+            format!("{path:?} is a systemd slice:prefix:name path; only the cgroupfs driver is supported"),
+        ));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(Error::invalid(
+            FIELD,
+            format!("{path:?} leaves the cgroup root"),
+        ));
+    }
+    Ok(format!("/{}", path.trim_start_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Spec {
+        let mut base = serde_json::json!({"ociVersion": "1.0.2", "root": {"path": "rootfs"}});
+        base.as_object_mut()
+            .unwrap()
+            .extend(json.as_object().unwrap().clone());
+        parse(base.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn malformed_spec_names_the_field() {
+        let err = parse(br#"{"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": 7}]}}"#)
+            .unwrap_err();
+        match err {
+            Error::InvalidArgument { field, .. } => {
+                assert_eq!(field, "spec.linux.namespaces[0].type")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            parse(b"{not json").unwrap_err(),
+            Error::InvalidArgument { .. }
+        ));
+    }
+
+    #[test]
+    fn classifies_by_cri_annotations() {
+        let sandbox = spec(serde_json::json!({"annotations": {
+            CONTAINER_TYPE: "sandbox", SANDBOX_ID: "pod1"}}));
+        assert_eq!(kind(&sandbox).unwrap(), Kind::Sandbox);
+        assert_eq!(group_of(&sandbox), Some("pod1"));
+        let app = spec(serde_json::json!({"annotations": {
+            CONTAINER_TYPE: "container", SANDBOX_ID: "pod1"}}));
+        assert_eq!(
+            kind(&app).unwrap(),
+            Kind::Container {
+                sandbox_id: "pod1".into()
+            }
+        );
+        let plain = spec(serde_json::json!({}));
+        assert_eq!(kind(&plain).unwrap(), Kind::Standalone);
+        assert_eq!(group_of(&plain), None);
+        let grouped = spec(serde_json::json!({"annotations": {GROUP: "g"}}));
+        assert_eq!(group_of(&grouped), Some("g"));
+        let orphan = spec(serde_json::json!({"annotations": {CONTAINER_TYPE: "container"}}));
+        assert!(matches!(kind(&orphan), Err(Error::InvalidArgument { .. })));
+    }
+
+    #[test]
+    fn grouping_tolerates_a_bundle_without_config() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(grouping(dir.path(), "c1"), "c1");
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::json!({"ociVersion": "1.0.2", "annotations": {SANDBOX_ID: "pod9"}})
+                .to_string(),
+        )
+        .unwrap();
+        assert_eq!(grouping(dir.path(), "c1"), "pod9");
+    }
+
+    #[test]
+    fn sandbox_config_follows_the_namespaces() {
+        let s = spec(serde_json::json!({
+            "hostname": "web",
+            "linux": {
+                "cgroupsPath": "/kubepods/pod1/abc",
+                "namespaces": [
+                    {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                    {"type": "network", "path": "/var/run/netns/cni-1"}
+                ]
+            }
+        }));
+        let c = SandboxConfig::from_spec(&s).unwrap();
+        assert_eq!(c.network, Network::Join("/var/run/netns/cni-1".into()));
+        assert!(c.new_ipc && c.new_uts && c.new_pid);
+        assert_eq!(c.hostname.as_deref(), Some("web"));
+        assert_eq!(c.cgroup.as_deref(), Some("/kubepods/pod1/abc"));
+
+        let host = spec(serde_json::json!({"linux": {"namespaces": [{"type": "ipc"}]}}));
+        let c = SandboxConfig::from_spec(&host).unwrap();
+        assert_eq!(c.network, Network::Host);
+        assert!(!c.new_pid && !c.new_uts);
+
+        let new_net = spec(serde_json::json!({"linux": {"namespaces": [{"type": "network"}]}}));
+        assert_eq!(
+            SandboxConfig::from_spec(&new_net).unwrap().network,
+            Network::New
+        );
+    }
+
+    #[test]
+    fn bad_sandbox_specs_are_invalid_arguments_naming_the_field() {
+        let systemd = spec(serde_json::json!({"linux": {"cgroupsPath": "kubepods.slice:cri:abc"}}));
+        match SandboxConfig::from_spec(&systemd).unwrap_err() {
+            Error::InvalidArgument { field, reason } => {
+                assert_eq!(field, "linux.cgroupsPath");
+                assert!(reason.contains("systemd"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let escape = spec(serde_json::json!({"linux": {"cgroupsPath": "/a/../../b"}}));
+        assert!(matches!(
+            SandboxConfig::from_spec(&escape),
+            Err(Error::InvalidArgument { .. })
+        ));
+        let join_pid = spec(serde_json::json!({"linux": {"namespaces": [
+            {"type": "pid", "path": "/proc/1/ns/pid"}]}}));
+        match SandboxConfig::from_spec(&join_pid).unwrap_err() {
+            Error::InvalidArgument { field, .. } => assert_eq!(field, "linux.namespaces[0].path"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let hostname_without_uts = spec(serde_json::json!({"hostname": "x"}));
+        assert!(matches!(
+            SandboxConfig::from_spec(&hostname_without_uts),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+}

@@ -1,0 +1,171 @@
+//! Shared set-up of the root tests: a subreaper test process, the helper and
+//! berth-pause binaries, and pods that clean up after themselves.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_sandbox::helper::Helper;
+use berth_sandbox::spec::SandboxConfig;
+use berth_sandbox::state::{PodDir, ProcessRecord};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the root tests need root; run them through `make test` as root"
+    );
+}
+
+/// The berth-pause binary: `$BERTH_PAUSE` (make test sets it), else the one
+/// `make build` staged.
+pub fn pause_binary() -> PathBuf {
+    let path = std::env::var_os("BERTH_PAUSE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/berth/bin/berth-pause")
+        });
+    assert!(
+        path.is_file(),
+        "berth-pause not found at {}: run `make build` or set BERTH_PAUSE",
+        path.display()
+    );
+    path
+}
+
+pub fn helper() -> Helper {
+    Helper::new(env!("CARGO_BIN_EXE_berth-sandbox-helper"), true)
+}
+
+/// A pod started for a test; killed, reaped and cleaned up on drop.
+pub struct TestPod {
+    pub id: String,
+    pub dir: PodDir,
+    pub pause: ProcessRecord,
+    pub config: SandboxConfig,
+    _root: tempfile::TempDir,
+}
+
+impl TestPod {
+    pub fn start(id: &str, config: SandboxConfig) -> Result<Self, berth_sandbox::Error> {
+        require_root();
+        // Like the shim, the test process adopts pause when the helper exits.
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), id);
+        let pause = berth_sandbox::pod::start_pause(&helper(), &dir, id, &config, pause_binary())?;
+        Ok(TestPod {
+            id: id.to_owned(),
+            dir,
+            pause,
+            config,
+            _root: root,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pause.pid
+    }
+
+    pub fn status_field(&self, field: &str) -> String {
+        status_field(self.pid(), field)
+    }
+
+    /// Stops pause (SIGTERM), reaps it and returns its exit status code.
+    pub fn stop(&self) -> i32 {
+        kill(Pid::from_raw(self.pid()), Signal::SIGTERM).unwrap();
+        match waitpid(Pid::from_raw(self.pid()), None).unwrap() {
+            nix::sys::wait::WaitStatus::Exited(_, code) => code,
+            other => panic!("pause ended with {other:?}"),
+        }
+    }
+}
+
+impl Drop for TestPod {
+    fn drop(&mut self) {
+        if berth_sandbox::pod::signal(self.pause, Signal::SIGKILL).unwrap_or(false) {
+            let _ = waitpid(Pid::from_raw(self.pid()), None);
+        }
+        if let Some(cgroup) = &self.config.cgroup {
+            let _ = berth_sandbox::pod::remove_cgroup(cgroup);
+            let parent = Path::new(cgroup)
+                .parent()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if parent != "/" {
+                let _ = berth_sandbox::pod::remove_cgroup(&parent);
+            }
+        }
+    }
+}
+
+pub fn status_field(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_owned()
+}
+
+pub fn ns_inode(pid: i32, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs a command, returning (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A cgroup path unique to this test process.
+pub fn test_cgroup(name: &str) -> String {
+    format!("/berth-test-{}/{name}", std::process::id())
+}
+
+/// A network namespace pinned at a path, removed on drop.
+pub struct PinnedNetns {
+    pub name: String,
+}
+
+impl PinnedNetns {
+    pub fn create() -> Self {
+        let name = format!("berth-test-{}", std::process::id());
+        let (ok, _, err) = run(Command::new("ip").args(["netns", "add", &name]));
+        assert!(ok, "ip netns add {name}: {err}");
+        PinnedNetns { name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+}
+
+impl Drop for PinnedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}

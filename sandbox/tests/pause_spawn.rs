@@ -1,0 +1,247 @@
+//! Starting berth-pause in a pod's namespaces, for real.
+
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use berth_sandbox::spec::{Network, SandboxConfig};
+use common::*;
+
+fn pod_config(network: Network) -> SandboxConfig {
+    SandboxConfig {
+        hostname: Some("berth-pod".into()),
+        network,
+        new_ipc: true,
+        new_uts: true,
+        new_pid: true,
+        cgroup: None,
+    }
+}
+
+#[test]
+fn pause_is_pid_1_of_its_own_namespaces() {
+    let pod = TestPod::start("ns", pod_config(Network::New)).unwrap();
+    let me = std::process::id() as i32;
+    assert_eq!(
+        pod.status_field("NSpid").split_whitespace().last(),
+        Some("1")
+    );
+    for ns in ["net", "ipc", "uts", "pid", "mnt"] {
+        assert_ne!(
+            ns_inode(pod.pid(), ns),
+            ns_inode(me, ns),
+            "{ns} namespace is the host's"
+        );
+    }
+    let (ok, hostname, err) =
+        run(Command::new("nsenter").args(["-t", &pod.pid().to_string(), "-u", "hostname"]));
+    assert!(ok, "{err}");
+    assert_eq!(hostname.trim(), "berth-pod");
+    let environ = std::fs::read(format!("/proc/{}/environ", pod.pid())).unwrap();
+    assert_eq!(environ, b"BERTH_SANDBOX_ID=ns\0");
+    assert_eq!(pod.stop(), 0, "pause exits 0 on SIGTERM");
+}
+
+#[test]
+fn a_new_network_namespace_has_loopback_up() {
+    let pod = TestPod::start("lo", pod_config(Network::New)).unwrap();
+    let (ok, out, err) = run(Command::new("nsenter").args([
+        "-t",
+        &pod.pid().to_string(),
+        "-n",
+        "ip",
+        "-o",
+        "link",
+        "show",
+        "lo",
+    ]));
+    assert!(ok, "{err}");
+    assert!(out.contains("LOOPBACK,UP"), "lo is not up: {out}");
+}
+
+#[test]
+fn pause_joins_a_pinned_network_namespace() {
+    let netns = PinnedNetns::create();
+    let pod = TestPod::start("join", pod_config(Network::Join(netns.path()))).unwrap();
+    let pinned = std::fs::metadata(netns.path()).unwrap();
+    let pause_net = std::fs::metadata(format!("/proc/{}/ns/net", pod.pid())).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        pinned.ino(),
+        pause_net.ino(),
+        "pause is not in the pinned namespace"
+    );
+    let (ok, out, err) = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &netns.name,
+        "ip",
+        "-o",
+        "link",
+        "show",
+        "lo",
+    ]));
+    assert!(ok, "{err}");
+    assert!(out.contains("LOOPBACK,UP"), "{out}");
+}
+
+#[test]
+fn without_a_network_namespace_pause_shares_the_hosts() {
+    let mut config = pod_config(Network::Host);
+    config.new_pid = false;
+    let pod = TestPod::start("host", config).unwrap();
+    let me = std::process::id() as i32;
+    assert_eq!(ns_inode(pod.pid(), "net"), ns_inode(me, "net"));
+    assert_eq!(ns_inode(pod.pid(), "pid"), ns_inode(me, "pid"));
+    assert_ne!(ns_inode(pod.pid(), "ipc"), ns_inode(me, "ipc"));
+}
+
+#[test]
+fn a_missing_netns_path_is_an_invalid_argument() {
+    let err = TestPod::start(
+        "nonet",
+        pod_config(Network::Join("/run/netns/berth-none".into())),
+    )
+    .err()
+    .expect("joining a missing namespace must fail");
+    assert_eq!(
+        err.kind(),
+        berth_sandbox::ErrorKind::InvalidArgument,
+        "{err}"
+    );
+    assert!(err.to_string().contains("/run/netns/berth-none"), "{err}");
+}
+
+#[test]
+fn pause_runs_unprivileged() {
+    let pod = TestPod::start("creds", pod_config(Network::New)).unwrap();
+    for field in ["Uid", "Gid"] {
+        let ids: Vec<_> = pod
+            .status_field(field)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(ids, ["65535"; 4], "{field}");
+    }
+    assert_eq!(pod.status_field("Groups"), "");
+    for caps in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(pod.status_field(caps), "0000000000000000", "{caps}");
+    }
+    assert_eq!(pod.status_field("NoNewPrivs"), "1");
+    // Non-dumpable: its /proc files belong to root, not to uid 65535.
+    use std::os::unix::fs::MetadataExt;
+    let status = std::fs::metadata(format!("/proc/{}/status", pod.pid())).unwrap();
+    assert_eq!(status.uid(), 0, "pause is dumpable");
+}
+
+#[test]
+fn pause_holds_nothing_of_the_host_filesystem() {
+    let pod = TestPod::start("fs", pod_config(Network::New)).unwrap();
+    let pid = pod.pid();
+    // Even root sees an empty root and cwd, and no fd but /dev/null.
+    let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root"))
+        .unwrap()
+        .collect();
+    assert!(root.is_empty(), "pause's root is not empty: {root:?}");
+    let cwd: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/cwd"))
+        .unwrap()
+        .collect();
+    assert!(cwd.is_empty(), "pause's cwd is not empty: {cwd:?}");
+    let mut fds: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read_link(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    fds.sort();
+    let expected: Vec<_> = ["0", "1", "2"]
+        .iter()
+        .map(|f| (f.to_string(), "/dev/null".into()))
+        .collect();
+    assert_eq!(fds, expected);
+    // Its root cannot be written to, even by root.
+    let write = std::fs::write(format!("/proc/{pid}/root/x"), b"x");
+    assert!(write.is_err(), "pause's root is writable");
+}
+
+#[test]
+fn a_pod_process_cannot_reach_the_host_through_pause() {
+    let pod = TestPod::start("escape", pod_config(Network::New)).unwrap();
+    let pid = pod.pid().to_string();
+    // A container process of the pod: in its namespaces, with pause's own
+    // uid and no capabilities, trying pause's /proc links.
+    for link in ["root", "cwd", "fd"] {
+        let (ok, out, err) = run(Command::new("nsenter").args([
+            "-t",
+            &pid,
+            "-n",
+            "-i",
+            "-u",
+            "--",
+            "setpriv",
+            "--reuid=65535",
+            "--regid=65535",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "ls",
+            "-A",
+            &format!("/proc/{pid}/{link}/"),
+        ]));
+        assert!(!ok, "{link} was reachable: {out}");
+        assert!(err.contains("Permission denied"), "{link}: {err}");
+    }
+}
+
+#[test]
+fn pause_joins_its_cgroup_and_the_cgroup_is_removable_after() {
+    let mut config = pod_config(Network::New);
+    let path = test_cgroup("pod");
+    config.cgroup = Some(path.clone());
+    let pod = TestPod::start("cg", config).unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pod.pid())).unwrap();
+    for controller in ["memory", "cpu", "pids", "freezer"] {
+        let line = cgroups
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == controller))
+            })
+            .unwrap_or_else(|| panic!("no {controller} line in {cgroups}"));
+        assert!(line.ends_with(&path), "{controller}: {line}");
+    }
+    assert_eq!(pod.stop(), 0);
+    berth_sandbox::pod::remove_cgroup(&path).unwrap();
+    assert!(!berth_sandbox::cgroup::exists(&path));
+    wait_until("the cgroup to go", Duration::from_secs(1), || {
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory{path}")).exists()
+    });
+}
+
+#[test]
+fn the_helper_reports_a_missing_pause_binary_as_an_error() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let dir = berth_sandbox::state::PodDir::new(root.path(), "nobin");
+    let err = berth_sandbox::pod::start_pause(
+        &helper(),
+        &dir,
+        "nobin",
+        &pod_config(Network::New),
+        "/nonexistent/berth-pause".into(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/berth-pause"),
+        "{err}"
+    );
+}

@@ -1,0 +1,168 @@
+//! The shim's one SIGCHLD reaper.
+//!
+//! The shim is a child subreaper: pause and, later, containers' init
+//! processes reparent to it when the helper that started them exits. This
+//! module alone calls `waitpid`. Everyone interested in exits subscribes
+//! *before* starting a process and filters its subscription for the pid, so
+//! an exit that happens before the pid is known is still delivered, and no
+//! exit is ever stolen by another waiter.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// One exited process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub pid: i32,
+    /// The exit code, or 128 + the signal that killed it (the shell's and
+    /// containerd's convention).
+    pub status: u32,
+    pub at: SystemTime,
+}
+
+#[derive(Default)]
+pub struct Reaper {
+    subscribers: Mutex<Vec<(u64, UnboundedSender<Exit>)>>,
+    next_id: Mutex<u64>,
+}
+
+/// Exits seen since the subscription was made, until it is dropped.
+pub struct Subscription {
+    id: u64,
+    rx: UnboundedReceiver<Exit>,
+    reaper: Arc<Reaper>,
+}
+
+impl Subscription {
+    /// Waits for the exit of `pid`, skipping every other exit.
+    pub async fn wait_for(mut self, pid: i32) -> Option<Exit> {
+        while let Some(exit) = self.rx.recv().await {
+            if exit.pid == pid {
+                return Some(exit);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subs = self.reaper.subscribers.lock().expect("reaper lock");
+        subs.retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl Reaper {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Reaper::default())
+    }
+
+    /// Starts reaping on SIGCHLD, for the life of the runtime.
+    pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigchld = signal(SignalKind::child())?;
+        let reaper = Arc::clone(self);
+        tokio::spawn(async move {
+            // Children that exited before the handler existed are reaped too.
+            reaper.reap_all();
+            while sigchld.recv().await.is_some() {
+                reaper.reap_all();
+            }
+        });
+        Ok(())
+    }
+
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        let (tx, rx) = unbounded_channel();
+        let id = {
+            let mut next = self.next_id.lock().expect("reaper lock");
+            *next += 1;
+            *next
+        };
+        self.subscribers.lock().expect("reaper lock").push((id, tx));
+        Subscription {
+            id,
+            rx,
+            reaper: Arc::clone(self),
+        }
+    }
+
+    /// Hands an exit to every subscriber.
+    pub fn notify(&self, exit: Exit) {
+        let subs = self.subscribers.lock().expect("reaper lock");
+        for (_, tx) in subs.iter() {
+            let _ = tx.send(exit);
+        }
+    }
+
+    /// Collects every exited child: SIGCHLDs coalesce, so one signal may
+    /// stand for many exits.
+    fn reap_all(&self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => self.notify(Exit {
+                    pid: pid.as_raw(),
+                    status: code as u32,
+                    at: SystemTime::now(),
+                }),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => self.notify(Exit {
+                    pid: pid.as_raw(),
+                    status: 128 + signal as u32,
+                    at: SystemTime::now(),
+                }),
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::warn!("waitpid: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_subscription_sees_exits_made_before_it_asked_for_the_pid() {
+        let reaper = Reaper::new();
+        let sub = reaper.subscribe();
+        reaper.notify(Exit {
+            pid: 5,
+            status: 1,
+            at: SystemTime::UNIX_EPOCH,
+        });
+        reaper.notify(Exit {
+            pid: 7,
+            status: 137,
+            at: SystemTime::UNIX_EPOCH,
+        });
+        let exit = sub.wait_for(7).await.unwrap();
+        assert_eq!(exit.status, 137);
+        assert!(
+            reaper.subscribers.lock().unwrap().is_empty(),
+            "dropped subscriptions leave"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_gets_every_exit() {
+        let reaper = Reaper::new();
+        let a = reaper.subscribe();
+        let b = reaper.subscribe();
+        reaper.notify(Exit {
+            pid: 3,
+            status: 0,
+            at: SystemTime::UNIX_EPOCH,
+        });
+        assert_eq!(a.wait_for(3).await.unwrap().pid, 3);
+        assert_eq!(b.wait_for(3).await.unwrap().pid, 3);
+    }
+}

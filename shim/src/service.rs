@@ -1,0 +1,378 @@
+//! The Task service: containerd's task API over the pod's tasks.
+//!
+//! One implementation, registered under both `containerd.task.v2.Task`
+//! (containerd 1.7) and `containerd.task.v3.Task` (containerd 2.x): the two
+//! APIs' messages are wire-identical.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_proto::api::{
+    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+    DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+};
+use berth_proto::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use berth_proto::protobuf::well_known_types::empty::Empty;
+use berth_proto::shim_async::Task as TaskApi;
+use berth_proto::ttrpc::r#async::TtrpcContext;
+use berth_proto::ttrpc::{self};
+use berth_proto::types::task::ProcessInfo;
+use tokio::sync::Notify;
+
+use crate::engine::{CreateRequest, Engine};
+use crate::error::{Error, Result};
+use crate::events::{timestamp, Event, Publisher};
+use crate::reaper::Reaper;
+use crate::task::{describe, State, Stdio, Task};
+
+pub struct Service<E, P> {
+    inner: Arc<Inner<E, P>>,
+}
+
+struct Inner<E, P> {
+    engine: E,
+    publisher: P,
+    reaper: Arc<Reaper>,
+    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    /// Signalled when containerd shuts the shim down with no task left.
+    shutdown: Arc<Notify>,
+}
+
+impl<E: Engine, P: Publisher> Service<E, P> {
+    pub fn new(engine: E, publisher: P, reaper: Arc<Reaper>, shutdown: Arc<Notify>) -> Self {
+        Service {
+            inner: Arc::new(Inner {
+                engine,
+                publisher,
+                reaper,
+                tasks: Mutex::new(HashMap::new()),
+                shutdown,
+            }),
+        }
+    }
+}
+
+impl<E: Engine, P: Publisher> Inner<E, P> {
+    fn task(&self, id: &str) -> Result<Arc<Task>> {
+        self.tasks
+            .lock()
+            .expect("tasks lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("task {id}")))
+    }
+
+    /// Exec processes arrive with the app containers; until then any exec id
+    /// names nothing.
+    fn no_exec(id: &str, exec_id: &str) -> Result<()> {
+        if exec_id.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("exec {exec_id} of task {id}")))
+        }
+    }
+
+    async fn create(self: &Arc<Self>, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+        if req.id.is_empty() {
+            return Err(Error::InvalidArgument("id: must not be empty".into()));
+        }
+        if req.bundle.is_empty() {
+            return Err(Error::InvalidArgument("bundle: must not be empty".into()));
+        }
+        if self.tasks.lock().expect("tasks lock").contains_key(&req.id) {
+            return Err(Error::AlreadyExists(format!("task {}", req.id)));
+        }
+        // Subscribed before the process exists: its exit cannot be missed.
+        let exits = self.reaper.subscribe();
+        let process = self
+            .engine
+            .create(CreateRequest {
+                id: req.id.clone(),
+                bundle: PathBuf::from(&req.bundle),
+            })
+            .await?;
+        let stdio = Stdio {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, process));
+        let raced = {
+            let mut tasks = self.tasks.lock().expect("tasks lock");
+            let raced = tasks.contains_key(&req.id);
+            if !raced {
+                tasks.insert(req.id.clone(), Arc::clone(&task));
+            }
+            raced
+        };
+        if raced {
+            // A concurrent Create of the same id won; undo ours.
+            let _ = self.engine.kill(process, libc::SIGKILL as u32).await;
+            return Err(Error::AlreadyExists(format!("task {}", req.id)));
+        }
+        let this = Arc::clone(self);
+        let watched = Arc::clone(&task);
+        tokio::spawn(async move {
+            if let Some(exit) = exits.wait_for(process.pid).await {
+                this.exited(&watched, exit.status, exit.at).await;
+            }
+        });
+        self.publisher
+            .publish(Event::Create(TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: Some(berth_proto::events::task::TaskIO {
+                    stdin: req.stdin,
+                    stdout: req.stdout,
+                    stderr: req.stderr,
+                    terminal: req.terminal,
+                    ..Default::default()
+                })
+                .into(),
+                checkpoint: req.checkpoint,
+                pid: process.pid as u32,
+                ..Default::default()
+            }))
+            .await;
+        Ok(CreateTaskResponse {
+            pid: process.pid as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn exited(&self, task: &Task, status: u32, at: std::time::SystemTime) {
+        if !task.exited(status, at) {
+            return;
+        }
+        log::info!(
+            "task {}: pid {} exited with status {status}",
+            task.id,
+            task.process.pid
+        );
+        self.publisher
+            .publish(Event::Exit(TaskExit {
+                container_id: task.id.clone(),
+                id: task.id.clone(),
+                pid: task.process.pid as u32,
+                exit_status: status,
+                exited_at: Some(timestamp(at)).into(),
+                ..Default::default()
+            }))
+            .await;
+    }
+
+    async fn start(&self, req: StartRequest) -> Result<StartResponse> {
+        Self::no_exec(&req.id, &req.exec_id)?;
+        let task = self.task(&req.id)?;
+        task.start()?;
+        let pid = task.process.pid as u32;
+        self.publisher
+            .publish(Event::Start(TaskStart {
+                container_id: req.id,
+                pid,
+                ..Default::default()
+            }))
+            .await;
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn state(&self, req: StateRequest) -> Result<StateResponse> {
+        Self::no_exec(&req.id, &req.exec_id)?;
+        let task = self.task(&req.id)?;
+        let state = task.state();
+        let (exit_status, exited_at) = match state {
+            State::Stopped { status, at } => (status, Some(timestamp(at))),
+            _ => (0, None),
+        };
+        Ok(StateResponse {
+            id: task.id.clone(),
+            bundle: task.bundle.clone(),
+            pid: task.process.pid as u32,
+            status: state.status().into(),
+            stdin: task.stdio.stdin.clone(),
+            stdout: task.stdio.stdout.clone(),
+            stderr: task.stdio.stderr.clone(),
+            terminal: task.stdio.terminal,
+            exit_status,
+            exited_at: exited_at.into(),
+            ..Default::default()
+        })
+    }
+
+    fn pids(&self, req: PidsRequest) -> Result<PidsResponse> {
+        let task = self.task(&req.id)?;
+        // The init is reported until Delete, also after it exited: containerd
+        // takes a task without pids for a leaked shim when it restarts, and
+        // would lose the exit status.
+        Ok(PidsResponse {
+            processes: vec![ProcessInfo {
+                pid: task.process.pid as u32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, req: KillRequest) -> Result<()> {
+        Self::no_exec(&req.id, &req.exec_id)?;
+        let task = self.task(&req.id)?;
+        if matches!(task.state(), State::Stopped { .. }) {
+            return Err(Error::NotFound(format!(
+                "process of task {}: already finished",
+                req.id
+            )));
+        }
+        // Killing pause ends the pod: with its own PID namespace the kernel
+        // kills every process in it, so `all` needs nothing more.
+        if !self.engine.kill(task.process, req.signal).await? {
+            return Err(Error::NotFound(format!(
+                "process of task {}: already finished",
+                req.id
+            )));
+        }
+        log::info!(
+            "task {}: sent signal {} to pid {}",
+            req.id,
+            req.signal,
+            task.process.pid
+        );
+        Ok(())
+    }
+
+    async fn wait(&self, req: WaitRequest) -> Result<WaitResponse> {
+        Self::no_exec(&req.id, &req.exec_id)?;
+        let task = self.task(&req.id)?;
+        let (status, at) = task.wait().await;
+        Ok(WaitResponse {
+            exit_status: status,
+            exited_at: Some(timestamp(at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
+        Self::no_exec(&req.id, &req.exec_id)?;
+        let task = self.task(&req.id)?;
+        let (status, at) = match task.state() {
+            State::Stopped { status, at } => (status, at),
+            State::Created => {
+                // Never started: containerd cleans up a failed create this way.
+                self.engine.kill(task.process, libc::SIGKILL as u32).await?;
+                task.wait().await
+            }
+            state @ State::Running => {
+                return Err(Error::FailedPrecondition(format!(
+                    "task {} is {}: kill it before delete",
+                    req.id,
+                    describe(state)
+                )))
+            }
+        };
+        self.engine.remove(&req.id).await?;
+        self.tasks.lock().expect("tasks lock").remove(&req.id);
+        let pid = task.process.pid as u32;
+        self.publisher
+            .publish(Event::Delete(TaskDelete {
+                container_id: req.id.clone(),
+                pid,
+                exit_status: status,
+                exited_at: Some(timestamp(at)).into(),
+                ..Default::default()
+            }))
+            .await;
+        Ok(DeleteResponse {
+            pid,
+            exit_status: status,
+            exited_at: Some(timestamp(at)).into(),
+            ..Default::default()
+        })
+    }
+
+    fn connect(&self, req: ConnectRequest) -> Result<ConnectResponse> {
+        let task_pid = self
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .get(&req.id)
+            .map_or(0, |t| t.process.pid as u32);
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _req: ShutdownRequest) -> Result<()> {
+        let remaining = self.tasks.lock().expect("tasks lock").len();
+        if remaining == 0 {
+            log::info!("shutdown: no task left, exiting");
+            self.shutdown.notify_one();
+        } else {
+            log::debug!("shutdown ignored: {remaining} task(s) remain");
+        }
+        Ok(())
+    }
+}
+
+type TtrpcResult<T> = ttrpc::Result<T>;
+
+#[async_trait]
+impl<E: Engine, P: Publisher> TaskApi for Service<E, P> {
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
+        let id = req.id.clone();
+        log::debug!("create {id}");
+        self.inner.create(req).await.map_err(|e| {
+            log::error!("create {id}: {}", berth_sandbox::helper::error_chain(&e));
+            e.into()
+        })
+    }
+
+    async fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        Ok(self.inner.start(req).await?)
+    }
+
+    async fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        Ok(self.inner.state(req)?)
+    }
+
+    async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        Ok(self.inner.pids(req)?)
+    }
+
+    async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        self.inner.kill(req).await?;
+        Ok(Empty::new())
+    }
+
+    async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        Ok(self.inner.wait(req).await?)
+    }
+
+    async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        Ok(self.inner.delete(req).await?)
+    }
+
+    async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        Ok(self.inner.connect(req)?)
+    }
+
+    async fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
+        self.inner.shutdown(req)?;
+        Ok(Empty::new())
+    }
+}
+
+#[cfg(test)]
+mod tests;

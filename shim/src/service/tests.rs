@@ -1,0 +1,453 @@
+//! The Task service against a stub engine and a channel publisher: no root.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex as StdMutex;
+use std::time::SystemTime;
+
+use berth_proto::api::Status;
+use berth_proto::ttrpc::Code;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::*;
+use crate::events::testing::Channel;
+use crate::reaper::Exit;
+
+/// Processes that exist only in memory: kill makes them exit through the
+/// reaper, as the real ones do.
+struct Stub {
+    reaper: Arc<Reaper>,
+    next_pid: AtomicI32,
+    /// Makes the next create's process exit at once, before create returns.
+    die_on_create: StdMutex<Option<u32>>,
+    fail_create: StdMutex<Option<berth_sandbox::Error>>,
+    removed: StdMutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Engine for Arc<Stub> {
+    async fn create(&self, _req: CreateRequest) -> Result<ProcessRecord> {
+        if let Some(e) = self.fail_create.lock().unwrap().take() {
+            return Err(e.into());
+        }
+        let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
+        if let Some(status) = self.die_on_create.lock().unwrap().take() {
+            self.reaper.notify(Exit {
+                pid,
+                status,
+                at: SystemTime::now(),
+            });
+        }
+        Ok(ProcessRecord { pid, start_time: 1 })
+    }
+
+    async fn kill(&self, process: ProcessRecord, signal: u32) -> Result<bool> {
+        self.reaper.notify(Exit {
+            pid: process.pid,
+            status: 128 + signal,
+            at: SystemTime::now(),
+        });
+        Ok(true)
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        self.removed.lock().unwrap().push(id.to_owned());
+        Ok(())
+    }
+}
+
+use berth_sandbox::state::ProcessRecord;
+
+struct Fixture {
+    inner: Arc<Inner<Arc<Stub>, Channel>>,
+    stub: Arc<Stub>,
+    events: UnboundedReceiver<Event>,
+    shutdown: Arc<Notify>,
+}
+
+fn fixture() -> Fixture {
+    let reaper = Reaper::new();
+    let stub = Arc::new(Stub {
+        reaper: Arc::clone(&reaper),
+        next_pid: AtomicI32::new(100),
+        die_on_create: StdMutex::new(None),
+        fail_create: StdMutex::new(None),
+        removed: StdMutex::new(Vec::new()),
+    });
+    let (publisher, events) = Channel::new();
+    let shutdown = Arc::new(Notify::new());
+    let service = Service::new(Arc::clone(&stub), publisher, reaper, Arc::clone(&shutdown));
+    Fixture {
+        inner: service.inner,
+        stub,
+        events,
+        shutdown,
+    }
+}
+
+fn create_req(id: &str) -> CreateTaskRequest {
+    CreateTaskRequest {
+        id: id.into(),
+        bundle: format!("/bundles/{id}"),
+        ..Default::default()
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T>) -> Code {
+    match ttrpc::Error::from(r.expect_err("expected an error")) {
+        ttrpc::Error::RpcStatus(s) => s.code(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn id_req<T: Default>(id: &str, set: impl FnOnce(&mut T, String)) -> T {
+    let mut r = T::default();
+    set(&mut r, id.to_owned());
+    r
+}
+
+fn kill_req(id: &str, signal: u32) -> KillRequest {
+    KillRequest {
+        id: id.into(),
+        signal,
+        ..Default::default()
+    }
+}
+
+async fn next_event(events: &mut UnboundedReceiver<Event>) -> Event {
+    tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event in time")
+        .expect("publisher alive")
+}
+
+#[tokio::test]
+async fn a_sandbox_task_lives_and_dies_with_its_events() {
+    let mut f = fixture();
+    let created = f.inner.create(create_req("pod")).await.unwrap();
+    assert_eq!(created.pid, 100);
+    let state = f
+        .inner
+        .state(id_req("pod", |r: &mut StateRequest, id| r.id = id))
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::CREATED));
+    assert_eq!(state.bundle, "/bundles/pod");
+
+    let started = f
+        .inner
+        .start(id_req("pod", |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(started.pid, 100);
+    let state = f
+        .inner
+        .state(id_req("pod", |r: &mut StateRequest, id| r.id = id))
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::RUNNING));
+
+    let waiter = {
+        let inner = Arc::clone(&f.inner);
+        tokio::spawn(async move {
+            inner
+                .wait(id_req("pod", |r: &mut WaitRequest, id| r.id = id))
+                .await
+        })
+    };
+    f.inner.kill(kill_req("pod", 9)).await.unwrap();
+    let waited = waiter.await.unwrap().unwrap();
+    assert_eq!(waited.exit_status, 137);
+    assert!(waited.exited_at.is_some());
+
+    let state = f
+        .inner
+        .state(id_req("pod", |r: &mut StateRequest, id| r.id = id))
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::STOPPED));
+    assert_eq!(state.exit_status, 137);
+
+    let deleted = f
+        .inner
+        .delete(id_req("pod", |r: &mut DeleteRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!((deleted.pid, deleted.exit_status), (100, 137));
+    assert_eq!(*f.stub.removed.lock().unwrap(), ["pod"]);
+
+    match next_event(&mut f.events).await {
+        Event::Create(e) => assert_eq!(
+            (e.container_id.as_str(), e.pid, e.bundle.as_str()),
+            ("pod", 100, "/bundles/pod")
+        ),
+        other => panic!("{other:?}"),
+    }
+    match next_event(&mut f.events).await {
+        Event::Start(e) => assert_eq!((e.container_id.as_str(), e.pid), ("pod", 100)),
+        other => panic!("{other:?}"),
+    }
+    match next_event(&mut f.events).await {
+        Event::Exit(e) => {
+            assert_eq!(
+                (e.container_id.as_str(), e.id.as_str(), e.pid, e.exit_status),
+                ("pod", "pod", 100, 137)
+            );
+            assert_eq!(e.exited_at, waited.exited_at);
+        }
+        other => panic!("{other:?}"),
+    }
+    match next_event(&mut f.events).await {
+        Event::Delete(e) => assert_eq!(
+            (e.container_id.as_str(), e.pid, e.exit_status),
+            ("pod", 100, 137)
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        code(
+            f.inner
+                .state(id_req("pod", |r: &mut StateRequest, id| r.id = id))
+        ),
+        Code::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_transitions_are_failed_preconditions() {
+    let f = fixture();
+    f.inner.create(create_req("pod")).await.unwrap();
+    f.inner
+        .start(id_req("pod", |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            f.inner
+                .start(id_req("pod", |r: &mut StartRequest, id| r.id = id))
+                .await
+        ),
+        Code::FAILED_PRECONDITION,
+        "start twice"
+    );
+    assert_eq!(
+        code(
+            f.inner
+                .delete(id_req("pod", |r: &mut DeleteRequest, id| r.id = id))
+                .await
+        ),
+        Code::FAILED_PRECONDITION,
+        "delete while running"
+    );
+    assert_eq!(
+        code(f.inner.create(create_req("pod")).await),
+        Code::ALREADY_EXISTS
+    );
+    f.inner.kill(kill_req("pod", 15)).await.unwrap();
+    f.inner
+        .wait(id_req("pod", |r: &mut WaitRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(f.inner.kill(kill_req("pod", 9)).await),
+        Code::NOT_FOUND,
+        "kill after exit"
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_and_exec_ids_are_not_found() {
+    let f = fixture();
+    assert_eq!(
+        code(
+            f.inner
+                .state(id_req("x", |r: &mut StateRequest, id| r.id = id))
+        ),
+        Code::NOT_FOUND
+    );
+    assert_eq!(
+        code(
+            f.inner
+                .start(id_req("x", |r: &mut StartRequest, id| r.id = id))
+                .await
+        ),
+        Code::NOT_FOUND
+    );
+    assert_eq!(code(f.inner.kill(kill_req("x", 9)).await), Code::NOT_FOUND);
+    assert_eq!(
+        code(
+            f.inner
+                .wait(id_req("x", |r: &mut WaitRequest, id| r.id = id))
+                .await
+        ),
+        Code::NOT_FOUND
+    );
+    assert_eq!(
+        code(
+            f.inner
+                .delete(id_req("x", |r: &mut DeleteRequest, id| r.id = id))
+                .await
+        ),
+        Code::NOT_FOUND
+    );
+    assert_eq!(
+        code(
+            f.inner
+                .pids(id_req("x", |r: &mut PidsRequest, id| r.id = id))
+        ),
+        Code::NOT_FOUND
+    );
+    f.inner.create(create_req("pod")).await.unwrap();
+    let exec = StateRequest {
+        id: "pod".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(f.inner.state(exec)), Code::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_requests_are_invalid_arguments() {
+    let f = fixture();
+    assert_eq!(
+        code(f.inner.create(create_req("")).await),
+        Code::INVALID_ARGUMENT
+    );
+    let no_bundle = CreateTaskRequest {
+        id: "a".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.inner.create(no_bundle).await),
+        Code::INVALID_ARGUMENT
+    );
+    *f.stub.fail_create.lock().unwrap() = berth_sandbox::spec::parse(b"{\"linux\": 3}").err();
+    assert_eq!(
+        code(f.inner.create(create_req("a")).await),
+        Code::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(f.inner.kill(kill_req("a", 9)).await),
+        Code::NOT_FOUND,
+        "a failed create leaves no task"
+    );
+}
+
+#[tokio::test]
+async fn an_exit_before_the_pid_is_known_is_not_lost() {
+    let mut f = fixture();
+    *f.stub.die_on_create.lock().unwrap() = Some(1);
+    f.inner.create(create_req("pod")).await.unwrap();
+    let waited = f
+        .inner
+        .wait(id_req("pod", |r: &mut WaitRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(waited.exit_status, 1);
+    assert!(matches!(next_event(&mut f.events).await, Event::Create(_)));
+    assert!(matches!(next_event(&mut f.events).await, Event::Exit(_)));
+    assert_eq!(
+        code(
+            f.inner
+                .start(id_req("pod", |r: &mut StartRequest, id| r.id = id))
+                .await
+        ),
+        Code::FAILED_PRECONDITION
+    );
+}
+
+#[tokio::test]
+async fn pids_report_the_init_until_delete() {
+    let f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    f.inner
+        .start(id_req("c", |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    f.inner
+        .wait(id_req("c", |r: &mut WaitRequest, id| r.id = id))
+        .await
+        .unwrap();
+    let pids = f
+        .inner
+        .pids(id_req("c", |r: &mut PidsRequest, id| r.id = id))
+        .unwrap();
+    assert_eq!(
+        pids.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        [100]
+    );
+    f.inner
+        .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            f.inner
+                .pids(id_req("c", |r: &mut PidsRequest, id| r.id = id))
+        ),
+        Code::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_created_task_kills_it_first() {
+    let f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    let deleted = f
+        .inner
+        .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(deleted.exit_status, 137);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_last_task() {
+    let f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    f.inner.shutdown(ShutdownRequest::default()).unwrap();
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(50), f.shutdown.notified()).await;
+    assert!(early.is_err(), "shutdown with a task left must be ignored");
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    f.inner
+        .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id))
+        .await
+        .unwrap();
+    f.inner.shutdown(ShutdownRequest::default()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(1), f.shutdown.notified())
+        .await
+        .expect("shutdown with no task left exits");
+}
+
+#[tokio::test]
+async fn connect_names_the_shim_and_the_task() {
+    let f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    let r = f
+        .inner
+        .connect(ConnectRequest {
+            id: "c".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((r.shim_pid, r.task_pid), (std::process::id(), 100));
+}
+
+#[test]
+fn the_task_api_is_served_under_v2_and_v3() {
+    let f = fixture();
+    let service: Arc<dyn berth_proto::shim_async::Task + Send + Sync> =
+        Arc::new(Service { inner: f.inner });
+    let services = crate::server::task_services(service);
+    let mut names: Vec<_> = services.keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["containerd.task.v2.Task", "containerd.task.v3.Task"]
+    );
+    for s in services.values() {
+        for method in [
+            "Create", "Start", "State", "Pids", "Kill", "Wait", "Delete", "Connect", "Shutdown",
+        ] {
+            assert!(s.methods.contains_key(method), "{method}");
+        }
+    }
+}
