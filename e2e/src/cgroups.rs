@@ -1,0 +1,90 @@
+//! The host's cgroup hierarchies, as far as the harness looks at them: finding cgroups
+//! named after a pod, and removing the parent cgroups a test instance caused to exist.
+//!
+//! The machine runs cgroup v1 hybrid (`/sys/fs/cgroup/<controller>` plus `unified`);
+//! this code walks whatever directories are mounted under `/sys/fs/cgroup`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Base of the cgroup mounts.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Each hierarchy's root directory (`/sys/fs/cgroup/memory`, `.../unified`, ...).
+pub fn hierarchies() -> Vec<PathBuf> {
+    let Ok(dir) = fs::read_dir(CGROUP_ROOT) else {
+        return Vec::new();
+    };
+    let mut roots: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok())
+        // Controllers mounted together (`cpu,cpuacct`) appear again as symlinks.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    roots.sort();
+    roots
+}
+
+/// `cgroup_parent` as a directory in every hierarchy (`/a/b` -> `<root>/a/b`).
+pub fn in_every_hierarchy(cgroup_path: &str) -> Vec<PathBuf> {
+    let rel = cgroup_path.trim_start_matches('/');
+    hierarchies()
+        .into_iter()
+        .map(|root| root.join(rel))
+        .collect()
+}
+
+/// Every cgroup directory under `base` (itself excluded) whose name contains `needle`.
+pub fn find_named(base: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![base.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().contains(needle) {
+                found.push(path.clone());
+            }
+            stack.push(path);
+        }
+    }
+    found
+}
+
+/// Every cgroup directory in every hierarchy whose name contains `needle`.
+pub fn find_named_anywhere(needle: &str) -> Vec<PathBuf> {
+    hierarchies()
+        .iter()
+        .flat_map(|root| find_named(root, needle))
+        .collect()
+}
+
+/// Removes the cgroup `cgroup_path` (with everything below it) from every hierarchy,
+/// deepest first. A cgroup that still holds processes cannot be removed: those are
+/// returned as errors, together with any other failure. Absent directories are fine.
+pub fn remove_tree(cgroup_path: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    for top in in_every_hierarchy(cgroup_path) {
+        if !top.exists() {
+            continue;
+        }
+        let mut dirs = find_named(&top, "");
+        dirs.push(top);
+        // Deeper paths are longer: remove children before their parents.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in dirs {
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => errors.push(format!("rmdir {}: {e}", dir.display())),
+            }
+        }
+    }
+    errors
+}

@@ -1,0 +1,222 @@
+//! containerd's configuration for one instance, in the dialect of each version:
+//! `version = 3` for 2.x (CRI split into `io.containerd.cri.v1.images` and
+//! `io.containerd.cri.v1.runtime`) and `version = 2` for 1.7 (one
+//! `io.containerd.grpc.v1.cri` plugin).
+//!
+//! The knobs that matter:
+//! - own `root`, `state`, gRPC, ttrpc and NRI socket paths, `opt` dir: no collision with
+//!   other instances or a system containerd;
+//! - `restrict_oom_score_adj = true`: this machine cannot lower oom_score_adj;
+//! - `netns_mounts_under_state_dir = true`: pod netns are pinned under the instance's
+//!   state dir, not the shared `/run/netns`;
+//! - the pause image pinned to the locally built [`crate::images::PAUSE`];
+//! - runtimes `runc` (containerd's Go shim, own runc `Root`) and `berth`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::cni;
+use crate::instance::Instance;
+use crate::version::Version;
+
+/// CRI runtime handler of berth.
+pub const BERTH_HANDLER: &str = "berth";
+/// CRI runtime handler of containerd's runc shim (the baseline).
+pub const RUNC_HANDLER: &str = "runc";
+/// berth's shim runtime type: containerd looks for `containerd-shim-berth-v2`.
+pub const BERTH_RUNTIME_TYPE: &str = "io.containerd.berth.v2";
+/// The `runc` binary the runc runtime uses (Debian's package).
+pub const RUNC_BINARY: &str = "/usr/sbin/runc";
+
+/// What to put in the config besides the instance's paths.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Image reference CRI uses as the pod sandbox (pause) image.
+    pub pause_image: String,
+}
+
+/// Renders the config file of `instance` for `version`.
+pub fn render(version: Version, instance: &Instance, settings: &Settings) -> String {
+    match version {
+        Version::V2_1 => render_v3(instance, settings),
+        Version::V1_7 => render_v2(instance, settings),
+    }
+}
+
+/// Plugins that only slow start-up down or touch global paths.
+fn disabled_plugins(version: Version) -> &'static [&'static str] {
+    match version {
+        Version::V2_1 => &[
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.blockfile",
+            "io.containerd.snapshotter.v1.erofs",
+            "io.containerd.differ.v1.erofs",
+            "io.containerd.tracing.processor.v1.otlp",
+            "io.containerd.internal.v1.tracing",
+        ],
+        Version::V1_7 => &[
+            "io.containerd.snapshotter.v1.aufs",
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.zfs",
+            "io.containerd.snapshotter.v1.blockfile",
+            "io.containerd.tracing.processor.v1.otlp",
+            "io.containerd.internal.v1.tracing",
+        ],
+    }
+}
+
+fn header(out: &mut String, config_version: u32, version: Version, instance: &Instance) {
+    let disabled: Vec<String> = disabled_plugins(version).iter().map(|p| q(p)).collect();
+    let _ = write!(
+        out,
+        r#"# containerd {v} for berth-e2e instance {slot} (generated)
+version = {config_version}
+root = {root}
+state = {state}
+disabled_plugins = [{disabled}]
+
+[grpc]
+  address = {grpc}
+
+[ttrpc]
+  address = {ttrpc}
+
+"#,
+        v = version.as_str(),
+        slot = instance.slot(),
+        root = qp(&instance.root()),
+        state = qp(&instance.state()),
+        disabled = disabled.join(", "),
+        grpc = qp(&instance.grpc_socket()),
+        ttrpc = qp(&instance.ttrpc_socket()),
+    );
+}
+
+fn render_v3(instance: &Instance, settings: &Settings) -> String {
+    let mut out = String::new();
+    header(&mut out, 3, Version::V2_1, instance);
+    let runtime = "plugins.'io.containerd.cri.v1.runtime'";
+    let _ = write!(
+        out,
+        r#"[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+  socket_path = {nri}
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = {opt}
+
+[plugins.'io.containerd.image-verifier.v1.bindir']
+  bin_dir = {verifiers}
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = 'overlayfs'
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = {pause}
+
+[{runtime}]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_cdi = false
+
+[{runtime}.cni]
+  bin_dirs = [{cni_bin}]
+  conf_dir = {cni_conf}
+  max_conf_num = 1
+
+[{runtime}.containerd]
+  default_runtime_name = {runc}
+
+[{runtime}.containerd.runtimes.{runc_name}]
+  runtime_type = 'io.containerd.runc.v2'
+  sandboxer = 'podsandbox'
+
+[{runtime}.containerd.runtimes.{runc_name}.options]
+  BinaryName = {runc_bin}
+  Root = {runc_root}
+
+[{runtime}.containerd.runtimes.{berth_name}]
+  runtime_type = {berth_type}
+  sandboxer = 'podsandbox'
+"#,
+        nri = qp(&instance.nri_socket()),
+        opt = qp(&instance.opt_dir()),
+        verifiers = qp(&instance.opt_dir().join("image-verifier/bin")),
+        pause = q(&settings.pause_image),
+        cni_bin = q(cni::PLUGIN_DIR),
+        cni_conf = qp(&instance.cni_conf_dir()),
+        runc = q(RUNC_HANDLER),
+        runc_name = RUNC_HANDLER,
+        runc_bin = q(RUNC_BINARY),
+        runc_root = qp(&instance.runc_root()),
+        berth_name = BERTH_HANDLER,
+        berth_type = q(BERTH_RUNTIME_TYPE),
+    );
+    out
+}
+
+fn render_v2(instance: &Instance, settings: &Settings) -> String {
+    let mut out = String::new();
+    header(&mut out, 2, Version::V1_7, instance);
+    let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
+    let _ = write!(
+        out,
+        r#"[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+  socket_path = {nri}
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = {opt}
+
+[{cri}]
+  sandbox_image = {pause}
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_cdi = false
+
+[{cri}.cni]
+  bin_dir = {cni_bin}
+  conf_dir = {cni_conf}
+  max_conf_num = 1
+
+[{cri}.containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = {runc}
+
+[{cri}.containerd.runtimes.{runc_name}]
+  runtime_type = "io.containerd.runc.v2"
+  sandbox_mode = "podsandbox"
+
+[{cri}.containerd.runtimes.{runc_name}.options]
+  BinaryName = {runc_bin}
+  Root = {runc_root}
+
+[{cri}.containerd.runtimes.{berth_name}]
+  runtime_type = {berth_type}
+  sandbox_mode = "podsandbox"
+"#,
+        nri = qp(&instance.nri_socket()),
+        opt = qp(&instance.opt_dir()),
+        pause = q(&settings.pause_image),
+        cni_bin = q(cni::PLUGIN_DIR),
+        cni_conf = qp(&instance.cni_conf_dir()),
+        runc = q(RUNC_HANDLER),
+        runc_name = RUNC_HANDLER,
+        runc_bin = q(RUNC_BINARY),
+        runc_root = qp(&instance.runc_root()),
+        berth_name = BERTH_HANDLER,
+        berth_type = q(BERTH_RUNTIME_TYPE),
+    );
+    out
+}
+
+/// A TOML basic string (JSON string syntax is valid TOML for these values).
+fn q(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+fn qp(p: &Path) -> String {
+    q(&p.to_string_lossy())
+}

@@ -1,0 +1,159 @@
+//! `berth-demo` (`make demo`): start a private containerd with berth registered, run one
+//! pod through CRI, show what is running (shim and pause, with pids and memory), stop
+//! and remove it, check that nothing leaked, and stop containerd.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::containerd::Containerd;
+use crate::containerd_config::BERTH_HANDLER;
+use crate::pod_trace::{self, PodTrace};
+use crate::version::Version;
+use crate::{leaks, procs, scenario};
+
+pub const USAGE: &str = "\
+usage: berth-demo [--containerd 2.1|1.7] [--runtime berth|runc]
+
+Starts a private containerd (default 2.1), runs one pod with the given runtime handler
+(default berth), shows its shim and pause processes, removes it and checks for leaks.";
+
+/// The demo's options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub version: Version,
+    pub runtime: String,
+}
+
+/// Parses the arguments after the program name; `None` means help was asked for.
+pub fn parse(args: &[String]) -> Result<Option<Options>> {
+    let mut opts = Options {
+        version: Version::V2_1,
+        runtime: BERTH_HANDLER.to_string(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--containerd" => {
+                let v = it.next().context("--containerd needs a version")?;
+                opts.version = Version::parse(v).with_context(|| format!("unknown version {v}"))?;
+            }
+            "--runtime" => opts.runtime = it.next().context("--runtime needs a handler")?.clone(),
+            "-h" | "--help" => return Ok(None),
+            other => bail!("unexpected argument {other}\n\n{USAGE}"),
+        }
+    }
+    Ok(Some(opts))
+}
+
+/// `berth-demo` with the arguments after the program name. ^C stops the demo and still
+/// cleans up: dropping the demo's future drops its containerd.
+pub async fn main(args: &[String]) -> Result<()> {
+    let Some(opts) = parse(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    tokio::select! {
+        result = run(&opts) => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; containerd stopped and swept"),
+    }
+}
+
+/// Runs the demo, printing as it goes. containerd is stopped whatever happens.
+pub async fn run(opts: &Options) -> Result<()> {
+    println!(
+        "== berth demo: {} , runtime handler `{}`",
+        opts.version, opts.runtime
+    );
+    let cd = Containerd::start(opts.version).await?;
+    println!(
+        "containerd pid {} ready in {} (test images imported by {})",
+        cd.pid().unwrap_or(0),
+        secs(cd.ready_after()),
+        secs(cd.images_after())
+    );
+    println!(
+        "  instance {}  subnet {}",
+        cd.instance().dir().display(),
+        cd.instance().subnet()
+    );
+    let result = pod_lifecycle(&cd, &opts.runtime).await;
+    if let Err(e) = &result {
+        cd.mark_failed();
+        println!("FAILED: {e:#}");
+        println!("containerd log tail:\n{}", cd.log_tail(30));
+    }
+    let left = cd.stop();
+    if left.is_empty() {
+        println!("containerd stopped; the instance left nothing behind");
+    } else {
+        println!(
+            "containerd stopped; swept leftovers:\n  {}",
+            left.join("\n  ")
+        );
+    }
+    result
+}
+
+async fn pod_lifecycle(cd: &Containerd, runtime: &str) -> Result<()> {
+    let parent = cd.cgroup_parent("demo");
+    let config = scenario::pod_config(cd, "demo")?.cgroup_parent(&parent);
+
+    let t = Instant::now();
+    let id = scenario::run_pod(cd, &config, runtime).await?;
+    println!("RunPodSandbox took {}", secs(t.elapsed()));
+    let st = scenario::status(cd, &id).await?;
+    println!(
+        "  pod {}  {}  IP {}",
+        &id[..12.min(id.len())],
+        crate::cli::state_name(st.state),
+        scenario::pod_ip(&st)
+    );
+
+    let trace = PodTrace::capture(cd, &id, &parent).await?;
+    for shim in &trace.shims {
+        show("shim", shim.pid);
+    }
+    let pauses = pod_trace::pause_pids(&id);
+    if let Some(task) = trace.task.as_ref().filter(|t| !pauses.contains(&t.pid)) {
+        show("task", task.pid);
+    }
+    let host_ns = procs::ns_inode(std::process::id() as i32, "net").unwrap_or(0);
+    for pause in pauses {
+        show("pause", pause);
+        let cgroup = procs::cgroups(pause).unwrap_or_default();
+        println!(
+            "         netns inode {} (host {host_ns}), cgroup {}",
+            procs::ns_inode(pause, "net").unwrap_or(0),
+            cgroup
+                .lines()
+                .next()
+                .and_then(|l| l.splitn(3, ':').nth(2))
+                .unwrap_or("?")
+        );
+    }
+
+    let t = Instant::now();
+    cd.cri().stop_pod_sandbox(&id).await?;
+    println!("StopPodSandbox took {}", secs(t.elapsed()));
+    let t = Instant::now();
+    cd.cri().remove_pod_sandbox(&id).await?;
+    println!("RemovePodSandbox took {}", secs(t.elapsed()));
+    leaks::check_pod_removed(cd, &trace).await?;
+    println!("leak check: no process, mount, cgroup, netns or state file left");
+    Ok(())
+}
+
+fn show(what: &str, pid: i32) {
+    let rss = match procs::rss_kib(pid) {
+        Some(k) if k >= 1024 => format!("{:.1} MiB", k as f64 / 1024.0),
+        Some(k) => format!("{k} KiB"),
+        None => "?".into(),
+    };
+    let args = procs::cmdline(pid).map(|a| a.join(" ")).unwrap_or_default();
+    println!("  {what:<6} pid {pid:<7} RSS {rss:<9} {args}");
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}

@@ -1,0 +1,160 @@
+//! The two test images, built offline from the host's static busybox:
+//!
+//! - [`PAUSE`]: what CRI's podsandbox mode needs as a sandbox image (berth itself never
+//!   runs it; the runc baseline does). Its command is a shell that waits, not
+//!   `sleep infinity`, and exits 0 on SIGTERM.
+//! - [`BUSYBOX`]: a busybox rootfs with every applet linked, for app containers.
+//!
+//! Both go into one OCI layout archive, cached as
+//! `target/e2e-images/images-<key>.tar` (key: busybox's identity on disk and the
+//! format version), with the manifest digests beside it in `images-<key>.json`.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::oci_layout::{self, ImageConfig, ImageDef};
+use crate::paths;
+use crate::tar_writer::TarWriter;
+
+/// The pinned sandbox image (must match the containerd config exactly).
+pub const PAUSE: &str = "localhost/berth/pause:e2e";
+/// The app image.
+pub const BUSYBOX: &str = "localhost/berth/busybox:e2e";
+/// Debian's busybox-static.
+pub const BUSYBOX_BIN: &str = "/bin/busybox";
+/// Bumped whenever the image contents change, to invalidate the cache.
+const FORMAT: &str = "v1";
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The pause stand-in: waits forever, exits 0 on SIGTERM/SIGINT.
+const PAUSE_SCRIPT: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done";
+
+/// The image archive on disk: both images in one OCI layout.
+#[derive(Clone, Debug)]
+pub struct ImageArchive {
+    pub path: PathBuf,
+    /// `(image name, manifest digest)` of [`PAUSE`] and [`BUSYBOX`].
+    pub images: Vec<(String, String)>,
+}
+
+/// Finds in the cache, or builds, the archive holding the pause and busybox images.
+/// The cache key is busybox's identity on disk (device, inode, size, mtime), so a hit
+/// costs two small reads and no hashing.
+pub fn build_archive() -> Result<ImageArchive> {
+    let meta = fs::metadata(BUSYBOX_BIN)
+        .with_context(|| format!("stat {BUSYBOX_BIN}: run `make deps` (busybox-static)"))?;
+    let identity = format!(
+        "{FORMAT}-{}-{}-{}-{}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime()
+    );
+    let key = &oci_layout::digest(identity.as_bytes())["sha256:".len()..][..16];
+    let dir = paths::image_cache_dir();
+    let path = dir.join(format!("images-{key}.tar"));
+    let index = dir.join(format!("images-{key}.json"));
+    if let Ok(text) = fs::read_to_string(&index) {
+        if let (Ok(images), true) = (serde_json::from_str(&text), path.exists()) {
+            return Ok(ImageArchive { path, images });
+        }
+    }
+
+    let busybox = fs::read(BUSYBOX_BIN).with_context(|| format!("read {BUSYBOX_BIN}"))?;
+    let layer = rootfs_layer(&busybox, &applets()?);
+    let config = |cmd: Vec<String>| ImageConfig {
+        cmd,
+        env: vec![PATH_ENV.into()],
+        working_dir: "/".into(),
+        ..Default::default()
+    };
+    let pause_cmd = vec!["/bin/sh".into(), "-c".into(), PAUSE_SCRIPT.into()];
+    let layout = oci_layout::build(&[
+        ImageDef {
+            name: PAUSE,
+            layer: &layer,
+            config: config(pause_cmd),
+        },
+        ImageDef {
+            name: BUSYBOX,
+            layer: &layer,
+            config: config(vec!["sh".into()]),
+        },
+    ]);
+    fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    write_atomic(&path, &layout.tar)?;
+    write_atomic(&index, &serde_json::to_vec(&layout.manifests)?)?;
+    Ok(ImageArchive {
+        path,
+        images: layout.manifests,
+    })
+}
+
+/// Concurrent test processes may build at once: write aside, then rename.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    fs::write(&tmp, data).with_context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))
+}
+
+/// Applet paths relative to `/` (`bin/sh`, `usr/bin/wget`, ...), from busybox itself.
+fn applets() -> Result<Vec<String>> {
+    let out = Command::new(BUSYBOX_BIN)
+        .arg("--list-full")
+        .output()
+        .with_context(|| format!("run {BUSYBOX_BIN} --list-full"))?;
+    if !out.status.success() {
+        bail!("{BUSYBOX_BIN} --list-full: {}", out.status);
+    }
+    let mut list: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_start_matches('/').to_string())
+        .filter(|l| !l.is_empty() && l != "bin/busybox")
+        .collect();
+    list.sort();
+    list.dedup();
+    for needed in [
+        "bin/sh",
+        "bin/sleep",
+        "bin/ls",
+        "bin/cat",
+        "bin/echo",
+        "bin/hostname",
+    ] {
+        anyhow::ensure!(
+            list.iter().any(|a| a == needed),
+            "busybox lacks applet {needed}"
+        );
+    }
+    Ok(list)
+}
+
+/// A root filesystem layer: directories, passwd/group, `/bin/busybox` and a symlink per
+/// applet.
+fn rootfs_layer(busybox: &[u8], applets: &[String]) -> Vec<u8> {
+    let mut tar = TarWriter::new();
+    for dir in [
+        "bin", "dev", "etc", "home", "proc", "root", "run", "sbin", "sys", "usr",
+    ] {
+        tar.dir(dir, 0o755);
+    }
+    for dir in ["usr/bin", "usr/sbin", "var", "var/run"] {
+        tar.dir(dir, 0o755);
+    }
+    tar.dir("tmp", 0o1777);
+    tar.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    );
+    tar.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+    tar.file("bin/busybox", 0o755, busybox);
+    for applet in applets {
+        tar.symlink(applet, "/bin/busybox");
+    }
+    tar.finish()
+}

@@ -1,0 +1,46 @@
+//! Where the harness finds berth's binaries, the containerd releases and its caches.
+
+use std::path::PathBuf;
+
+/// The cargo workspace this crate belongs to.
+pub fn workspace() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// `BERTH_BIN_DIR`: holds `containerd-shim-berth-v2` and `berth-pause`.
+pub fn bin_dir() -> PathBuf {
+    env_or("BERTH_BIN_DIR", || workspace().join("target/berth/bin"))
+}
+
+/// `BERTH_DEPS_DIR`: holds the unpacked containerd releases (`containerd-<version>`).
+pub fn deps_dir() -> PathBuf {
+    env_or("BERTH_DEPS_DIR", || workspace().join(".deps"))
+}
+
+/// Cache of the OCI image tarballs built from busybox.
+pub fn image_cache_dir() -> PathBuf {
+    workspace().join("target/e2e-images")
+}
+
+/// Where the logs of failed runs are kept.
+pub fn failed_logs_dir() -> PathBuf {
+    workspace().join("target/e2e-logs")
+}
+
+/// Root of all instance directories, one per running containerd (short: socket paths).
+pub fn instances_root() -> PathBuf {
+    PathBuf::from("/run/berth-e2e")
+}
+
+/// The berth shim binary containerd must find on its PATH.
+pub fn shim_binary() -> PathBuf {
+    bin_dir().join("containerd-shim-berth-v2")
+}
+
+fn env_or(key: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
+    match std::env::var_os(key) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => default(),
+    }
+}

@@ -1,0 +1,152 @@
+//! The frame every end-to-end test runs in, and the pod steps tests share.
+//!
+//! [`run`] starts a private containerd, runs the scenario against it, stops it, and
+//! fails if the scenario failed or the instance had anything left over once
+//! containerd was gone. [`crate::e2e_test!`] declares one test per containerd version.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use k8s_cri::v1::{PodSandboxState, PodSandboxStatus};
+
+use crate::containerd::Containerd;
+use crate::containerd_config::BERTH_HANDLER;
+use crate::pod_config::PodConfig;
+use crate::pod_trace::PodTrace;
+use crate::version::Version;
+use crate::{leaks, procs};
+
+/// Declares `mod $name { containerd_2_1, containerd_1_7 }`: the scenario function
+/// `$scenario(&Containerd) -> anyhow::Result<()>` run against each version.
+#[macro_export]
+macro_rules! e2e_test {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn containerd_2_1() -> ::anyhow::Result<()> {
+                $crate::scenario::run($crate::Version::V2_1, super::$scenario).await
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn containerd_1_7() -> ::anyhow::Result<()> {
+                $crate::scenario::run($crate::Version::V1_7, super::$scenario).await
+            }
+        }
+    };
+}
+
+/// Runs `scenario` against a fresh containerd of `version`, then stops containerd and
+/// sweeps the instance. On failure the containerd log is kept and its tail printed.
+pub async fn run(
+    version: Version,
+    scenario: impl AsyncFnOnce(&Containerd) -> Result<()>,
+) -> Result<()> {
+    let cd = Containerd::start(version).await?;
+    let result = scenario(&cd).await;
+    if let Err(e) = &result {
+        cd.mark_failed();
+        eprintln!("berth-e2e: {version} scenario failed: {e:#}");
+        eprintln!("berth-e2e: containerd log tail:\n{}", cd.log_tail(60));
+    }
+    let leftovers = cd.stop();
+    result?;
+    ensure!(
+        leftovers.is_empty(),
+        "{version}: the instance had leftovers once containerd stopped:\n  {}",
+        leftovers.join("\n  ")
+    );
+    Ok(())
+}
+
+/// A pod config named `name` with a log directory inside the instance (created).
+pub fn pod_config(cd: &Containerd, name: &str) -> Result<PodConfig> {
+    let dir = cd.instance().pod_logs_dir().join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    Ok(PodConfig::new(name).log_directory(dir.to_string_lossy()))
+}
+
+/// RunPodSandbox with `handler`; checks the berth shim exists first when the handler
+/// is berth's. Returns the sandbox id.
+pub async fn run_pod(cd: &Containerd, config: &PodConfig, handler: &str) -> Result<String> {
+    if handler == BERTH_HANDLER {
+        cd.require_berth()?;
+    }
+    cd.cri().run_pod_sandbox(config.to_cri(), handler).await
+}
+
+/// PodSandboxStatus's status part.
+pub async fn status(cd: &Containerd, id: &str) -> Result<PodSandboxStatus> {
+    let resp = cd.cri().pod_sandbox_status(id, false).await?;
+    resp.status
+        .with_context(|| format!("PodSandboxStatus {id} has no status"))
+}
+
+/// The pod's state, as CRI's enum.
+pub fn state(status: &PodSandboxStatus) -> PodSandboxState {
+    PodSandboxState::try_from(status.state).unwrap_or(PodSandboxState::SandboxNotready)
+}
+
+/// The pod's primary IP ("" if none).
+pub fn pod_ip(status: &PodSandboxStatus) -> String {
+    status
+        .network
+        .as_ref()
+        .map(|n| n.ip.clone())
+        .unwrap_or_default()
+}
+
+/// Asserts pod `id` is ready with an IP from the instance's subnet; returns the IP.
+pub async fn expect_ready(cd: &Containerd, id: &str) -> Result<String> {
+    let st = status(cd, id).await?;
+    ensure!(
+        state(&st) == PodSandboxState::SandboxReady,
+        "pod {id} is {:?}, not SANDBOX_READY",
+        state(&st)
+    );
+    let ip = pod_ip(&st);
+    ensure!(
+        cd.instance().owns_pod_ip(&ip),
+        "pod {id} has IP {ip:?}, not a host address of {}",
+        cd.instance().subnet()
+    );
+    Ok(ip)
+}
+
+/// StopPodSandbox then RemovePodSandbox, then the leak check.
+pub async fn remove_and_check(cd: &Containerd, trace: &PodTrace) -> Result<()> {
+    cd.cri().stop_pod_sandbox(&trace.id).await?;
+    cd.cri().remove_pod_sandbox(&trace.id).await?;
+    leaks::check_pod_removed(cd, trace).await
+}
+
+/// Waits until `pred` holds, polling every 50 ms, or fails with `what`.
+pub async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut pred: impl FnMut() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !pred() {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The single berth-pause of pod `id` (found by `BERTH_SANDBOX_ID`).
+pub fn pause_of(id: &str) -> Result<i32> {
+    let pids = crate::pod_trace::pause_pids(id);
+    match pids.as_slice() {
+        [pid] => Ok(*pid),
+        [] => bail!("no process carries BERTH_SANDBOX_ID={id}: where is the pod's berth-pause?"),
+        many => {
+            let list: Vec<String> = many.iter().map(|&p| procs::describe(p)).collect();
+            bail!(
+                "several processes carry BERTH_SANDBOX_ID={id}:\n  {}",
+                list.join("\n  ")
+            )
+        }
+    }
+}

@@ -1,0 +1,18 @@
+#![cfg(feature = "e2e")]
+//! RunPodSandbox with berth gives a ready pod with an IP from the instance's bridge.
+
+use anyhow::Result;
+use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::pod_trace::PodTrace;
+use berth_e2e::{e2e_test, scenario, Containerd};
+
+async fn pod_becomes_ready(cd: &Containerd) -> Result<()> {
+    let config = scenario::pod_config(cd, "ready")?;
+    let id = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let ip = scenario::expect_ready(cd, &id).await?;
+    eprintln!("pod {id} ready with IP {ip}");
+    let trace = PodTrace::capture(cd, &id, "").await?;
+    scenario::remove_and_check(cd, &trace).await
+}
+
+e2e_test!(pod_ready, pod_becomes_ready);
