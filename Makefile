@@ -26,6 +26,10 @@ build: deps ## build the shim and berth-pause (release) into target/berth/bin
 	@install -m 0755 target/$(MUSL_TARGET)/pause/berth-pause $(BIN_DIR)/
 	@ls -l $(BIN_DIR)
 
+.PHONY: demo
+demo: build ## run a pod with berth through a private containerd 2.1, print what happened, clean up
+	target/release/berth-demo
+
 .PHONY: test
 test: build ## run the unit, root and end-to-end tests (as root)
 	$(CARGO) nextest run --workspace --features $(TEST_FEATURES) --no-fail-fast
