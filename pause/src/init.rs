@@ -10,12 +10,14 @@ type Step = (&'static [u8], fn() -> Result<(), Errno>);
 
 /// Start-up, in order. Signals come first: a SIGTERM that arrives during
 /// start-up then waits for the loop, instead of killing pause half set up.
+/// Closing inherited fds comes last: whoever started pause can hand it one
+/// end of a pipe and read EOF as "start-up is done".
 const START_UP: [Step; 5] = [
     (b"cannot block signals", signals::block_all),
     (b"cannot change directory to /", process::chdir_root),
-    (b"cannot close inherited fds", fds::close_inherited),
     (b"cannot make itself undumpable", process::make_undumpable),
     (b"cannot become a child subreaper", process::adopt_orphans),
+    (b"cannot close inherited fds", fds::close_inherited),
 ];
 
 /// Runs pause and returns its exit status.

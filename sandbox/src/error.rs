@@ -12,6 +12,10 @@ pub enum Error {
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: String, reason: String },
 
+    /// The spec asks for something berth does not support yet.
+    #[error("{field}: {reason}")]
+    Unsupported { field: String, reason: String },
+
     /// Reading or writing a file failed.
     #[error("{op} {path}")]
     Io {
@@ -76,6 +80,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::Unsupported { .. } => ErrorKind::Unimplemented,
             Error::Helper(e) => e.kind,
             Error::Io { source, .. } | Error::Sys { source, .. }
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -93,6 +98,7 @@ pub enum ErrorKind {
     InvalidArgument,
     NotFound,
     FailedPrecondition,
+    Unimplemented,
     Internal,
 }
 

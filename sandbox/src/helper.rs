@@ -32,9 +32,11 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
-    /// berth-pause runs, with this pid in the shim's PID namespace.
+    /// berth-pause runs, with this pid in the shim's PID namespace and this
+    /// start time (see [`crate::process::start_time`]).
     Pause {
         pid: i32,
+        start_time: u64,
     },
     Error(HelperError),
 }
@@ -154,7 +156,10 @@ pub fn main() -> ! {
 
 fn serve(request: Request) -> Response {
     let result = match request {
-        Request::SpawnPause(spec) => crate::pause::spawn(&spec).map(|pid| Response::Pause { pid }),
+        Request::SpawnPause(spec) => crate::pause::spawn(&spec).map(|p| Response::Pause {
+            pid: p.pid,
+            start_time: p.start_time,
+        }),
     };
     result.unwrap_or_else(|e| Response::Error(HelperError::from(&e)))
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::spec::{Network, SandboxConfig};
+use crate::state::ProcessRecord;
 use crate::sys;
 
 /// The uid and gid berth-pause runs as: nobody's, in Kubernetes' convention.
@@ -72,10 +73,13 @@ impl PauseSpec {
 #[repr(u32)]
 enum ChildStep {
     Stdio = 1,
+    Signals,
+    Fds,
     Groups,
     Bounding,
     Gid,
     Uid,
+    Caps,
     Ambient,
     NoNewPrivs,
     Exec,
@@ -84,18 +88,23 @@ enum ChildStep {
 impl ChildStep {
     fn from_u32(v: u32) -> Option<Self> {
         use ChildStep::*;
-        [Stdio, Groups, Bounding, Gid, Uid, Ambient, NoNewPrivs, Exec]
-            .into_iter()
-            .find(|s| *s as u32 == v)
+        [
+            Stdio, Groups, Bounding, Gid, Uid, Caps, Ambient, NoNewPrivs, Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
     }
 
     fn describe(self) -> &'static str {
         match self {
             ChildStep::Stdio => "redirect stdio",
+            ChildStep::Signals => "block signals",
+            ChildStep::Fds => "mark descriptors close-on-exec",
             ChildStep::Groups => "setgroups",
             ChildStep::Bounding => "drop bounding capabilities",
             ChildStep::Gid => "setresgid",
             ChildStep::Uid => "setresuid",
+            ChildStep::Caps => "clear capabilities",
             ChildStep::Ambient => "clear ambient capabilities",
             ChildStep::NoNewPrivs => "set no_new_privs",
             ChildStep::Exec => "exec berth-pause",
@@ -103,11 +112,15 @@ impl ChildStep {
     }
 }
 
-/// Runs in the helper: sets up the namespaces, forks pause, returns its pid.
-pub fn spawn(spec: &PauseSpec) -> Result<i32> {
+/// Runs in the helper: sets up the namespaces, forks pause, and returns it,
+/// named by pid and start time while it is still the helper's child (so the
+/// pid cannot have been reused, and an early exit cannot have been reaped by
+/// anyone else).
+pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
     // Everything that needs the host's filesystem is opened first.
     let binary = open_path(&spec.binary, OFlag::O_RDONLY)?;
     let devnull = open_path(Path::new("/dev/null"), OFlag::O_RDWR)?;
+    let proc = open_path(Path::new("/proc"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     let netns = match &spec.network {
         Network::Join(path) => Some(open_path(path, OFlag::O_RDONLY).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -158,15 +171,19 @@ pub fn spawn(spec: &PauseSpec) -> Result<i32> {
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe2"))?;
+    // Pause closes its inherited fds as the last step of its start-up: EOF
+    // on this pipe means it is ready (signals blocked, undumpable, no fd).
+    let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe2"))?;
 
     // SAFETY: the helper is single-threaded (it is dispatched from main()
     // before any thread exists, and the netlink runtime was current-thread
-    // and is gone), so the child may run ordinary code; it allocates nothing
-    // and leaves only through exec or _exit.
+    // and is gone), so no lock can be held by a vanished thread and the
+    // child may run ordinary code; it leaves only through exec or _exit.
     match unsafe { fork() }.map_err(sys_err("fork"))? {
         ForkResult::Child => {
             drop(report_r);
-            let (step, err) = become_pause(&devnull, &binary, &argv, &envp);
+            drop(ready_r);
+            let (step, err) = become_pause(&devnull, &ready_w, &binary, &argv, &envp);
             let mut report = [0u8; 8];
             report[..4].copy_from_slice(&(step as u32).to_ne_bytes());
             report[4..].copy_from_slice(&err.raw_os_error().unwrap_or(0).to_ne_bytes());
@@ -175,11 +192,18 @@ pub fn spawn(spec: &PauseSpec) -> Result<i32> {
         }
         ForkResult::Parent { child } => {
             drop(report_w);
+            drop(ready_w);
             let mut report = [0u8; 8];
             let n = read_full(&report_r, &mut report);
             if n == 0 {
-                // The pipe closed on exec: pause runs.
-                return Ok(child.as_raw());
+                // The pipe closed on exec: pause runs. Wait for its start-up.
+                let mut byte = [0u8; 1];
+                read_full(&ready_r, &mut byte);
+                let pid = child.as_raw();
+                let start_time = crate::process::start_time_at(proc.as_fd(), pid).map_err(
+                    Error::sys(format!("read the start time of berth-pause {pid}")),
+                )?;
+                return Ok(ProcessRecord { pid, start_time });
             }
             let _ = nix::sys::wait::waitpid(child, None);
             let step = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
@@ -197,6 +221,7 @@ pub fn spawn(spec: &PauseSpec) -> Result<i32> {
 /// Returns only on failure, with the step that failed.
 fn become_pause(
     devnull: &OwnedFd,
+    ready: &OwnedFd,
     binary: &OwnedFd,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
@@ -211,6 +236,9 @@ fn become_pause(
             let ret = unsafe { libc::dup2(devnull.as_raw_fd(), fd) };
             sys::cvt(ret as libc::c_long).map_err(|e| (ChildStep::Stdio, e))?;
         }
+        sys::block_all_signals().map_err(|e| (ChildStep::Signals, e))?;
+        sys::cloexec_from(3).map_err(|e| (ChildStep::Fds, e))?;
+        sys::keep_on_exec(ready.as_raw_fd()).map_err(|e| (ChildStep::Fds, e))?;
         let id = Gid::from_raw(PAUSE_ID);
         step(ChildStep::Groups, nix::unistd::setgroups(&[]))?;
         sys::drop_bounding_set().map_err(|e| (ChildStep::Bounding, e))?;
@@ -218,6 +246,7 @@ fn become_pause(
         let uid = Uid::from_raw(PAUSE_ID);
         // Leaving uid 0 without keep-caps clears the effective and permitted sets.
         step(ChildStep::Uid, nix::unistd::setresuid(uid, uid, uid))?;
+        sys::clear_capabilities().map_err(|e| (ChildStep::Caps, e))?;
         sys::clear_ambient().map_err(|e| (ChildStep::Ambient, e))?;
         step(ChildStep::NoNewPrivs, nix::sys::prctl::set_no_new_privs())?;
         Err((ChildStep::Exec, sys::execveat(binary.as_fd(), argv, envp)))

@@ -26,17 +26,24 @@ pub fn start_pause(
 ) -> Result<ProcessRecord> {
     dir.create()?;
     let spec = PauseSpec::new(sandbox_id, pause_binary, dir.pause_root(), config);
-    match helper.call(&Request::SpawnPause(spec))? {
-        Response::Pause { pid } => {
-            let start_time = process::start_time(pid).map_err(Error::sys(format!(
-                "read the start time of berth-pause {pid}"
-            )))?;
-            Ok(ProcessRecord { pid, start_time })
+    let answer = helper.call(&Request::SpawnPause(spec));
+    match answer {
+        Ok(Response::Pause { pid, start_time }) => Ok(ProcessRecord { pid, start_time }),
+        failed => {
+            // The helper may have created the pod's cgroup before it failed.
+            if let Some(path) = &config.cgroup {
+                if let Err(e) = remove_cgroup(path) {
+                    log::warn!("pod {sandbox_id}: remove cgroup {path} after a failed start: {e}");
+                }
+            }
+            match failed {
+                Err(e) => Err(e),
+                Ok(other) => Err(Error::Sys {
+                    op: format!("unexpected helper answer {other:?}"),
+                    source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+                }),
+            }
         }
-        other => Err(Error::Sys {
-            op: format!("unexpected helper answer {other:?}"),
-            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-        }),
     }
 }
 

@@ -11,6 +11,22 @@ pub fn start_time(pid: i32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
 }
 
+/// The start time of `pid`, read through `proc`, a descriptor of a procfs
+/// directory opened earlier (the helper reads it after its root changed).
+pub fn start_time_at(proc: std::os::fd::BorrowedFd<'_>, pid: i32) -> io::Result<u64> {
+    use std::io::Read;
+    let fd = nix::fcntl::openat(
+        proc,
+        format!("{pid}/stat").as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut stat = String::new();
+    std::fs::File::from(fd).read_to_string(&mut stat)?;
+    parse_start_time(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
+}
+
 fn parse_start_time(stat: &str) -> Option<u64> {
     // The command name may hold spaces and parentheses: fields resume after
     // the last ')'. Field 3 (state) is the first one after it.

@@ -148,13 +148,16 @@ impl SandboxConfig {
                         "a pod sandbox holds this namespace and cannot join another's",
                     ))
                 }
-                (
-                    LinuxNamespaceType::User
-                    | LinuxNamespaceType::Cgroup
-                    | LinuxNamespaceType::Time,
-                    _,
-                ) => {
-                    log::debug!("sandbox spec namespace {:?} is not held by pause", ns.typ());
+                (LinuxNamespaceType::Cgroup, _) => {
+                    log::debug!("the pod's cgroup namespace is not held by pause");
+                }
+                (LinuxNamespaceType::User | LinuxNamespaceType::Time, _) => {
+                    // Running pause in the host's user namespace would make the
+                    // pod's mapped root the host's root: refuse instead.
+                    return Err(Error::Unsupported {
+                        field: format!("linux.namespaces[{i}]"),
+                        reason: format!("{:?} namespaces are not supported yet", ns.typ()),
+                    });
                 }
             }
         }
@@ -307,6 +310,9 @@ mod tests {
             Error::InvalidArgument { field, .. } => assert_eq!(field, "linux.namespaces[0].path"),
             other => panic!("unexpected {other:?}"),
         }
+        let userns = spec(serde_json::json!({"linux": {"namespaces": [{"type": "user"}]}}));
+        let err = SandboxConfig::from_spec(&userns).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unimplemented, "{err}");
         let hostname_without_uts = spec(serde_json::json!({"hostname": "x"}));
         assert!(matches!(
             SandboxConfig::from_spec(&hostname_without_uts),

@@ -81,6 +81,21 @@ impl PodDir {
             .map_err(Error::io("create", &pause_root))
     }
 
+    /// Takes the pod's lock, held while a shim's socket is probed, replaced
+    /// or bound, so racing `start`s never serve one pod twice.
+    pub fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
+        let path = self.path.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io("lock", &path)(e.into()))
+    }
+
     /// The empty directory pause's root tmpfs is mounted on, in the helper's
     /// private mount namespace.
     pub fn pause_root(&self) -> PathBuf {

@@ -1,6 +1,4 @@
 //! Thin wrappers over the raw system calls that nix does not cover.
-//!
-//! Every `unsafe` block of the crate's process set-up lives here.
 
 use std::ffi::CStr;
 use std::io;
@@ -16,27 +14,80 @@ pub fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
 }
 
 /// Drops every capability from the bounding set, so nothing exec'd later can
-/// regain one even through a file capability.
+/// regain one even through a file capability. Goes on until the kernel says
+/// it knows no higher capability (EINVAL): no /proc needed, no allocation.
 pub fn drop_bounding_set() -> io::Result<()> {
-    let last = last_cap();
-    for cap in 0..=last {
+    for cap in 0..=63 {
         // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
         let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        // EINVAL: the kernel does not know this capability; nothing to drop.
-        if ret == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-            return Err(io::Error::last_os_error());
+        if ret == -1 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) && cap > 0 {
+                return Ok(());
+            }
+            return Err(err);
         }
     }
     Ok(())
 }
 
-/// The highest capability number the kernel knows, from /proc, with a safe
-/// default when /proc cannot be read.
-fn last_cap() -> libc::c_int {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+/// Clears the effective, permitted and inheritable capability sets, whatever
+/// securebits the process inherited.
+pub fn clear_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a version-3 header and two data structs, both
+    // valid for the duration of the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    cvt(ret).map(drop)
+}
+
+/// Marks every descriptor from `first` up close-on-exec, so an exec'd
+/// program inherits none of them, whoever leaked them to us.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes descriptor flags; it reads no memory.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    cvt(ret).map(drop)
+}
+
+/// Blocks every signal for the calling thread. The mask survives exec, so
+/// the exec'd program starts with nothing able to reach it before it is
+/// ready for signals.
+pub fn block_all_signals() -> io::Result<()> {
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::all()),
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Clears close-on-exec on `fd`, so the exec'd program inherits it.
+pub fn keep_on_exec(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD on a descriptor of this process only changes its flags.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    cvt(ret as libc::c_long).map(drop)
 }
 
 /// Clears the ambient capability set.

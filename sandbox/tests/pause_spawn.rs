@@ -100,19 +100,68 @@ fn without_a_network_namespace_pause_shares_the_hosts() {
 }
 
 #[test]
-fn a_missing_netns_path_is_an_invalid_argument() {
-    let err = TestPod::start(
-        "nonet",
-        pod_config(Network::Join("/run/netns/berth-none".into())),
-    )
-    .err()
-    .expect("joining a missing namespace must fail");
+fn a_missing_netns_path_is_an_invalid_argument_and_leaves_no_cgroup() {
+    let mut config = pod_config(Network::Join("/run/netns/berth-none".into()));
+    let path = test_cgroup("nonet");
+    config.cgroup = Some(path.clone());
+    let err = TestPod::start("nonet", config)
+        .err()
+        .expect("joining a missing namespace must fail");
     assert_eq!(
         err.kind(),
         berth_sandbox::ErrorKind::InvalidArgument,
         "{err}"
     );
     assert!(err.to_string().contains("/run/netns/berth-none"), "{err}");
+    assert!(
+        !berth_sandbox::cgroup::exists(&path),
+        "a failed start left cgroup {path}"
+    );
+    remove_test_cgroup_parent(&path);
+}
+
+#[test]
+fn a_failed_start_after_the_cgroup_was_joined_removes_it() {
+    // The child's exec fails (the "binary" is a directory) after the helper
+    // created and joined the cgroup.
+    require_root();
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = berth_sandbox::state::PodDir::new(root.path(), "noexec");
+    let mut config = pod_config(Network::New);
+    let path = test_cgroup("noexec");
+    config.cgroup = Some(path.clone());
+    let err = berth_sandbox::pod::start_pause(&helper(), &dir, "noexec", &config, "/".into())
+        .unwrap_err();
+    assert!(err.to_string().contains("exec berth-pause"), "{err}");
+    assert!(
+        !berth_sandbox::cgroup::exists(&path),
+        "a failed start left cgroup {path}"
+    );
+    remove_test_cgroup_parent(&path);
+}
+
+#[test]
+fn starting_pause_leaves_the_hosts_mounts_alone() {
+    let mounts = || {
+        let mut m: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(3)
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        m.sort();
+        m
+    };
+    let before = mounts();
+    let pod = TestPod::start("mounts", pod_config(Network::New)).unwrap();
+    assert_eq!(mounts(), before, "the host saw pause's mounts");
+    drop(pod);
 }
 
 #[test]
@@ -244,4 +293,26 @@ fn the_helper_reports_a_missing_pause_binary_as_an_error() {
         err.to_string().contains("/nonexistent/berth-pause"),
         "{err}"
     );
+}
+
+#[test]
+fn pause_is_ready_when_its_start_returns() {
+    // No waiting anywhere: the start returns only once pause has finished
+    // its start-up, so a SIGTERM sent at once is never lost, and its /proc
+    // links are already closed.
+    for i in 0..20 {
+        let pod = TestPod::start(&format!("ready{i}"), pod_config(Network::New)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let status = std::fs::metadata(format!("/proc/{}/status", pod.pid())).unwrap();
+        assert_eq!(status.uid(), 0, "pause {i} is still dumpable");
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", pod.pid()))
+            .unwrap()
+            .count();
+        assert_eq!(fds, 3, "pause {i} still holds inherited fds");
+        assert_eq!(
+            pod.stop(),
+            0,
+            "pause {i} must exit 0 on an immediate SIGTERM"
+        );
+    }
 }

@@ -38,6 +38,7 @@ impl Error {
                 ErrorKind::InvalidArgument => Code::INVALID_ARGUMENT,
                 ErrorKind::NotFound => Code::NOT_FOUND,
                 ErrorKind::FailedPrecondition => Code::FAILED_PRECONDITION,
+                ErrorKind::Unimplemented => Code::UNIMPLEMENTED,
                 ErrorKind::Internal => Code::INTERNAL,
             },
             Error::Internal(_) => Code::INTERNAL,

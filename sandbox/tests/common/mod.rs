@@ -144,6 +144,16 @@ pub fn test_cgroup(name: &str) -> String {
     format!("/berth-test-{}/{name}", std::process::id())
 }
 
+/// Removes the per-process parent of a test cgroup made by [`test_cgroup`].
+pub fn remove_test_cgroup_parent(path: &str) {
+    let parent = Path::new(path)
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let _ = berth_sandbox::pod::remove_cgroup(&parent);
+}
+
 /// A network namespace pinned at a path, removed on drop.
 pub struct PinnedNetns {
     pub name: String,
