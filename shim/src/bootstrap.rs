@@ -8,6 +8,8 @@
 
 use std::ffi::OsString;
 use std::io::Read;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,6 +52,11 @@ pub async fn run() -> i32 {
             let message = berth_sandbox::helper::error_chain(&e);
             log::error!("{}: {message}", flags.action);
             eprintln!("containerd-shim-berth-v2 {}: {message}", flags.action);
+            if flags.action.is_empty() {
+                // Until the server is ready, stdout is the pipe `start` reads:
+                // it relays why the server did not start.
+                println!("{message}");
+            }
             1
         }
     }
@@ -101,13 +108,19 @@ async fn start(flags: &Flags) -> Result<()> {
     let socket = dir.socket();
     let address = format!("unix://{}", socket.display());
 
-    if !crate::server::is_serving(&socket).await {
-        dir.create()?;
-        spawn_server(flags, &bundle, &address)?;
-        if !crate::server::is_serving(&socket).await {
-            return Err(Error::Unavailable(format!(
-                "the shim for pod {grouping} did not start"
-            )));
+    dir.create()?;
+    {
+        let _lock = dir.lock()?;
+        if probe(&socket) != Probe::Serving {
+            remove_socket(&socket)?;
+            let listener = UnixListener::bind(&socket)
+                .map_err(|e| Error::Internal(format!("bind {}: {e}", socket.display())))?;
+            spawn_server(flags, &bundle, listener).map_err(|e| match e {
+                Error::Unavailable(why) => {
+                    Error::Unavailable(format!("the shim for pod {grouping} did not start: {why}"))
+                }
+                other => other,
+            })?;
         }
     }
     let containerd_version = params
@@ -137,16 +150,56 @@ async fn start(flags: &Flags) -> Result<()> {
         .map_err(|e| Error::Internal(format!("write the bootstrap reply: {e}")))
 }
 
-/// Starts the serving shim as a daemon and waits until it listens: it closes
-/// its stdout (our pipe) once the socket accepts connections.
-fn spawn_server(flags: &Flags, bundle: &Path, address: &str) -> Result<()> {
-    let exe = std::env::current_exe().map_err(|e| Error::Internal(format!("current_exe: {e}")))?;
-    let mut command = Command::new(exe);
+/// Whether a shim answers on a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Probe {
+    Serving,
+    /// The file is there but nobody listens: a dead shim's.
+    Stale,
+    Absent,
+}
+
+/// Probes `socket`. Only a refused connection or a missing file count as
+/// "nobody there"; any other failure (a full backlog, say) is taken as a live
+/// shim, never as licence to replace its socket.
+pub fn probe(socket: &Path) -> Probe {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(_) => Probe::Serving,
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Probe::Stale,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Probe::Absent,
+        Err(e) => {
+            log::warn!("probe {}: {e}; taking it as served", socket.display());
+            Probe::Serving
+        }
+    }
+}
+
+fn remove_socket(socket: &Path) -> Result<()> {
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Internal(format!(
+            "remove stale {}: {e}",
+            socket.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The descriptor number the serving shim finds its listening socket on.
+pub const LISTEN_FD: RawFd = 3;
+/// Set in the serving shim's environment when `start` hands it the socket.
+pub const LISTEN_FD_ENV: &str = "BERTH_LISTEN_FD";
+
+/// Starts the serving shim as a daemon on `listener` and waits until it is
+/// ready: it closes its stdout (our pipe) once it accepts connections, or
+/// writes why it failed there and exits.
+fn spawn_server(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<()> {
+    let mut command = Command::new("/proc/self/exe");
     command
         .current_dir(bundle)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .env(LISTEN_FD_ENV, LISTEN_FD.to_string())
         .args([
             "-namespace",
             &flags.namespace,
@@ -154,19 +207,26 @@ fn spawn_server(flags: &Flags, bundle: &Path, address: &str) -> Result<()> {
             &flags.id,
             "-address",
             &flags.address,
-        ])
-        .args(["-socket", address]);
+        ]);
     if !flags.publish_binary.is_empty() {
         command.args(["-publish-binary", &flags.publish_binary]);
     }
     if flags.debug {
         command.arg("-debug");
     }
-    // SAFETY: setsid is async-signal-safe, allocates nothing and takes no
-    // lock; it detaches the daemon from containerd's session.
+    let fd = listener.as_raw_fd();
+    // SAFETY: between fork and exec the closure calls only async-signal-safe
+    // functions (dup2, fcntl, setsid), allocates nothing and takes no lock.
+    // It puts the listener on LISTEN_FD without close-on-exec and detaches
+    // the daemon from containerd's session.
     unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() == -1 {
+        command.pre_exec(move || {
+            let ret = if fd == LISTEN_FD {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, LISTEN_FD)
+            };
+            if ret == -1 || libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -175,10 +235,29 @@ fn spawn_server(flags: &Flags, bundle: &Path, address: &str) -> Result<()> {
     let mut child = command
         .spawn()
         .map_err(|e| Error::Internal(format!("spawn the shim server: {e}")))?;
-    let mut sink = Vec::new();
-    let _ = child.stdout.take().expect("piped").read_to_end(&mut sink);
-    // The daemon outlives us; its parent is containerd's subreaper or init.
-    Ok(())
+    // Our copy must go, or the socket would look served even if the child died.
+    drop(listener);
+    let mut said = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut said);
+    if probe_served(&PathBuf::from(bundle), flags) {
+        // The daemon outlives us; its parent becomes containerd's subreaper or init.
+        return Ok(());
+    }
+    let said = said.trim();
+    Err(Error::Unavailable(if said.is_empty() {
+        "it exited without a word".into()
+    } else {
+        said.to_owned()
+    }))
+}
+
+fn probe_served(bundle: &Path, flags: &Flags) -> bool {
+    let grouping = berth_sandbox::spec::grouping(bundle, &flags.id);
+    probe(&pod_dir(&flags.address, &flags.namespace, &grouping).socket()) == Probe::Serving
 }
 
 /// containerd's clean-up after a shim died: kill what is left of the task,
@@ -208,26 +287,55 @@ async fn delete(flags: &Flags) -> Result<()> {
 }
 
 fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
-    let Some(record) = dir.read_record()? else {
-        return Ok(None);
-    };
-    if record.sandbox_id != id {
+    if !dir.path().exists() {
         return Ok(None);
     }
-    let pid = record.pause.map(|p| p.pid);
+    if probe(&dir.socket()) == Probe::Serving {
+        log::warn!("task {id}: its pod is still served by a live shim; leaving it alone");
+        return Ok(None);
+    }
+    let record = dir.read_record().unwrap_or_else(|e| {
+        log::warn!("task {id}: unreadable pod record: {e}");
+        None
+    });
+    let Some(record) = record else {
+        dir.remove()?;
+        return Ok(None);
+    };
+    if !record.sandbox_id.is_empty() && record.sandbox_id != id {
+        return Ok(None);
+    }
+    // Every step is tried; the directory goes last, and only once pause is
+    // gone, so a failed clean-up can be retried from what is left.
+    let mut failures = Vec::new();
+    let mut pause_gone = true;
     if let Some(pause) = record.pause {
-        if berth_sandbox::pod::signal(pause, nix::sys::signal::Signal::SIGKILL)? {
-            log::info!(
+        match berth_sandbox::pod::signal(pause, nix::sys::signal::Signal::SIGKILL) {
+            Ok(true) => log::info!(
                 "pod {id}: killed berth-pause {} left by a dead shim",
                 pause.pid
-            );
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                pause_gone = false;
+                failures.push(e);
+            }
         }
     }
     if let Some(cgroup) = &record.cgroup {
-        berth_sandbox::pod::remove_cgroup(cgroup)?;
+        if let Err(e) = berth_sandbox::pod::remove_cgroup(cgroup) {
+            failures.push(e);
+        }
     }
-    dir.remove()?;
-    Ok(pid)
+    if pause_gone {
+        if let Err(e) = dir.remove() {
+            failures.push(e);
+        }
+    }
+    match failures.into_iter().next() {
+        Some(e) => Err(e.into()),
+        None => Ok(record.pause.map(|p| p.pid)),
+    }
 }
 
 /// The berth-pause binary: `$BERTH_PAUSE`, else beside this binary.
@@ -274,5 +382,35 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = PodDir::new(root.path(), "x");
         assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), None);
+    }
+
+    #[test]
+    fn cleanup_removes_a_pod_dir_without_a_record() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        dir.create().unwrap();
+        std::fs::write(dir.socket(), b"").unwrap();
+        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), None);
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn cleanup_leaves_a_pod_that_a_live_shim_serves() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        dir.create().unwrap();
+        let _listener = UnixListener::bind(dir.socket()).unwrap();
+        assert_eq!(probe(&dir.socket()), Probe::Serving);
+        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), None);
+        assert!(dir.path().exists());
+    }
+
+    #[test]
+    fn probe_tells_stale_from_absent() {
+        let root = tempfile::tempdir().unwrap();
+        let socket = root.path().join("s.sock");
+        assert_eq!(probe(&socket), Probe::Absent);
+        drop(UnixListener::bind(&socket).unwrap());
+        assert_eq!(probe(&socket), Probe::Stale);
     }
 }

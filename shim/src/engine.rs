@@ -79,19 +79,37 @@ impl Engine for Arc<Sandbox> {
                 }
             }
             let config = SandboxConfig::from_spec(&spec)?;
-            let pause = berth_sandbox::pod::start_pause(
+            // Recorded before pause exists, so a shim that dies mid-way still
+            // leaves `delete` the cgroup to remove.
+            this.save(|r| {
+                r.sandbox_id = req.id.clone();
+                r.namespace = this.namespace.clone();
+                r.cgroup = config.cgroup.clone();
+                r.pause = None;
+            })?;
+            let started = berth_sandbox::pod::start_pause(
                 &this.helper,
                 &this.dir,
                 &req.id,
                 &config,
                 this.pause_binary.clone(),
-            )?;
-            this.save(|r| {
-                r.sandbox_id = req.id.clone();
-                r.namespace = this.namespace.clone();
-                r.pause = Some(pause);
-                r.cgroup = config.cgroup.clone();
-            })?;
+            );
+            let pause = match started {
+                Ok(pause) => pause,
+                Err(e) => {
+                    // start_pause removed the cgroup it may have made.
+                    let _ = this.save(|r| r.cgroup = None);
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = this.save(|r| r.pause = Some(pause)) {
+                // Untracked, pause would outlive the shim: undo it.
+                let _ = berth_sandbox::pod::signal(pause, Signal::SIGKILL);
+                if let Some(path) = &config.cgroup {
+                    let _ = berth_sandbox::pod::remove_cgroup(path);
+                }
+                return Err(e);
+            }
             log::info!("pod {}: berth-pause started as pid {}", req.id, pause.pid);
             Ok(pause)
         })

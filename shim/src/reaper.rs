@@ -7,6 +7,7 @@
 //! an exit that happens before the pid is known is still delivered, and no
 //! exit is ever stolen by another waiter.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -27,7 +28,7 @@ pub struct Exit {
 #[derive(Default)]
 pub struct Reaper {
     subscribers: Mutex<Vec<(u64, UnboundedSender<Exit>)>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
 }
 
 /// Exits seen since the subscription was made, until it is dropped.
@@ -78,11 +79,7 @@ impl Reaper {
 
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
         let (tx, rx) = unbounded_channel();
-        let id = {
-            let mut next = self.next_id.lock().expect("reaper lock");
-            *next += 1;
-            *next
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.subscribers.lock().expect("reaper lock").push((id, tx));
         Subscription {
             id,

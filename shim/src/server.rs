@@ -1,21 +1,24 @@
 //! Serving one pod: the ttrpc server, the reaper, and orderly exit.
 
 use std::collections::HashMap;
+use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_proto::shim_async::create_task;
 use berth_proto::ttrpc::r#async::transport::Listener;
 use berth_proto::ttrpc::r#async::{Server, Service as TtrpcService};
 use berth_sandbox::helper::Helper;
-use containerd_shim::publisher::RemotePublisher;
+use berth_sandbox::state::PodDir;
 use containerd_shim::Flags;
 use tokio::sync::Notify;
 
+use crate::bootstrap::{self, Probe, LISTEN_FD, LISTEN_FD_ENV};
 use crate::engine::Sandbox;
 use crate::error::{Error, Result};
-use crate::events::Remote;
+use crate::events::Outbox;
 use crate::reaper::Reaper;
 use crate::service::Service;
 
@@ -23,10 +26,8 @@ use crate::service::Service;
 /// for 1.7. The messages are the same on the wire.
 pub const TASK_SERVICES: [&str; 2] = ["containerd.task.v3.Task", "containerd.task.v2.Task"];
 
-/// Whether a shim accepts connections on `socket`.
-pub async fn is_serving(socket: &Path) -> bool {
-    tokio::net::UnixStream::connect(socket).await.is_ok()
-}
+/// How long events still queued at exit may take to reach containerd.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Registers one task implementation under every task service name.
 pub fn task_services(
@@ -44,11 +45,9 @@ pub fn task_services(
 }
 
 pub async fn serve(flags: &Flags) -> Result<()> {
-    if flags.socket.is_empty() {
-        return Err(Error::InvalidArgument(
-            "-socket: must be given to serve".into(),
-        ));
-    }
+    let bundle = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let grouping = berth_sandbox::spec::grouping(&bundle, &flags.id);
+    let dir = bootstrap::pod_dir(&flags.address, &flags.namespace, &grouping);
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
         eprintln!("containerd-shim-berth-v2: no log fifo, logging to stderr: {e}");
@@ -60,46 +59,24 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         .start()
         .map_err(|e| Error::Internal(format!("handle SIGCHLD: {e}")))?;
 
-    let socket_path = flags.socket.trim_start_matches("unix://").to_owned();
-    let socket = Path::new(&socket_path);
-    let dir = berth_sandbox::state::PodDir::new(
-        socket
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("/")),
-        &socket
-            .parent()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
-    let listener = bind(socket).await?;
-    if listener.is_none() {
-        // Another shim of this pod won the race and serves it.
-        signal_started();
+    let Some(listener) = listener(&dir)? else {
+        // Another shim of this pod serves it.
+        signal_started()?;
         return Ok(());
-    }
-
+    };
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
-    let publisher = RemotePublisher::new(&ttrpc_address).await.map_err(|e| {
-        Error::Unavailable(format!("connect to containerd at {ttrpc_address}: {e}"))
-    })?;
-    let exe = std::env::current_exe().map_err(|e| Error::Internal(format!("current_exe: {e}")))?;
+    let outbox = Arc::new(Outbox::start(&ttrpc_address, &flags.namespace));
     let engine = Arc::new(Sandbox::new(
-        Helper::new(exe, false),
-        crate::bootstrap::pause_binary(),
+        // The running binary, even if the file was replaced since.
+        Helper::new("/proc/self/exe", false),
+        bootstrap::pause_binary(),
         dir.clone(),
         &flags.namespace,
     ));
     let shutdown = Arc::new(Notify::new());
-    let service = Service::new(
-        engine,
-        Remote::new(publisher, &flags.namespace),
-        reaper,
-        Arc::clone(&shutdown),
-    );
-    let listener = Listener::try_from(listener.expect("checked"))
+    let service = Service::new(engine, Arc::clone(&outbox), reaper, Arc::clone(&shutdown));
+    let listener = Listener::try_from(listener)
         .map_err(|e| Error::Internal(format!("ttrpc listener: {e}")))?;
     let mut server = Server::new()
         .add_listener(listener)
@@ -108,8 +85,8 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         .start()
         .await
         .map_err(|e| Error::Internal(format!("start the ttrpc server: {e}")))?;
-    signal_started();
-    log::info!("serving pod {} on {}", flags.id, socket.display());
+    signal_started()?;
+    log::info!("serving pod {grouping} on {}", dir.socket().display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Internal(format!("handle SIGTERM: {e}")))?;
@@ -118,38 +95,49 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         _ = term.recv() => false,
     };
     let _ = server.shutdown().await;
-    let _ = std::fs::remove_file(socket);
+    if !outbox.flush(FLUSH_TIMEOUT).await {
+        log::warn!("events still undelivered after {FLUSH_TIMEOUT:?}");
+    }
+    let _ = std::fs::remove_file(dir.socket());
     if done_with_pod {
         dir.remove()?;
     }
-    log::info!("shim for pod {} exits", flags.id);
+    log::info!("shim for pod {grouping} exits");
     Ok(())
 }
 
-/// Binds the pod's socket. `None` when a live shim already holds it; a stale
-/// socket file left by a dead shim is replaced.
-async fn bind(socket: &Path) -> Result<Option<UnixListener>> {
-    match UnixListener::bind(socket) {
-        Ok(l) => Ok(Some(l)),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            if is_serving(socket).await {
-                return Ok(None);
-            }
-            std::fs::remove_file(socket)
-                .map_err(|e| Error::Internal(format!("remove stale {}: {e}", socket.display())))?;
-            UnixListener::bind(socket)
-                .map(Some)
-                .map_err(|e| Error::Internal(format!("bind {}: {e}", socket.display())))
-        }
-        Err(e) => Err(Error::Internal(format!("bind {}: {e}", socket.display()))),
+/// The socket to serve: the one `start` bound and handed over, else (run by
+/// hand) bound here under the pod's lock. `None` when a live shim holds it.
+fn listener(dir: &PodDir) -> Result<Option<UnixListener>> {
+    if std::env::var_os(LISTEN_FD_ENV).is_some() {
+        nix::fcntl::fcntl(
+            // SAFETY: LISTEN_FD is open for the life of the process: `start`
+            // put the bound socket there before exec, by contract.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(LISTEN_FD) },
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| Error::Internal(format!("the socket handed over on fd {LISTEN_FD}: {e}")))?;
+        // SAFETY: as above; nothing else in the process owns LISTEN_FD.
+        return Ok(Some(unsafe { UnixListener::from_raw_fd(LISTEN_FD) }));
     }
+    dir.create()?;
+    let _lock = dir.lock()?;
+    let socket = dir.socket();
+    if bootstrap::probe(&socket) == Probe::Serving {
+        return Ok(None);
+    }
+    let _ = std::fs::remove_file(&socket);
+    UnixListener::bind(&socket)
+        .map(Some)
+        .map_err(|e| Error::Internal(format!("bind {}: {e}", socket.display())))
 }
 
-/// Tells `start` we are ready: our stdout is its pipe, and it reads to EOF.
-fn signal_started() {
-    // SAFETY: dup2 of two valid descriptors of this process; stderr is
-    // /dev/null for a daemonized shim, so stdout no longer holds the pipe.
-    unsafe {
-        libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
-    }
+/// Tells `start` we are ready: our stdout is its pipe, which it reads to EOF.
+fn signal_started() -> Result<()> {
+    let devnull = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Error::Internal(format!("open /dev/null: {e}")))?;
+    nix::unistd::dup2_stdout(&devnull)
+        .map_err(|e| Error::Internal(format!("close the start pipe: {e}")))
 }

@@ -4,7 +4,7 @@
 //! (containerd 1.7) and `containerd.task.v3.Task` (containerd 2.x): the two
 //! APIs' messages are wire-identical.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -36,9 +36,17 @@ struct Inner<E, P> {
     engine: E,
     publisher: P,
     reaper: Arc<Reaper>,
-    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    tasks: Mutex<Tasks>,
     /// Signalled when containerd shuts the shim down with no task left.
     shutdown: Arc<Notify>,
+}
+
+/// The pod's tasks, and the ids whose Create is under way (reserved, so a
+/// second Create of the id fails and Shutdown waits for them).
+#[derive(Default)]
+struct Tasks {
+    live: HashMap<String, Arc<Task>>,
+    creating: HashSet<String>,
 }
 
 impl<E: Engine, P: Publisher> Service<E, P> {
@@ -48,7 +56,7 @@ impl<E: Engine, P: Publisher> Service<E, P> {
                 engine,
                 publisher,
                 reaper,
-                tasks: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(Tasks::default()),
                 shutdown,
             }),
         }
@@ -60,6 +68,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         self.tasks
             .lock()
             .expect("tasks lock")
+            .live
             .get(id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("task {id}")))
@@ -82,18 +91,44 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         if req.bundle.is_empty() {
             return Err(Error::InvalidArgument("bundle: must not be empty".into()));
         }
-        if self.tasks.lock().expect("tasks lock").contains_key(&req.id) {
-            return Err(Error::AlreadyExists(format!("task {}", req.id)));
+        {
+            let mut tasks = self.tasks.lock().expect("tasks lock");
+            if tasks.live.contains_key(&req.id) || !tasks.creating.insert(req.id.clone()) {
+                return Err(Error::AlreadyExists(format!("task {}", req.id)));
+            }
         }
+        // On a task of its own: containerd's deadline may drop this request's
+        // future, and a half-made task must not be abandoned with it.
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.create_reserved(req).await })
+            .await
+            .map_err(|e| Error::Internal(format!("create task failed: {e}")))?
+    }
+
+    async fn create_reserved(
+        self: Arc<Self>,
+        req: CreateTaskRequest,
+    ) -> Result<CreateTaskResponse> {
         // Subscribed before the process exists: its exit cannot be missed.
         let exits = self.reaper.subscribe();
-        let process = self
+        let created = self
             .engine
             .create(CreateRequest {
                 id: req.id.clone(),
                 bundle: PathBuf::from(&req.bundle),
             })
-            .await?;
+            .await;
+        let process = match created {
+            Ok(process) => process,
+            Err(e) => {
+                self.tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .creating
+                    .remove(&req.id);
+                return Err(e);
+            }
+        };
         let stdio = Stdio {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -101,26 +136,11 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             terminal: req.terminal,
         };
         let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, process));
-        let raced = {
+        {
             let mut tasks = self.tasks.lock().expect("tasks lock");
-            let raced = tasks.contains_key(&req.id);
-            if !raced {
-                tasks.insert(req.id.clone(), Arc::clone(&task));
-            }
-            raced
-        };
-        if raced {
-            // A concurrent Create of the same id won; undo ours.
-            let _ = self.engine.kill(process, libc::SIGKILL as u32).await;
-            return Err(Error::AlreadyExists(format!("task {}", req.id)));
+            tasks.creating.remove(&req.id);
+            tasks.live.insert(req.id.clone(), Arc::clone(&task));
         }
-        let this = Arc::clone(self);
-        let watched = Arc::clone(&task);
-        tokio::spawn(async move {
-            if let Some(exit) = exits.wait_for(process.pid).await {
-                this.exited(&watched, exit.status, exit.at).await;
-            }
-        });
         self.publisher
             .publish(Event::Create(TaskCreate {
                 container_id: req.id.clone(),
@@ -139,6 +159,13 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 ..Default::default()
             }))
             .await;
+        // Watched only now, so TaskExit cannot overtake TaskCreate.
+        let this = Arc::clone(&self);
+        tokio::spawn(async move {
+            if let Some(exit) = exits.wait_for(process.pid).await {
+                this.exited(&task, exit.status, exit.at).await;
+            }
+        });
         Ok(CreateTaskResponse {
             pid: process.pid as u32,
             ..Default::default()
@@ -146,6 +173,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     async fn exited(&self, task: &Task, status: u32, at: std::time::SystemTime) {
+        let _order = task.events.lock().await;
         if !task.exited(status, at) {
             return;
         }
@@ -169,6 +197,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     async fn start(&self, req: StartRequest) -> Result<StartResponse> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let task = self.task(&req.id)?;
+        let _order = task.events.lock().await;
         task.start()?;
         let pid = task.process.pid as u32;
         self.publisher
@@ -260,25 +289,38 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
 
     async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
         Self::no_exec(&req.id, &req.exec_id)?;
-        let task = self.task(&req.id)?;
-        let (status, at) = match task.state() {
-            State::Stopped { status, at } => (status, at),
-            State::Created => {
-                // Never started: containerd cleans up a failed create this way.
-                self.engine.kill(task.process, libc::SIGKILL as u32).await?;
-                task.wait().await
-            }
-            state @ State::Running => {
+        // Taken out of the map first: a concurrent Delete finds nothing.
+        let task = {
+            let mut tasks = self.tasks.lock().expect("tasks lock");
+            let task = tasks
+                .live
+                .get(&req.id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("task {}", req.id)))?;
+            if let state @ State::Running = task.state() {
                 return Err(Error::FailedPrecondition(format!(
                     "task {} is {}: kill it before delete",
                     req.id,
                     describe(state)
-                )))
+                )));
+            }
+            tasks.live.remove(&req.id);
+            task
+        };
+        let removed = self.remove(&task).await;
+        let (status, at) = match removed {
+            Ok(exit) => exit,
+            Err(e) => {
+                self.tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .live
+                    .insert(req.id.clone(), task);
+                return Err(e);
             }
         };
-        self.engine.remove(&req.id).await?;
-        self.tasks.lock().expect("tasks lock").remove(&req.id);
         let pid = task.process.pid as u32;
+        let _order = task.events.lock().await;
         self.publisher
             .publish(Event::Delete(TaskDelete {
                 container_id: req.id.clone(),
@@ -296,11 +338,23 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         })
     }
 
+    /// Ends a task that is not running and removes what it leaves.
+    async fn remove(&self, task: &Task) -> Result<(u32, std::time::SystemTime)> {
+        if task.state() == State::Created {
+            // Never started: containerd cleans up a failed create this way.
+            self.engine.kill(task.process, libc::SIGKILL as u32).await?;
+        }
+        let exit = task.wait().await;
+        self.engine.remove(&task.id).await?;
+        Ok(exit)
+    }
+
     fn connect(&self, req: ConnectRequest) -> Result<ConnectResponse> {
         let task_pid = self
             .tasks
             .lock()
             .expect("tasks lock")
+            .live
             .get(&req.id)
             .map_or(0, |t| t.process.pid as u32);
         Ok(ConnectResponse {
@@ -311,7 +365,10 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     fn shutdown(&self, _req: ShutdownRequest) -> Result<()> {
-        let remaining = self.tasks.lock().expect("tasks lock").len();
+        let remaining = {
+            let tasks = self.tasks.lock().expect("tasks lock");
+            tasks.live.len() + tasks.creating.len()
+        };
         if remaining == 0 {
             log::info!("shutdown: no task left, exiting");
             self.shutdown.notify_one();

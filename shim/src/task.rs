@@ -42,6 +42,9 @@ pub struct Task {
     pub stdio: Stdio,
     pub process: ProcessRecord,
     state: watch::Sender<State>,
+    /// Held across a transition and the event announcing it, so events leave
+    /// in the order the transitions happened (no TaskExit before TaskStart).
+    pub events: tokio::sync::Mutex<()>,
 }
 
 impl Task {
@@ -52,6 +55,7 @@ impl Task {
             stdio,
             process,
             state: watch::Sender::new(State::Created),
+            events: tokio::sync::Mutex::new(()),
         }
     }
 

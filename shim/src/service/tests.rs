@@ -21,11 +21,17 @@ struct Stub {
     die_on_create: StdMutex<Option<u32>>,
     fail_create: StdMutex<Option<berth_sandbox::Error>>,
     removed: StdMutex<Vec<String>>,
+    /// When set, create waits for this before it returns.
+    hold_create: StdMutex<Option<Arc<Notify>>>,
 }
 
 #[async_trait]
 impl Engine for Arc<Stub> {
     async fn create(&self, _req: CreateRequest) -> Result<ProcessRecord> {
+        let hold = self.hold_create.lock().unwrap().clone();
+        if let Some(hold) = hold {
+            hold.notified().await;
+        }
         if let Some(e) = self.fail_create.lock().unwrap().take() {
             return Err(e.into());
         }
@@ -72,6 +78,7 @@ fn fixture() -> Fixture {
         die_on_create: StdMutex::new(None),
         fail_create: StdMutex::new(None),
         removed: StdMutex::new(Vec::new()),
+        hold_create: StdMutex::new(None),
     });
     let (publisher, events) = Channel::new();
     let shutdown = Arc::new(Notify::new());
@@ -450,4 +457,68 @@ fn the_task_api_is_served_under_v2_and_v3() {
             assert!(s.methods.contains_key(method), "{method}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_create_whose_caller_gave_up_still_completes() {
+    let f = fixture();
+    let hold = Arc::new(Notify::new());
+    *f.stub.hold_create.lock().unwrap() = Some(Arc::clone(&hold));
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        f.inner.create(create_req("c")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller's deadline passed");
+    // The reservation stands meanwhile: a second create and shutdown wait.
+    assert_eq!(
+        code(f.inner.create(create_req("c")).await),
+        Code::ALREADY_EXISTS
+    );
+    f.inner.shutdown(ShutdownRequest::default()).unwrap();
+    hold.notify_one();
+    for _ in 0..100 {
+        if f.inner.task("c").is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let state = f
+        .inner
+        .state(id_req("c", |r: &mut StateRequest, id| r.id = id))
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::CREATED));
+    let early =
+        tokio::time::timeout(std::time::Duration::from_millis(20), f.shutdown.notified()).await;
+    assert!(
+        early.is_err(),
+        "shutdown during a create must not exit the shim"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_deletes_delete_once() {
+    let mut f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    f.inner
+        .wait(id_req("c", |r: &mut WaitRequest, id| r.id = id))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        f.inner
+            .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id)),
+        f.inner
+            .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id)),
+    );
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one delete succeeds: {a:?} {b:?}"
+    );
+    assert_eq!(f.stub.removed.lock().unwrap().len(), 1);
+    let mut deletes = 0;
+    while let Ok(e) = f.events.try_recv() {
+        deletes += matches!(e, Event::Delete(_)) as usize;
+    }
+    assert_eq!(deletes, 1);
 }
