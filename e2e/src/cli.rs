@@ -106,7 +106,14 @@ pub async fn main(args: &[String]) -> Result<()> {
             let text =
                 std::fs::read_to_string(&config).with_context(|| format!("read {config}"))?;
             let pod = PodConfig::from_json(&text).with_context(|| format!("parse {config}"))?;
-            println!("{}", client.run_pod_sandbox(pod.to_cri(), &runtime).await?);
+            let started = std::time::Instant::now();
+            let id = client.run_pod_sandbox(pod.to_cri(), &runtime).await?;
+            // The CRI call alone, as kubelet sees it; on stderr, so stdout stays the id.
+            eprintln!(
+                "RunPodSandbox took {:.3} s",
+                started.elapsed().as_secs_f64()
+            );
+            println!("{id}");
         }
         Command::StopPods(ids) => {
             for id in ids {

@@ -13,16 +13,20 @@ use crate::version::Version;
 use crate::{leaks, procs, scenario};
 
 pub const USAGE: &str = "\
-usage: berth-demo [--containerd 2.1|1.7] [--runtime berth|runc]
+usage: berth-demo [--containerd 2.1|1.7] [--runtime berth|runc] [--hold]
 
 Starts a private containerd (default 2.1), runs one pod with the given runtime handler
-(default berth), shows its shim and pause processes, removes it and checks for leaks.";
+(default berth), shows its shim and pause processes, removes it and checks for leaks.
+With --hold it runs no pod: it prints the CRI endpoint and keeps containerd up (berth
+and runc registered) until Enter or ^C, for berth-cri or any CRI client.";
 
 /// The demo's options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     pub version: Version,
     pub runtime: String,
+    /// Keep containerd up for other clients instead of running the demo pod.
+    pub hold: bool,
 }
 
 /// Parses the arguments after the program name; `None` means help was asked for.
@@ -30,6 +34,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
     let mut opts = Options {
         version: Version::V2_1,
         runtime: BERTH_HANDLER.to_string(),
+        hold: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -39,6 +44,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
                 opts.version = Version::parse(v).with_context(|| format!("unknown version {v}"))?;
             }
             "--runtime" => opts.runtime = it.next().context("--runtime needs a handler")?.clone(),
+            "--hold" => opts.hold = true,
             "-h" | "--help" => return Ok(None),
             other => bail!("unexpected argument {other}\n\n{USAGE}"),
         }
@@ -77,7 +83,11 @@ pub async fn run(opts: &Options) -> Result<()> {
         cd.instance().dir().display(),
         cd.instance().subnet()
     );
-    let result = pod_lifecycle(&cd, &opts.runtime).await;
+    let result = if opts.hold {
+        hold(&cd).await
+    } else {
+        pod_lifecycle(&cd, &opts.runtime).await
+    };
     if let Err(e) = &result {
         cd.mark_failed();
         println!("FAILED: {e:#}");
@@ -93,6 +103,17 @@ pub async fn run(opts: &Options) -> Result<()> {
         );
     }
     result
+}
+
+/// Keeps containerd up until a line (or EOF) on stdin.
+async fn hold(cd: &Containerd) -> Result<()> {
+    println!("CRI endpoint: unix://{}", cd.address().display());
+    println!("runtime handlers: berth, runc; press Enter to stop containerd");
+    tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new()))
+        .await
+        .context("wait for stdin")?
+        .context("read stdin")?;
+    Ok(())
 }
 
 async fn pod_lifecycle(cd: &Containerd, runtime: &str) -> Result<()> {

@@ -9,6 +9,7 @@
 //! which is their subreaper.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -93,6 +94,11 @@ impl Helper {
     /// Runs one helper for `request` and returns its answer.
     pub fn call(&self, request: &Request) -> Result<Response> {
         let mut child = Command::new(&self.exe)
+            .arg0(
+                std::env::args_os()
+                    .next()
+                    .unwrap_or_else(|| self.exe.clone().into()),
+            )
             .arg(HELPER_ARG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

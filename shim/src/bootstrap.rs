@@ -195,6 +195,12 @@ pub const LISTEN_FD_ENV: &str = "BERTH_LISTEN_FD";
 fn spawn_server(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<()> {
     let mut command = Command::new("/proc/self/exe");
     command
+        // The running binary, named as containerd named it (for ps).
+        .arg0(
+            std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "containerd-shim-berth-v2".into()),
+        )
         .current_dir(bundle)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
