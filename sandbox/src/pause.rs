@@ -39,33 +39,8 @@ pub struct PauseSpec {
     /// An empty directory the helper mounts pause's root tmpfs on, in its own
     /// mount namespace (the host never sees that mount).
     pub root_dir: PathBuf,
-    pub hostname: Option<String>,
-    pub network: Network,
-    pub new_ipc: bool,
-    pub new_uts: bool,
-    pub new_pid: bool,
-    pub cgroup: Option<String>,
-}
-
-impl PauseSpec {
-    pub fn new(
-        sandbox_id: &str,
-        binary: PathBuf,
-        root_dir: PathBuf,
-        config: &SandboxConfig,
-    ) -> Self {
-        PauseSpec {
-            sandbox_id: sandbox_id.to_owned(),
-            binary,
-            root_dir,
-            hostname: config.hostname.clone(),
-            network: config.network.clone(),
-            new_ipc: config.new_ipc,
-            new_uts: config.new_uts,
-            new_pid: config.new_pid,
-            cgroup: config.cgroup.clone(),
-        }
-    }
+    /// The namespaces, hostname and cgroup the pod's spec asks for.
+    pub config: SandboxConfig,
 }
 
 /// Steps of the child after fork, reported back when one fails.
@@ -121,7 +96,7 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
     let binary = open_path(&spec.binary, OFlag::O_RDONLY)?;
     let devnull = open_path(Path::new("/dev/null"), OFlag::O_RDWR)?;
     let proc = open_path(Path::new("/proc"), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-    let netns = match &spec.network {
+    let netns = match &spec.config.network {
         Network::Join(path) => Some(open_path(path, OFlag::O_RDONLY).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::invalid(
@@ -133,7 +108,7 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
         })?),
         _ => None,
     };
-    if let Some(path) = &spec.cgroup {
+    if let Some(path) = &spec.config.cgroup {
         // The helper joins first; its child inherits the cgroup.
         crate::cgroup::join(path, std::process::id())?;
     }
@@ -142,15 +117,18 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
         setns(fd, CloneFlags::CLONE_NEWNET).map_err(sys_err("setns network"))?;
     }
     let mut flags = CloneFlags::CLONE_NEWNS;
-    flags.set(CloneFlags::CLONE_NEWNET, spec.network == Network::New);
-    flags.set(CloneFlags::CLONE_NEWIPC, spec.new_ipc);
-    flags.set(CloneFlags::CLONE_NEWUTS, spec.new_uts);
-    flags.set(CloneFlags::CLONE_NEWPID, spec.new_pid);
+    flags.set(
+        CloneFlags::CLONE_NEWNET,
+        spec.config.network == Network::New,
+    );
+    flags.set(CloneFlags::CLONE_NEWIPC, spec.config.new_ipc);
+    flags.set(CloneFlags::CLONE_NEWUTS, spec.config.new_uts);
+    flags.set(CloneFlags::CLONE_NEWPID, spec.config.new_pid);
     unshare(flags).map_err(sys_err(format!("unshare {flags:?}")))?;
-    if let Some(hostname) = &spec.hostname {
+    if let Some(hostname) = &spec.config.hostname {
         nix::unistd::sethostname(hostname).map_err(sys_err("sethostname"))?;
     }
-    if spec.network != Network::Host {
+    if spec.config.network != Network::Host {
         crate::netlink::loopback_up()?;
     }
     enter_empty_root(&spec.root_dir)?;

@@ -25,7 +25,12 @@ pub fn start_pause(
     pause_binary: PathBuf,
 ) -> Result<ProcessRecord> {
     dir.create()?;
-    let spec = PauseSpec::new(sandbox_id, pause_binary, dir.pause_root(), config);
+    let spec = PauseSpec {
+        sandbox_id: sandbox_id.to_owned(),
+        binary: pause_binary,
+        root_dir: dir.pause_root(),
+        config: config.clone(),
+    };
     let answer = helper.call(&Request::SpawnPause(spec));
     match answer {
         Ok(Response::Pause { pid, start_time }) => Ok(ProcessRecord { pid, start_time }),

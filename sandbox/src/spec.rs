@@ -105,7 +105,7 @@ pub enum Network {
 }
 
 /// Everything needed to start a pod's berth-pause, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SandboxConfig {
     pub hostname: Option<String>,
     pub network: Network,

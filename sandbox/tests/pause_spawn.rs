@@ -143,25 +143,34 @@ fn a_failed_start_after_the_cgroup_was_joined_removes_it() {
 
 #[test]
 fn starting_pause_leaves_the_hosts_mounts_alone() {
-    let mounts = || {
-        let mut m: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .map(|l| {
-                l.split_whitespace()
-                    .skip(3)
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        m.sort();
-        m
-    };
-    let before = mounts();
     let pod = TestPod::start("mounts", pod_config(Network::New)).unwrap();
-    assert_eq!(mounts(), before, "the host saw pause's mounts");
-    drop(pod);
+    // pause's root tmpfs is mounted on the pod's pause-root directory, but
+    // only inside the helper's private mount namespace.
+    let pod_dir = pod.dir.path().to_string_lossy().into_owned();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let seen: Vec<_> = mountinfo
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|m| m.starts_with(&pod_dir))
+        })
+        .collect();
+    assert!(seen.is_empty(), "the host sees pause's mounts: {seen:?}");
+    // And inside pause's namespace, the root is that tmpfs, read-only.
+    let inside = std::fs::read_to_string(format!("/proc/{}/mountinfo", pod.pid())).unwrap();
+    let root: Vec<_> = inside.lines().collect();
+    assert_eq!(root.len(), 1, "pause sees more than its root: {root:?}");
+    let fields: Vec<_> = root[0].split_whitespace().collect();
+    assert_eq!(fields[4], "/", "{root:?}");
+    assert!(
+        fields[5].split(',').any(|o| o == "ro"),
+        "pause's root is not read-only: {root:?}"
+    );
+    assert!(
+        root[0].contains(" - tmpfs "),
+        "pause's root is not a tmpfs: {root:?}"
+    );
 }
 
 #[test]
