@@ -30,6 +30,14 @@ build: deps ## build the shim and berth-pause (release) into target/berth/bin
 demo: build ## run a pod with berth through a private containerd 2.1, print what happened, clean up
 	target/release/berth-demo
 
+.PHONY: bench
+bench: build ## benchmark berth against containerd's Go runc shim (30 runs); table, JSON, PNG in target/bench
+	target/release/berth-bench
+
+.PHONY: bench-smoke
+bench-smoke: build ## the benchmark with 3 runs of each figure, so it never rots (CI runs it)
+	target/release/berth-bench --smoke
+
 .PHONY: test
 test: build ## run the unit, root and end-to-end tests (as root)
 	$(CARGO) nextest run --workspace --features $(TEST_FEATURES) --no-fail-fast

@@ -12,7 +12,7 @@ deps=${BERTH_DEPS_DIR:-$top/.deps}
 
 # Debian packages the build and the tests use.
 packages=(busybox-static containernetworking-plugins protobuf-compiler libseccomp-dev
-          runc pkg-config iproute2 iptables)
+          runc pkg-config iproute2 iptables fonts-dejavu-core)
 # containerd releases under test: name, suite, pinned package version.
 containerds=(
   "2.1 sid 2.1.9+ds1-5"

@@ -8,8 +8,10 @@
 //! - [`images`]: offline OCI images built from the host's static busybox;
 //! - [`cri`]: a CRI v1 client over the containerd unix socket;
 //! - [`pod_config`]: crictl-like pod configs and their CRI form;
-//! - [`leaks`]: checks that a removed pod left no process, mount, cgroup or file behind.
+//! - [`leaks`]: checks that a removed pod left no process, mount, cgroup or file behind;
+//! - [`bench`]: `berth-bench`, berth against the runc shim through CRI.
 
+pub mod bench;
 pub mod cgroups;
 pub mod cli;
 pub mod cni;

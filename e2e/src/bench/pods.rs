@@ -1,0 +1,143 @@
+//! The bench's pods: each one run through CRI with a fresh name and its own cgroup
+//! parent (as kubelet gives each pod one), timed around the CRI call only, and
+//! remembered until it is stopped and removed, so that a failed bench still removes
+//! every pod it made.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use futures::future::try_join_all;
+use k8s_cri::v1::PodSandboxState;
+
+use super::handler::Handler;
+use crate::containerd::Containerd;
+use crate::scenario;
+
+/// How long one CRI call may take before the bench gives up on it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many pods [`Pods::run_many`] and [`Pods::remove_all`] handle at once.
+pub const PARALLEL: usize = 8;
+
+/// Runs and removes the bench's pods on one containerd.
+pub struct Pods<'a> {
+    cd: &'a Containerd,
+    next: AtomicUsize,
+    /// Pods run and not yet removed.
+    live: Mutex<BTreeSet<String>>,
+    /// Every pod id ever run, for the final leak check.
+    created: Mutex<Vec<String>>,
+}
+
+impl<'a> Pods<'a> {
+    pub fn new(cd: &'a Containerd) -> Pods<'a> {
+        Pods {
+            cd,
+            next: AtomicUsize::new(0),
+            live: Mutex::new(BTreeSet::new()),
+            created: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn containerd(&self) -> &'a Containerd {
+        self.cd
+    }
+
+    /// RunPodSandbox with `h`; returns the pod id and the time the CRI call took.
+    pub async fn run(&self, h: Handler) -> Result<(String, Duration)> {
+        let name = format!("bench-{}", self.next.fetch_add(1, Ordering::SeqCst));
+        let parent = self.cd.cgroup_parent(&name);
+        let config = scenario::pod_config(self.cd, &name)?
+            .cgroup_parent(&parent)
+            .to_cri();
+        let what = format!("RunPodSandbox {name} with {h}");
+        let started = Instant::now();
+        let id = timed_out(&what, self.cd.cri().run_pod_sandbox(config, h.cri_name())).await?;
+        let took = started.elapsed();
+        self.live.lock().expect("pods lock").insert(id.clone());
+        self.created.lock().expect("pods lock").push(id.clone());
+        Ok((id, took))
+    }
+
+    /// Fails unless CRI reports pod `id` ready.
+    pub async fn expect_ready(&self, id: &str) -> Result<()> {
+        let status = timed_out("PodSandboxStatus", scenario::status(self.cd, id)).await?;
+        let state = scenario::state(&status);
+        ensure!(
+            state == PodSandboxState::SandboxReady,
+            "pod {id} is {state:?} after RunPodSandbox returned"
+        );
+        Ok(())
+    }
+
+    /// StopPodSandbox then RemovePodSandbox; returns the time both calls took.
+    pub async fn remove(&self, id: &str) -> Result<Duration> {
+        let cri = self.cd.cri();
+        let started = Instant::now();
+        timed_out("StopPodSandbox", cri.stop_pod_sandbox(id)).await?;
+        timed_out("RemovePodSandbox", cri.remove_pod_sandbox(id)).await?;
+        let took = started.elapsed();
+        self.live.lock().expect("pods lock").remove(id);
+        Ok(took)
+    }
+
+    /// Runs `n` pods with `h`, [`PARALLEL`] at a time, each checked ready; returns
+    /// their ids. For setting the stage: the calls overlap, so they are not timed.
+    pub async fn run_many(&self, h: Handler, n: usize) -> Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(n);
+        while ids.len() < n {
+            let batch = (n - ids.len()).min(PARALLEL);
+            let up = (0..batch).map(|_| async move {
+                let (id, _) = self.run(h).await?;
+                self.expect_ready(&id).await?;
+                Ok::<_, anyhow::Error>(id)
+            });
+            ids.extend(try_join_all(up).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Removes every live pod, [`PARALLEL`] at a time; fails if any removal failed.
+    pub async fn remove_all(&self) -> Result<()> {
+        for batch in self.live().chunks(PARALLEL) {
+            try_join_all(batch.iter().map(|id| self.remove(id))).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every live pod, trying all of them whatever fails; returns the failures.
+    pub async fn remove_all_best_effort(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for id in self.live() {
+            if let Err(e) = self.remove(&id).await {
+                failures.push(format!("{e:#}"));
+            }
+        }
+        failures
+    }
+
+    /// Pods run and not removed yet.
+    pub fn live(&self) -> Vec<String> {
+        self.live
+            .lock()
+            .expect("pods lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Every pod id this bench ran.
+    pub fn created(&self) -> Vec<String> {
+        self.created.lock().expect("pods lock").clone()
+    }
+}
+
+/// `call`, or an error naming `what` once [`CALL_TIMEOUT`] has passed.
+async fn timed_out<T>(what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .with_context(|| format!("CRI {what}: no answer after {CALL_TIMEOUT:?}"))?
+}
