@@ -18,7 +18,9 @@ use crate::procs;
 
 /// Tear-down may finish just after RemovePodSandbox returns (a shim exiting after its
 /// Shutdown call): leaks must persist this long before they count.
-pub const GRACE: Duration = Duration::from_secs(3);
+/// Generous, because one scan walks all of /proc and the host's cgroups, and two
+/// containerd instances may share the machine's two cores.
+pub const GRACE: Duration = Duration::from_secs(10);
 
 /// What kind of trace a pod left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,7 +39,7 @@ pub enum LeakKind {
     Netns,
     /// A cgroup directory named after the pod.
     Cgroup,
-    /// A path under `BERTH_STATE_ROOT` naming the pod.
+    /// A pod directory under `BERTH_STATE_ROOT` whose `pod.json` names the pod.
     BerthState,
     /// A path under containerd's state dir naming the pod.
     ContainerdState,
@@ -155,34 +157,54 @@ pub fn scan_pod(cd: &Containerd, trace: &PodTrace) -> Vec<Leak> {
         push(LeakKind::Cgroup, dir.display().to_string());
     }
 
-    for (kind, root) in [
-        (LeakKind::BerthState, cd.berth_state_root()),
-        (LeakKind::ContainerdState, cd.instance().state()),
-    ] {
-        for path in paths_containing(&root, id) {
-            push(kind, path.display().to_string());
-        }
+    // berth names pod directories by a hash; their pod.json names the pod.
+    for dir in berth_pod_dirs(&cd.berth_state_root(), id) {
+        push(LeakKind::BerthState, dir.display().to_string());
+    }
+    for path in paths_containing(&cd.instance().state(), id) {
+        push(LeakKind::ContainerdState, path.display().to_string());
     }
     leaks
+}
+
+/// The pod directories under `root` whose `pod.json` records sandbox `id`.
+fn berth_pod_dirs(root: &Path, id: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|dir| {
+            fs::read(dir.join("pod.json"))
+                .ok()
+                .and_then(|data| serde_json::from_slice::<serde_json::Value>(&data).ok())
+                .is_some_and(|record| record["sandbox_id"] == id)
+        })
+        .collect()
 }
 
 /// Files directly in `BERTH_STATE_ROOT` that belong to no pod: the shim's cache of the
 /// task API version per containerd binary (`shim/src/api_version.rs`).
 pub const INSTANCE_WIDE_STATE: &[&str] = &["containerd-api-"];
 
-/// Fails unless `root` (an instance's `BERTH_STATE_ROOT`) holds nothing but empty
-/// directories and [`INSTANCE_WIDE_STATE`] files: call when every pod is gone.
+/// Fails unless `root` (an instance's `BERTH_STATE_ROOT`) holds nothing but
+/// [`INSTANCE_WIDE_STATE`] files: call when every pod is gone. Directories count:
+/// every pod directory must be gone, not only its files.
 pub fn check_state_root_empty(root: &Path) -> Result<()> {
-    let instance_wide = |p: &Path| {
-        p.parent() == Some(root)
-            && p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| INSTANCE_WIDE_STATE.iter().any(|pre| n.starts_with(pre)))
+    let Ok(entries) = fs::read_dir(root) else {
+        return Ok(());
     };
-    let left: Vec<String> = walk(root)
-        .into_iter()
-        .filter(|p| !p.is_dir() && !instance_wide(p))
-        .map(|p| p.display().to_string())
+    let left: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let instance_wide = e.file_type().is_ok_and(|t| t.is_file())
+                && e.file_name()
+                    .to_str()
+                    .is_some_and(|n| INSTANCE_WIDE_STATE.iter().any(|pre| n.starts_with(pre)));
+            !instance_wide
+        })
+        .map(|e| e.path().display().to_string())
         .collect();
     if !left.is_empty() {
         bail!(
@@ -192,6 +214,19 @@ pub fn check_state_root_empty(root: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// [`check_state_root_empty`], allowing [`GRACE`] for shims still exiting.
+pub async fn wait_state_root_empty(root: &Path) -> Result<()> {
+    let deadline = Instant::now() + GRACE;
+    loop {
+        match check_state_root_empty(root) {
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            result => return result,
+        }
+    }
 }
 
 /// The processes and mounts of one instance at one moment.

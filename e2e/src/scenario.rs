@@ -42,7 +42,11 @@ pub async fn run(
     scenario: impl AsyncFnOnce(&Containerd) -> Result<()>,
 ) -> Result<()> {
     let cd = Containerd::start(version).await?;
-    let result = scenario(&cd).await;
+    let mut result = scenario(&cd).await;
+    if result.is_ok() {
+        // Every scenario removes its pods: none may leave berth state behind.
+        result = leaks::wait_state_root_empty(&cd.berth_state_root()).await;
+    }
     if let Err(e) = &result {
         cd.mark_failed();
         eprintln!("berth-e2e: {version} scenario failed: {e:#}");

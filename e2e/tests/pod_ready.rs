@@ -1,7 +1,7 @@
 #![cfg(feature = "e2e")]
 //! RunPodSandbox with berth gives a ready pod with an IP from the instance's bridge.
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use berth_e2e::containerd_config::BERTH_HANDLER;
 use berth_e2e::pod_trace::PodTrace;
 use berth_e2e::{e2e_test, scenario, Containerd};
@@ -12,6 +12,13 @@ async fn pod_becomes_ready(cd: &Containerd) -> Result<()> {
     let ip = scenario::expect_ready(cd, &id).await?;
     eprintln!("pod {id} ready with IP {ip}");
     let trace = PodTrace::capture(cd, &id, "").await?;
+    // Ready means berth-pause runs and containerd knows it as the task.
+    let pause = scenario::pause_of(&id)?;
+    ensure!(
+        trace.task.as_ref().map(|t| t.pid) == Some(pause),
+        "pod {id}: containerd's task pid {:?} is not berth-pause {pause}",
+        trace.task
+    );
     scenario::remove_and_check(cd, &trace).await
 }
 

@@ -15,6 +15,11 @@ async fn remove_leaves_nothing(cd: &Containerd) -> Result<()> {
     scenario::expect_ready(cd, &id).await?;
     let pause = scenario::pause_of(&id)?;
     let trace = PodTrace::capture(cd, &id, &parent).await?;
+    ensure!(
+        trace.task.as_ref().map(|t| t.pid) == Some(pause),
+        "pod {id}: containerd's task pid {:?} is not berth-pause {pause}",
+        trace.task
+    );
 
     // The cgroup check below is only real if the pod's cgroup was under the parent.
     let cgroups = procs::cgroups(pause).unwrap_or_default();
@@ -38,6 +43,8 @@ async fn remove_leaves_nothing(cd: &Containerd) -> Result<()> {
             LeakKind::Mount,
             LeakKind::Netns,
             LeakKind::Cgroup,
+            LeakKind::CgroupMember,
+            LeakKind::BerthState,
             LeakKind::ContainerdState,
         ],
     )?;

@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use berth_e2e::containerd_config::BERTH_HANDLER;
 use berth_e2e::pod_config::NamespaceMode;
 use berth_e2e::pod_trace::PodTrace;
-use berth_e2e::{e2e_test, scenario, Containerd};
+use berth_e2e::{e2e_test, procs, scenario, Containerd};
 use k8s_cri::v1::{NamespaceMode as CriMode, PodSandboxState};
 
 fn now_nanos() -> i64 {
@@ -81,6 +81,34 @@ async fn status_is_right(cd: &Containerd) -> Result<()> {
         "ipc namespace mode {}",
         ns.ipc
     );
+    // The status only echoes the config: check the namespaces pause really holds.
+    let pause = scenario::pause_of(&id)?;
+    let me = std::process::id() as i32;
+    for kind in ["net", "ipc", "uts", "pid"] {
+        let (theirs, ours) = (procs::ns_inode(pause, kind), procs::ns_inode(me, kind));
+        ensure!(
+            theirs.is_some() && theirs != ours,
+            "pod {id}: pause {pause} shares the host's {kind} namespace"
+        );
+    }
+    let nspid = std::fs::read_to_string(format!("/proc/{pause}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:").map(str::to_owned))
+        .context("no NSpid")?;
+    ensure!(
+        nspid.split_whitespace().last() == Some("1"),
+        "pod {id}: pause is not PID 1 of its namespace (NSpid {nspid})"
+    );
+    let trace = PodTrace::capture(cd, &id, "").await?;
+    let pinned = trace.netns.as_ref().context("no pinned netns")?;
+    ensure!(
+        std::fs::metadata(pinned)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok()
+            == procs::ns_inode(pause, "net"),
+        "pod {id}: pause is not in the pinned netns {}",
+        pinned.display()
+    );
     ensure!(
         (before..=after).contains(&st.created_at),
         "created_at {} outside the RunPodSandbox call [{before}, {after}]",
@@ -113,7 +141,6 @@ async fn status_is_right(cd: &Containerd) -> Result<()> {
         item.runtime_handler
     );
 
-    let trace = PodTrace::capture(cd, &id, "").await?;
     scenario::remove_and_check(cd, &trace).await
 }
 

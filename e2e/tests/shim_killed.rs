@@ -22,6 +22,11 @@ async fn a_dead_shim_is_cleaned_up(cd: &Containerd) -> Result<()> {
         anyhow::bail!("pod {id} has shims {:?}, expected one", trace.shims);
     };
 
+    ensure!(
+        shim.is_alive(),
+        "pod {id}: its shim {} is gone already",
+        shim.pid
+    );
     nix_kill(shim.pid)?;
     // The orphaned pause must not outlive the clean-up: `delete` kills it.
     scenario::wait_until(
