@@ -137,28 +137,33 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         };
         let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, process));
         {
-            let mut tasks = self.tasks.lock().expect("tasks lock");
-            tasks.creating.remove(&req.id);
-            tasks.live.insert(req.id.clone(), Arc::clone(&task));
-        }
-        self.publisher
-            .publish(Event::Create(TaskCreate {
-                container_id: req.id.clone(),
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: Some(berth_proto::events::task::TaskIO {
-                    stdin: req.stdin,
-                    stdout: req.stdout,
-                    stderr: req.stderr,
-                    terminal: req.terminal,
+            // Held from the moment the task is visible until TaskCreate is
+            // queued, so a racing Start cannot announce the task first.
+            let _order = task.events.lock().await;
+            {
+                let mut tasks = self.tasks.lock().expect("tasks lock");
+                tasks.creating.remove(&req.id);
+                tasks.live.insert(req.id.clone(), Arc::clone(&task));
+            }
+            self.publisher
+                .publish(Event::Create(TaskCreate {
+                    container_id: req.id.clone(),
+                    bundle: req.bundle.clone(),
+                    rootfs: req.rootfs.clone(),
+                    io: Some(berth_proto::events::task::TaskIO {
+                        stdin: req.stdin,
+                        stdout: req.stdout,
+                        stderr: req.stderr,
+                        terminal: req.terminal,
+                        ..Default::default()
+                    })
+                    .into(),
+                    checkpoint: req.checkpoint,
+                    pid: process.pid as u32,
                     ..Default::default()
-                })
-                .into(),
-                checkpoint: req.checkpoint,
-                pid: process.pid as u32,
-                ..Default::default()
-            }))
-            .await;
+                }))
+                .await;
+        }
         // Watched only now, so TaskExit cannot overtake TaskCreate.
         let this = Arc::clone(&self);
         tokio::spawn(async move {

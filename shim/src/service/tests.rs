@@ -522,3 +522,66 @@ async fn concurrent_deletes_delete_once() {
     }
     assert_eq!(deletes, 1);
 }
+
+/// A publisher that holds TaskCreate until released, to race Start against it.
+struct HoldCreate {
+    inner: Channel,
+    release: Arc<Notify>,
+}
+
+#[async_trait]
+impl Publisher for HoldCreate {
+    async fn publish(&self, event: Event) {
+        if matches!(event, Event::Create(_)) {
+            self.release.notified().await;
+        }
+        self.inner.publish(event).await;
+    }
+}
+
+#[tokio::test]
+async fn a_racing_start_never_announces_the_task_before_its_create() {
+    let reaper = Reaper::new();
+    let stub = Arc::new(Stub {
+        reaper: Arc::clone(&reaper),
+        next_pid: AtomicI32::new(100),
+        die_on_create: StdMutex::new(None),
+        fail_create: StdMutex::new(None),
+        removed: StdMutex::new(Vec::new()),
+        hold_create: StdMutex::new(None),
+    });
+    let (inner, mut events) = Channel::new();
+    let release = Arc::new(Notify::new());
+    let publisher = HoldCreate {
+        inner,
+        release: Arc::clone(&release),
+    };
+    let service = Service::new(stub, publisher, reaper, Arc::new(Notify::new()));
+    let inner = service.inner;
+    let create = tokio::spawn({
+        let inner = Arc::clone(&inner);
+        async move { inner.create(create_req("c")).await }
+    });
+    // Start as soon as the task is visible, while TaskCreate is held back.
+    while inner.task("c").is_err() {
+        tokio::task::yield_now().await;
+    }
+    let start = tokio::spawn({
+        let inner = Arc::clone(&inner);
+        async move {
+            inner
+                .start(id_req("c", |r: &mut StartRequest, id| r.id = id))
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        events.try_recv().is_err(),
+        "nothing may be published before TaskCreate"
+    );
+    release.notify_one();
+    create.await.unwrap().unwrap();
+    start.await.unwrap().unwrap();
+    assert!(matches!(next_event(&mut events).await, Event::Create(_)));
+    assert!(matches!(next_event(&mut events).await, Event::Start(_)));
+}
