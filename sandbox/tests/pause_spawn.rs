@@ -21,6 +21,22 @@ fn pod_config(network: Network) -> SandboxConfig {
     }
 }
 
+/// Asserts loopback is up in the network namespace of `pid`.
+fn assert_lo_up(pid: i32) {
+    let (ok, out, err) = run(Command::new("nsenter").args([
+        "-t",
+        &pid.to_string(),
+        "-n",
+        "ip",
+        "-o",
+        "link",
+        "show",
+        "lo",
+    ]));
+    assert!(ok, "{err}");
+    assert!(out.contains("LOOPBACK,UP"), "lo is not up: {out}");
+}
+
 #[test]
 fn pause_is_pid_1_of_its_own_namespaces() {
     let pod = TestPod::start("ns", pod_config(Network::New)).unwrap();
@@ -48,18 +64,7 @@ fn pause_is_pid_1_of_its_own_namespaces() {
 #[test]
 fn a_new_network_namespace_has_loopback_up() {
     let pod = TestPod::start("lo", pod_config(Network::New)).unwrap();
-    let (ok, out, err) = run(Command::new("nsenter").args([
-        "-t",
-        &pod.pid().to_string(),
-        "-n",
-        "ip",
-        "-o",
-        "link",
-        "show",
-        "lo",
-    ]));
-    assert!(ok, "{err}");
-    assert!(out.contains("LOOPBACK,UP"), "lo is not up: {out}");
+    assert_lo_up(pod.pid());
 }
 
 #[test]
@@ -74,18 +79,7 @@ fn pause_joins_a_pinned_network_namespace() {
         pause_net.ino(),
         "pause is not in the pinned namespace"
     );
-    let (ok, out, err) = run(Command::new("ip").args([
-        "netns",
-        "exec",
-        &netns.name,
-        "ip",
-        "-o",
-        "link",
-        "show",
-        "lo",
-    ]));
-    assert!(ok, "{err}");
-    assert!(out.contains("LOOPBACK,UP"), "{out}");
+    assert_lo_up(pod.pid());
 }
 
 #[test]

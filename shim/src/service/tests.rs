@@ -63,6 +63,20 @@ impl Engine for Arc<Stub> {
 
 use berth_sandbox::state::ProcessRecord;
 
+impl Stub {
+    /// A stub whose processes exit through `reaper`; pids start at 100.
+    fn new(reaper: &Arc<Reaper>) -> Arc<Self> {
+        Arc::new(Stub {
+            reaper: Arc::clone(reaper),
+            next_pid: AtomicI32::new(100),
+            die_on_create: StdMutex::new(None),
+            fail_create: StdMutex::new(None),
+            removed: StdMutex::new(Vec::new()),
+            hold_create: StdMutex::new(None),
+        })
+    }
+}
+
 struct Fixture {
     inner: Arc<Inner<Arc<Stub>, Channel>>,
     stub: Arc<Stub>,
@@ -72,14 +86,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let reaper = Reaper::new();
-    let stub = Arc::new(Stub {
-        reaper: Arc::clone(&reaper),
-        next_pid: AtomicI32::new(100),
-        die_on_create: StdMutex::new(None),
-        fail_create: StdMutex::new(None),
-        removed: StdMutex::new(Vec::new()),
-        hold_create: StdMutex::new(None),
-    });
+    let stub = Stub::new(&reaper);
     let (publisher, events) = Channel::new();
     let shutdown = Arc::new(Notify::new());
     let service = Service::new(Arc::clone(&stub), publisher, reaper, Arc::clone(&shutdown));
@@ -542,14 +549,7 @@ impl Publisher for HoldCreate {
 #[tokio::test]
 async fn a_racing_start_never_announces_the_task_before_its_create() {
     let reaper = Reaper::new();
-    let stub = Arc::new(Stub {
-        reaper: Arc::clone(&reaper),
-        next_pid: AtomicI32::new(100),
-        die_on_create: StdMutex::new(None),
-        fail_create: StdMutex::new(None),
-        removed: StdMutex::new(Vec::new()),
-        hold_create: StdMutex::new(None),
-    });
+    let stub = Stub::new(&reaper);
     let (inner, mut events) = Channel::new();
     let release = Arc::new(Notify::new());
     let publisher = HoldCreate {
