@@ -46,6 +46,19 @@ pub enum Error {
     #[error(transparent)]
     Helper(#[from] crate::helper::HelperError),
 
+    /// The OCI engine (libcontainer) failed.
+    #[error("{op} container {id}")]
+    Engine {
+        op: &'static str,
+        id: String,
+        #[source]
+        source: Box<libcontainer::error::LibcontainerError>,
+    },
+
+    /// What was asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+
     /// State on disk is unreadable.
     #[error("state file {path}")]
     State {
@@ -71,6 +84,22 @@ impl Error {
         move |source| Error::Io { op, path, source }
     }
 
+    pub(crate) fn engine(
+        op: &'static str,
+        id: &str,
+    ) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Self {
+        let id = id.to_owned();
+        move |source| Error::Engine {
+            op,
+            id,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound(what.into())
+    }
+
     pub(crate) fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let op = op.into();
         move |source| Error::Sys { op, source }
@@ -82,6 +111,8 @@ impl Error {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::Unsupported { .. } => ErrorKind::Unimplemented,
             Error::Helper(e) => e.kind,
+            Error::Engine { source, .. } => crate::container::engine_kind(source),
+            Error::NotFound(_) => ErrorKind::NotFound,
             Error::Io { source, .. } | Error::Sys { source, .. }
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {

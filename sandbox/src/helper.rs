@@ -15,8 +15,10 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::{ContainerRef, ContainerSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pause::PauseSpec;
+use crate::state::ProcessRecord;
 
 /// First argument that turns the shim binary into the helper.
 pub const HELPER_ARG: &str = "__berth-helper";
@@ -27,6 +29,17 @@ pub const HELPER_ARG: &str = "__berth-helper";
 pub enum Request {
     /// Set up a pod's namespaces and exec berth-pause in them.
     SpawnPause(PauseSpec),
+    /// Create an app container; its init waits for `StartContainer`.
+    CreateContainer(ContainerSpec),
+    /// Let a created container's init exec its process.
+    StartContainer(ContainerRef),
+    /// Signal every process of a container.
+    KillContainer {
+        container: ContainerRef,
+        signal: i32,
+    },
+    /// Remove a container's cgroup and engine state.
+    DeleteContainer(ContainerRef),
 }
 
 /// A helper's answer.
@@ -39,6 +52,13 @@ pub enum Response {
         pid: i32,
         start_time: u64,
     },
+    /// A container was created: its init has this pid and start time.
+    Created {
+        pid: i32,
+        start_time: u64,
+    },
+    /// The request was carried out.
+    Done,
     Error(HelperError),
 }
 
@@ -166,6 +186,48 @@ fn serve(request: Request) -> Response {
             pid: p.pid,
             start_time: p.start_time,
         }),
+        Request::CreateContainer(spec) => {
+            crate::container::create(&spec).map(|p| Response::Created {
+                pid: p.pid,
+                start_time: p.start_time,
+            })
+        }
+        Request::StartContainer(c) => crate::container::start(&c).map(|()| Response::Done),
+        Request::KillContainer { container, signal } => {
+            crate::container::kill_all(&container, signal).map(|()| Response::Done)
+        }
+        Request::DeleteContainer(c) => crate::container::delete(&c).map(|()| Response::Done),
     };
     result.unwrap_or_else(|e| Response::Error(HelperError::from(&e)))
+}
+
+impl Response {
+    /// The process a `SpawnPause` or `CreateContainer` answer names.
+    pub fn into_process(self) -> Result<ProcessRecord> {
+        match self {
+            Response::Pause { pid, start_time } | Response::Created { pid, start_time } => {
+                Ok(ProcessRecord { pid, start_time })
+            }
+            other => Err(other.unexpected()),
+        }
+    }
+
+    /// Succeeds for a `Done` answer.
+    pub fn into_done(self) -> Result<()> {
+        match self {
+            Response::Done => Ok(()),
+            other => Err(other.unexpected()),
+        }
+    }
+
+    fn unexpected(self) -> Error {
+        match self {
+            Response::Error(e) => e.into(),
+            other => HelperError {
+                kind: ErrorKind::Internal,
+                message: format!("unexpected helper answer {other:?}"),
+            }
+            .into(),
+        }
+    }
 }

@@ -6,8 +6,10 @@
 //! converts containerd's requests into this crate's own.
 
 pub mod cgroup;
+pub mod container;
 pub mod error;
 pub mod helper;
+pub mod mount;
 mod netlink;
 pub mod pause;
 pub mod pod;

@@ -31,25 +31,18 @@ pub fn start_pause(
         root_dir: dir.pause_root(),
         config: config.clone(),
     };
-    let answer = helper.call(&Request::SpawnPause(spec));
-    match answer {
-        Ok(Response::Pause { pid, start_time }) => Ok(ProcessRecord { pid, start_time }),
-        failed => {
-            // The helper may have created the pod's cgroup before it failed.
-            if let Some(path) = &config.cgroup {
-                if let Err(e) = remove_cgroup(path) {
-                    log::warn!("pod {sandbox_id}: remove cgroup {path} after a failed start: {e}");
-                }
-            }
-            match failed {
-                Err(e) => Err(e),
-                Ok(other) => Err(Error::Sys {
-                    op: format!("unexpected helper answer {other:?}"),
-                    source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-                }),
+    let answer = helper
+        .call(&Request::SpawnPause(spec))
+        .and_then(Response::into_process);
+    if answer.is_err() {
+        // The helper may have created the pod's cgroup before it failed.
+        if let Some(path) = &config.cgroup {
+            if let Err(e) = remove_cgroup(path) {
+                log::warn!("pod {sandbox_id}: remove cgroup {path} after a failed start: {e}");
             }
         }
     }
+    answer
 }
 
 /// Sends `signal` to `process` if it still is that process. Returns whether

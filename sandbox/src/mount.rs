@@ -1,0 +1,184 @@
+//! A container's root filesystem: the mounts containerd hands to Create
+//! (an overlay, or a bind of a single snapshot), mounted on the bundle's
+//! `rootfs` and taken down again on Delete.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One mount of a Create request, as containerd describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// The filesystem type: `overlay`, `bind`, `tmpfs`...
+    pub kind: String,
+    pub source: String,
+    /// fstab-style options; flags are taken out, the rest is the mount data.
+    pub options: Vec<String>,
+}
+
+/// Flags and data for mount(2), parsed from fstab-style options.
+#[derive(Debug, PartialEq, Eq)]
+struct Parsed {
+    flags: MsFlags,
+    /// Applied by a second call: propagation cannot be set while mounting.
+    propagation: MsFlags,
+    data: String,
+}
+
+fn parse(options: &[String]) -> Parsed {
+    let mut parsed = Parsed {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: String::new(),
+    };
+    for option in options {
+        let (set, clear) = match option.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "defaults" | "async" => (MsFlags::empty(), MsFlags::empty()),
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {
+                let recursive = option.starts_with('r');
+                let mut p = match option.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_SHARED,
+                };
+                if recursive {
+                    p |= MsFlags::MS_REC;
+                }
+                parsed.propagation = p;
+                continue;
+            }
+            data => {
+                if !parsed.data.is_empty() {
+                    parsed.data.push(',');
+                }
+                parsed.data.push_str(data);
+                continue;
+            }
+        };
+        parsed.flags = (parsed.flags | set) & !clear;
+    }
+    parsed
+}
+
+/// Mounts `mounts` on `target`, in order. On failure, what was mounted is
+/// taken down again.
+pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
+    for (i, m) in mounts.iter().enumerate() {
+        if let Err(e) = mount_one(m, target) {
+            if i > 0 {
+                if let Err(undo) = unmount_all(target) {
+                    log::warn!("unmount {} after a failed mount: {undo}", target.display());
+                }
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn mount_one(m: &Mount, target: &Path) -> Result<()> {
+    let parsed = parse(&m.options);
+    let op = || format!("mount {} {} on {}", m.kind, m.source, target.display());
+    let bind = parsed.flags.contains(MsFlags::MS_BIND);
+    let data = (!parsed.data.is_empty()).then_some(parsed.data.as_str());
+    let fstype = (!bind).then_some(m.kind.as_str());
+    mount(Some(m.source.as_str()), target, fstype, parsed.flags, data)
+        .map_err(|e| Error::sys(op())(e.into()))?;
+    // A bind ignores every flag but MS_REC: a read-only bind needs a remount.
+    let remount = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if bind && parsed.flags.intersects(remount) {
+        let flags = (parsed.flags & remount) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+            .map_err(|e| Error::sys(format!("{} (remount)", op()))(e.into()))?;
+    }
+    if !parsed.propagation.is_empty() {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            parsed.propagation,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(format!("{} (propagation)", op()))(e.into()))?;
+    }
+    Ok(())
+}
+
+/// Unmounts everything stacked on `target`. A busy mount is retried for a
+/// short while and then detached, so it never outlives its container.
+pub fn unmount_all(target: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) => continue,
+            // Not a mount point (any more), or gone.
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::EBUSY) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(Errno::EBUSY) => {
+                log::warn!("{} still busy: detaching it", target.display());
+                umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
+                    .map_err(|e| Error::sys(format!("detach {}", target.display()))(e.into()))?;
+            }
+            Err(e) => {
+                return Err(Error::sys(format!("unmount {}", target.display()))(
+                    e.into(),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(o: &[&str]) -> Vec<String> {
+        o.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn overlay_options_become_data() {
+        let p = parse(&opts(&[
+            "index=off",
+            "workdir=/w",
+            "upperdir=/u",
+            "lowerdir=/l1:/l2",
+        ]));
+        assert_eq!(p.flags, MsFlags::empty());
+        assert_eq!(p.data, "index=off,workdir=/w,upperdir=/u,lowerdir=/l1:/l2");
+    }
+
+    #[test]
+    fn flags_are_taken_out_and_later_ones_win() {
+        let p = parse(&opts(&["rbind", "ro", "nosuid", "rw", "rprivate"]));
+        assert_eq!(
+            p.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID
+        );
+        assert_eq!(p.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert!(p.data.is_empty());
+    }
+}

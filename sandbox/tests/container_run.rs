@@ -1,0 +1,242 @@
+//! Root tests of app containers: libcontainer through the helper, in a
+//! pod's namespaces, with real cgroups and processes.
+
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_sandbox::container::{self, ContainerRef, ContainerSpec, StdioPaths};
+use berth_sandbox::spec::SandboxConfig;
+use berth_sandbox::ErrorKind;
+use common::*;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec,
+};
+
+/// A bundle whose rootfs holds a static busybox, removed on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    id: String,
+    engine_root: PathBuf,
+}
+
+impl Bundle {
+    fn new(
+        id: &str,
+        args: &[&str],
+        namespaces: Vec<(LinuxNamespaceType, Option<PathBuf>)>,
+    ) -> Self {
+        require_root();
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        let mut spec = Spec::default();
+        spec.set_root(Some(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(true)
+                .build()
+                .unwrap(),
+        ));
+        spec.set_hostname(None);
+        let process = ProcessBuilder::default()
+            .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .env(vec!["PATH=/bin".to_string()])
+            .cwd("/")
+            .no_new_privileges(true)
+            .build()
+            .unwrap();
+        spec.set_process(Some(process));
+        let mut linux = spec
+            .linux()
+            .clone()
+            .unwrap_or_else(|| LinuxBuilder::default().build().unwrap());
+        linux.set_namespaces(Some(
+            namespaces
+                .into_iter()
+                .map(|(typ, path)| {
+                    let mut b = LinuxNamespaceBuilder::default().typ(typ);
+                    if let Some(p) = path {
+                        b = b.path(p);
+                    }
+                    b.build().unwrap()
+                })
+                .collect(),
+        ));
+        linux.set_cgroups_path(Some(PathBuf::from(test_cgroup(id))));
+        spec.set_linux(Some(linux));
+        spec.save(dir.path().join("config.json")).unwrap();
+        let engine_root = dir.path().join("engine");
+        Bundle {
+            dir,
+            id: id.to_owned(),
+            engine_root,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn reference(&self) -> ContainerRef {
+        ContainerRef {
+            id: self.id.clone(),
+            engine_root: self.engine_root.clone(),
+        }
+    }
+
+    fn spec(&self, stdout: Option<PathBuf>) -> ContainerSpec {
+        ContainerSpec {
+            id: self.id.clone(),
+            bundle: self.path().to_owned(),
+            engine_root: self.engine_root.clone(),
+            work_dir: self.path().join("work"),
+            stdio: StdioPaths {
+                stdout,
+                ..Default::default()
+            },
+            console_socket: None,
+        }
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = container::delete_with(&helper(), &self.reference());
+        remove_test_cgroup_parent(&test_cgroup(&self.id));
+    }
+}
+
+fn own_namespaces() -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+    use LinuxNamespaceType::*;
+    [Pid, Ipc, Uts, Mount, Network]
+        .into_iter()
+        .map(|t| (t, None))
+        .collect()
+}
+
+fn exit_code(pid: i32) -> i32 {
+    match waitpid(Pid::from_raw(pid), None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        other => panic!("container init ended with {other:?}"),
+    }
+}
+
+fn cgroup_exists(id: &str) -> bool {
+    Path::new("/sys/fs/cgroup/memory")
+        .join(test_cgroup(id).trim_start_matches('/'))
+        .exists()
+}
+
+#[test]
+fn a_container_runs_its_process_after_start_and_reports_its_exit_code() {
+    let bundle = Bundle::new(
+        "exit42",
+        &["sh", "-c", "echo hello from $$; exit 42"],
+        own_namespaces(),
+    );
+    let out = bundle.path().join("stdout");
+    std::fs::write(&out, b"").unwrap();
+    let init = container::create_with(&helper(), &bundle.spec(Some(out.clone()))).unwrap();
+    assert!(
+        cgroup_exists("exit42"),
+        "the container's cgroup exists once it is created"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "",
+        "a created container has not run its process"
+    );
+    container::start_with(&helper(), &bundle.reference()).unwrap();
+    assert_eq!(exit_code(init.pid), 42);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "hello from 1\n",
+        "PID 1 of its own namespace"
+    );
+    container::delete_with(&helper(), &bundle.reference()).unwrap();
+    assert!(!cgroup_exists("exit42"), "delete removes the cgroup");
+    assert!(
+        !bundle.engine_root.join("exit42").exists(),
+        "delete removes the engine state"
+    );
+}
+
+#[test]
+fn a_container_joins_the_pods_namespaces() {
+    let pod = TestPod::start(
+        "ctr-pod",
+        SandboxConfig {
+            hostname: Some("joined".into()),
+            network: berth_sandbox::spec::Network::New,
+            new_ipc: true,
+            new_uts: true,
+            new_pid: true,
+            cgroup: None,
+        },
+    )
+    .unwrap();
+    use LinuxNamespaceType::*;
+    let ns = |t: LinuxNamespaceType, name: &str| {
+        (
+            t,
+            Some(PathBuf::from(format!("/proc/{}/ns/{name}", pod.pid()))),
+        )
+    };
+    let bundle = Bundle::new(
+        "joiner",
+        &["sh", "-c", "hostname; sleep 30"],
+        vec![
+            ns(Network, "net"),
+            ns(Ipc, "ipc"),
+            ns(Uts, "uts"),
+            ns(Pid, "pid"),
+            (Mount, None),
+        ],
+    );
+    let out = bundle.path().join("stdout");
+    std::fs::write(&out, b"").unwrap();
+    let init = container::create_with(&helper(), &bundle.spec(Some(out.clone()))).unwrap();
+    container::start_with(&helper(), &bundle.reference()).unwrap();
+    for name in ["net", "ipc", "uts", "pid"] {
+        assert_eq!(
+            ns_inode(init.pid, name),
+            ns_inode(pod.pid(), name),
+            "{name} namespace"
+        );
+    }
+    wait_until("the hostname is printed", Duration::from_secs(5), || {
+        std::fs::read_to_string(&out).unwrap() == "joined\n"
+    });
+    container::kill_all_with(&helper(), &bundle.reference(), libc::SIGKILL).unwrap();
+    assert_eq!(exit_code(init.pid), 137);
+    container::delete_with(&helper(), &bundle.reference()).unwrap();
+}
+
+#[test]
+fn a_spec_libcontainer_rejects_is_an_invalid_argument_and_leaves_nothing() {
+    let bundle = Bundle::new("badspec", &["sh"], own_namespaces());
+    let mut spec = Spec::load(bundle.path().join("config.json")).unwrap();
+    spec.set_version("0.9.0".into());
+    spec.save(bundle.path().join("config.json")).unwrap();
+    let err = container::create_with(&helper(), &bundle.spec(None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(!bundle.engine_root.join("badspec").exists());
+    assert!(!cgroup_exists("badspec"));
+}
+
+#[test]
+fn deleting_a_container_that_was_never_created_is_not_an_error() {
+    let bundle = Bundle::new("never", &["sh"], own_namespaces());
+    container::delete_with(&helper(), &bundle.reference()).unwrap();
+}
