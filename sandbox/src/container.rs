@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::helper::{Helper, Request};
-use crate::state::ProcessRecord;
+use crate::state::{PodDir, ProcessRecord};
 
 /// Where a container's stdio comes from and goes to: paths the helper opens
 /// (typically `/proc/<shim>/fd/<n>` for the shim's pipe ends). `None` is
@@ -276,4 +276,79 @@ mod tests {
         assert_eq!(clamp_oom_score_adj(1000, 0, false), 1000);
         assert_eq!(clamp_oom_score_adj(-500, -999, false), -500);
     }
+}
+
+/// What berth records of a container in its directory, so that whoever
+/// removes it (Delete, or `delete` after a shim died) finds its rootfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// containerd's bundle.
+    pub bundle: PathBuf,
+    /// Whether berth mounted the bundle's rootfs (and must unmount it).
+    pub rootfs_mounted: bool,
+}
+
+const RECORD: &str = "container.json";
+
+/// A container to create in a pod, in the shim's terms.
+#[derive(Debug, Clone)]
+pub struct NewContainer {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// containerd's rootfs mounts, mounted on `<bundle>/rootfs`.
+    pub rootfs: Vec<crate::mount::Mount>,
+    pub stdio: StdioPaths,
+}
+
+/// The container `id` of the pod in `dir`.
+pub fn reference(dir: &PodDir, id: &str) -> ContainerRef {
+    ContainerRef {
+        id: id.to_owned(),
+        engine_root: dir.engine_root(),
+    }
+}
+
+/// Mounts the container's rootfs and creates it through a helper. On
+/// failure nothing of it is left.
+pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Result<ProcessRecord> {
+    let work_dir = dir.container_dir(&req.id);
+    fs::create_dir_all(&work_dir).map_err(Error::io("create", &work_dir))?;
+    let record = ContainerRecord {
+        bundle: req.bundle.clone(),
+        rootfs_mounted: !req.rootfs.is_empty(),
+    };
+    // Written first: a shim that dies from here on leaves enough to undo.
+    crate::state::write_json(&work_dir.join(RECORD), &record)?;
+    let created = (|| {
+        if record.rootfs_mounted {
+            crate::mount::mount_all(&req.rootfs, &req.bundle.join("rootfs"))?;
+        }
+        let spec = ContainerSpec {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            engine_root: dir.engine_root(),
+            work_dir: work_dir.clone(),
+            stdio: req.stdio.clone(),
+            console_socket: None,
+        };
+        create_with(helper, &spec)
+    })();
+    if created.is_err() {
+        if let Err(e) = remove_from_pod(helper, dir, &req.id) {
+            log::warn!("container {}: clean up a failed create: {e}", req.id);
+        }
+    }
+    created
+}
+
+/// Removes a container of the pod: its processes, cgroup, engine state,
+/// rootfs mount and directory. Removing one that is gone is not an error.
+pub fn remove_from_pod(helper: &Helper, dir: &PodDir, id: &str) -> Result<()> {
+    let work_dir = dir.container_dir(id);
+    let record: Option<ContainerRecord> = crate::state::read_json(&work_dir.join(RECORD))?;
+    delete_with(helper, &reference(dir, id))?;
+    if let Some(record) = record.filter(|r| r.rootfs_mounted) {
+        crate::mount::unmount_all(&record.bundle.join("rootfs"))?;
+    }
+    remove_dir(&work_dir)
 }

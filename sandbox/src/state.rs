@@ -21,6 +21,8 @@ pub const DEFAULT_ROOT: &str = "/run/berth";
 
 const POD_FILE: &str = "pod.json";
 const PAUSE_ROOT: &str = "pause-root";
+const CONTAINERS: &str = "containers";
+const ENGINE_ROOT: &str = "engine";
 /// The shim's ttrpc socket, inside the pod's directory.
 pub const SOCKET: &str = "shim.sock";
 
@@ -94,6 +96,27 @@ impl PodDir {
             .map_err(Error::io("open", &path))?;
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::io("lock", &path)(e.into()))
+    }
+
+    /// berth's directory for one app container of the pod.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.path.join(CONTAINERS).join(id)
+    }
+
+    /// The ids of the app containers with a directory in the pod.
+    pub fn container_ids(&self) -> Vec<String> {
+        fs::read_dir(self.path.join(CONTAINERS))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// libcontainer's state root for the pod's containers.
+    pub fn engine_root(&self) -> PathBuf {
+        self.path.join(ENGINE_ROOT)
     }
 
     /// The empty directory pause's root tmpfs is mounted on, in the helper's

@@ -17,6 +17,8 @@ use std::time::SystemTime;
 
 use berth_proto::bootstrap_api::{BootstrapParams, BootstrapResult};
 use berth_proto::protobuf::Message;
+use berth_sandbox::container;
+use berth_sandbox::helper::Helper;
 use berth_sandbox::state::{self, PodDir};
 use containerd_shim::Flags;
 use sha2::{Digest, Sha256};
@@ -300,12 +302,20 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
         log::warn!("task {id}: its pod is still served by a live shim; leaving it alone");
         return Ok(None);
     }
+    let helper = Helper::new("/proc/self/exe", true);
+    if dir.container_ids().iter().any(|c| c == id) {
+        // An app container: its processes, cgroup, rootfs and state.
+        container::remove_from_pod(&helper, dir, id)?;
+        log::info!("container {id}: removed what a dead shim left");
+    }
     let record = dir.read_record().unwrap_or_else(|e| {
         log::warn!("task {id}: unreadable pod record: {e}");
         None
     });
     let Some(record) = record else {
-        dir.remove()?;
+        if dir.container_ids().is_empty() {
+            dir.remove()?;
+        }
         return Ok(None);
     };
     if !record.sandbox_id.is_empty() && record.sandbox_id != id {
@@ -314,6 +324,12 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
     // Every step is tried; the directory goes last, and only once pause is
     // gone, so a failed clean-up can be retried from what is left.
     let mut failures = Vec::new();
+    // The pod goes, and every container still in it.
+    for c in dir.container_ids() {
+        if let Err(e) = container::remove_from_pod(&helper, dir, &c) {
+            failures.push(e);
+        }
+    }
     let mut pause_gone = true;
     if let Some(pause) = record.pause {
         match berth_sandbox::pod::signal(pause, nix::sys::signal::Signal::SIGKILL) {

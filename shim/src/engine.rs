@@ -1,30 +1,48 @@
 //! What the Task service asks of the machine, behind one trait so that the
 //! service can be tested without root.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_sandbox::container::{self, NewContainer};
 use berth_sandbox::helper::Helper;
+use berth_sandbox::mount::Mount;
 use berth_sandbox::spec::{self, Kind, SandboxConfig};
 use berth_sandbox::state::{PodDir, PodRecord, ProcessRecord};
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
+use crate::io::Io;
+use crate::task::Stdio;
 
 /// A Create request, in the shim's own terms.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
     pub id: String,
     pub bundle: PathBuf,
+    /// containerd's rootfs mounts, for an app container.
+    pub rootfs: Vec<Mount>,
+    pub stdio: Stdio,
+}
+
+/// A created task's init process, and the shim's side of its stdio.
+#[derive(Debug)]
+pub struct Created {
+    pub process: ProcessRecord,
+    pub io: Io,
 }
 
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
     /// Creates the task's init process and returns it.
-    async fn create(&self, req: CreateRequest) -> Result<ProcessRecord>;
-    /// Sends `signal` to a task's init; false if it is already gone.
-    async fn kill(&self, process: ProcessRecord, signal: u32) -> Result<bool>;
+    async fn create(&self, req: CreateRequest) -> Result<Created>;
+    /// Lets a created task's init run its process.
+    async fn start(&self, id: &str) -> Result<()>;
+    /// Sends `signal` to a task's init, or with `all` to every process of
+    /// it; false if it is already gone.
+    async fn kill(&self, id: &str, process: ProcessRecord, signal: u32, all: bool) -> Result<bool>;
     /// Removes what a stopped task leaves behind.
     async fn remove(&self, id: &str) -> Result<()>;
 }
@@ -36,6 +54,8 @@ pub struct Sandbox {
     dir: PodDir,
     namespace: String,
     record: std::sync::Mutex<PodRecord>,
+    /// The pod's app containers, by id.
+    containers: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Sandbox {
@@ -46,6 +66,7 @@ impl Sandbox {
             dir,
             namespace: namespace.to_owned(),
             record: Default::default(),
+            containers: Default::default(),
         }
     }
 
@@ -53,6 +74,104 @@ impl Sandbox {
         let mut record = self.record.lock().expect("record lock");
         update(&mut record);
         Ok(self.dir.write_record(&record)?)
+    }
+}
+
+impl Sandbox {
+    fn is_container(&self, id: &str) -> bool {
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .contains(id)
+    }
+
+    /// Starts the pod's berth-pause for the sandbox task.
+    fn create_sandbox(
+        &self,
+        req: &CreateRequest,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<ProcessRecord> {
+        let config = SandboxConfig::from_spec(spec)?;
+        // Recorded before pause exists, so a shim that dies mid-way still
+        // leaves `delete` the cgroup to remove.
+        self.save(|r| {
+            r.sandbox_id = req.id.clone();
+            r.namespace = self.namespace.clone();
+            r.cgroup = config.cgroup.clone();
+            r.pause = None;
+        })?;
+        let started = berth_sandbox::pod::start_pause(
+            &self.helper,
+            &self.dir,
+            &req.id,
+            &config,
+            self.pause_binary.clone(),
+        );
+        let pause = match started {
+            Ok(pause) => pause,
+            Err(e) => {
+                // start_pause removed the cgroup it may have made.
+                let _ = self.save(|r| r.cgroup = None);
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = self.save(|r| r.pause = Some(pause)) {
+            // Untracked, pause would outlive the shim: undo it.
+            let _ = berth_sandbox::pod::signal(pause, Signal::SIGKILL);
+            if let Some(path) = &config.cgroup {
+                let _ = berth_sandbox::pod::remove_cgroup(path);
+            }
+            return Err(e);
+        }
+        log::info!("pod {}: berth-pause started as pid {}", req.id, pause.pid);
+        Ok(pause)
+    }
+}
+
+impl Sandbox {
+    /// Creates an app container of the pod (or a pod of one).
+    async fn create_container(self: &Arc<Self>, req: CreateRequest) -> Result<Created> {
+        let prepared = Io::prepare(&req.stdio).await?;
+        let new = NewContainer {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            stdio: prepared.paths.clone(),
+        };
+        let this = Arc::clone(self);
+        let process = blocking(move || {
+            if this
+                .record
+                .lock()
+                .expect("record lock")
+                .sandbox_id
+                .is_empty()
+            {
+                // A container without a pod is a pod of one.
+                this.save(|r| {
+                    r.sandbox_id = new.id.clone();
+                    r.namespace = this.namespace.clone();
+                })?;
+            }
+            this.containers
+                .lock()
+                .expect("containers lock")
+                .insert(new.id.clone());
+            let created = container::create_in_pod(&this.helper, &this.dir, &new);
+            if created.is_err() {
+                this.containers
+                    .lock()
+                    .expect("containers lock")
+                    .remove(&new.id);
+            }
+            Ok(created?)
+        })
+        .await?;
+        log::info!("container {}: created, init pid {}", req.id, process.pid);
+        Ok(Created {
+            process,
+            io: prepared.release(),
+        })
     }
 }
 
@@ -65,67 +184,68 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 #[async_trait]
 impl Engine for Arc<Sandbox> {
-    async fn create(&self, req: CreateRequest) -> Result<ProcessRecord> {
-        let this = Arc::clone(self);
-        blocking(move || {
-            let spec = spec::load(&req.bundle)?;
-            match spec::kind(&spec)? {
-                Kind::Sandbox => {}
-                Kind::Container { .. } | Kind::Standalone => {
-                    return Err(Error::Unimplemented(format!(
-                        "task {}: berth runs pod sandboxes only so far; app containers are not supported yet",
-                        req.id
-                    )))
-                }
+    async fn create(&self, req: CreateRequest) -> Result<Created> {
+        let bundle = req.bundle.clone();
+        let spec = blocking(move || Ok(spec::load(&bundle)?)).await?;
+        match spec::kind(&spec)? {
+            Kind::Sandbox => {
+                let this = Arc::clone(self);
+                let process = blocking(move || this.create_sandbox(&req, &spec)).await?;
+                Ok(Created {
+                    process,
+                    io: Io::none(),
+                })
             }
-            let config = SandboxConfig::from_spec(&spec)?;
-            // Recorded before pause exists, so a shim that dies mid-way still
-            // leaves `delete` the cgroup to remove.
-            this.save(|r| {
-                r.sandbox_id = req.id.clone();
-                r.namespace = this.namespace.clone();
-                r.cgroup = config.cgroup.clone();
-                r.pause = None;
-            })?;
-            let started = berth_sandbox::pod::start_pause(
-                &this.helper,
-                &this.dir,
-                &req.id,
-                &config,
-                this.pause_binary.clone(),
-            );
-            let pause = match started {
-                Ok(pause) => pause,
-                Err(e) => {
-                    // start_pause removed the cgroup it may have made.
-                    let _ = this.save(|r| r.cgroup = None);
-                    return Err(e.into());
-                }
-            };
-            if let Err(e) = this.save(|r| r.pause = Some(pause)) {
-                // Untracked, pause would outlive the shim: undo it.
-                let _ = berth_sandbox::pod::signal(pause, Signal::SIGKILL);
-                if let Some(path) = &config.cgroup {
-                    let _ = berth_sandbox::pod::remove_cgroup(path);
-                }
-                return Err(e);
-            }
-            log::info!("pod {}: berth-pause started as pid {}", req.id, pause.pid);
-            Ok(pause)
-        })
-        .await
+            Kind::Container { .. } | Kind::Standalone => self.create_container(req).await,
+        }
     }
 
-    async fn kill(&self, process: ProcessRecord, signal: u32) -> Result<bool> {
+    async fn start(&self, id: &str) -> Result<()> {
+        if !self.is_container(id) {
+            // berth-pause runs from Create on.
+            return Ok(());
+        }
+        let this = Arc::clone(self);
+        let reference = container::reference(&self.dir, id);
+        blocking(move || Ok(container::start_with(&this.helper, &reference)?)).await?;
+        log::info!("container {id}: started");
+        Ok(())
+    }
+
+    async fn kill(&self, id: &str, process: ProcessRecord, signal: u32, all: bool) -> Result<bool> {
         let signal = Signal::try_from(signal as i32).map_err(|_| {
             Error::InvalidArgument(format!("signal {signal} is not a valid signal"))
         })?;
+        if all && self.is_container(id) {
+            let this = Arc::clone(self);
+            let reference = container::reference(&self.dir, id);
+            blocking(move || {
+                Ok(container::kill_all_with(
+                    &this.helper,
+                    &reference,
+                    signal as i32,
+                )?)
+            })
+            .await?;
+            return Ok(true);
+        }
+        // Killing pause ends the pod: with its own PID namespace the kernel
+        // kills every process in it, so `all` needs nothing more.
         Ok(berth_sandbox::pod::signal(process, signal)?)
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
         let this = Arc::clone(self);
         let id = id.to_owned();
+        if self.is_container(&id) {
+            return blocking(move || {
+                container::remove_from_pod(&this.helper, &this.dir, &id)?;
+                this.containers.lock().expect("containers lock").remove(&id);
+                log::info!("container {id}: removed");
+                Ok(())
+            })
+            .await;
+        }
         blocking(move || {
             let cgroup = this.record.lock().expect("record lock").cgroup.clone();
             if let Some(path) = cgroup {

@@ -6,6 +6,7 @@ mod bootstrap;
 mod engine;
 mod error;
 mod events;
+mod io;
 mod reaper;
 mod server;
 mod service;

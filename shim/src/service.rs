@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_proto::api::{
-    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest,
-    StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
+    StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
 };
 use berth_proto::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
 use berth_proto::protobuf::well_known_types::empty::Empty;
@@ -20,13 +20,18 @@ use berth_proto::shim_async::Task as TaskApi;
 use berth_proto::ttrpc::r#async::TtrpcContext;
 use berth_proto::ttrpc::{self};
 use berth_proto::types::task::ProcessInfo;
+use berth_sandbox::mount::Mount;
 use tokio::sync::Notify;
 
-use crate::engine::{CreateRequest, Engine};
+use crate::engine::{CreateRequest, Created, Engine};
 use crate::error::{Error, Result};
 use crate::events::{timestamp, Event, Publisher};
 use crate::reaper::Reaper;
 use crate::task::{describe, State, Stdio, Task};
+
+/// How long an exit waits for the process's output to be copied: processes
+/// that outlive the init may hold its stdout open for ever.
+const OUTPUT_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Service<E, P> {
     inner: Arc<Inner<E, P>>,
@@ -111,15 +116,31 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     ) -> Result<CreateTaskResponse> {
         // Subscribed before the process exists: its exit cannot be missed.
         let exits = self.reaper.subscribe();
+        let stdio = Stdio {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
         let created = self
             .engine
             .create(CreateRequest {
                 id: req.id.clone(),
                 bundle: PathBuf::from(&req.bundle),
+                rootfs: req
+                    .rootfs
+                    .iter()
+                    .map(|m| Mount {
+                        kind: m.type_.clone(),
+                        source: m.source.clone(),
+                        options: m.options.clone(),
+                    })
+                    .collect(),
+                stdio: stdio.clone(),
             })
             .await;
-        let process = match created {
-            Ok(process) => process,
+        let Created { process, io } = match created {
+            Ok(created) => created,
             Err(e) => {
                 self.tasks
                     .lock()
@@ -129,13 +150,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 return Err(e);
             }
         };
-        let stdio = Stdio {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, process));
+        let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, process, io));
         {
             // Held from the moment the task is visible until TaskCreate is
             // queued, so a racing Start cannot announce the task first.
@@ -178,6 +193,8 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     async fn exited(&self, task: &Task, status: u32, at: std::time::SystemTime) {
+        // Everything the process wrote reaches containerd before its exit.
+        task.io.drained(OUTPUT_DRAIN_LIMIT).await;
         let _order = task.events.lock().await;
         if !task.exited(status, at) {
             return;
@@ -203,6 +220,14 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let task = self.task(&req.id)?;
         let _order = task.events.lock().await;
+        if let state @ (State::Running | State::Stopped { .. }) = task.state() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {} is {}, not created",
+                req.id,
+                describe(state)
+            )));
+        }
+        self.engine.start(&req.id).await?;
         task.start()?;
         let pid = task.process.pid as u32;
         self.publisher
@@ -264,9 +289,11 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 req.id
             )));
         }
-        // Killing pause ends the pod: with its own PID namespace the kernel
-        // kills every process in it, so `all` needs nothing more.
-        if !self.engine.kill(task.process, req.signal).await? {
+        if !self
+            .engine
+            .kill(&req.id, task.process, req.signal, req.all)
+            .await?
+        {
             return Err(Error::NotFound(format!(
                 "process of task {}: already finished",
                 req.id
@@ -347,11 +374,22 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     async fn remove(&self, task: &Task) -> Result<(u32, std::time::SystemTime)> {
         if task.state() == State::Created {
             // Never started: containerd cleans up a failed create this way.
-            self.engine.kill(task.process, libc::SIGKILL as u32).await?;
+            self.engine
+                .kill(&task.id, task.process, libc::SIGKILL as u32, false)
+                .await?;
         }
         let exit = task.wait().await;
         self.engine.remove(&task.id).await?;
         Ok(exit)
+    }
+
+    fn close_io(&self, req: CloseIORequest) -> Result<()> {
+        Self::no_exec(&req.id, &req.exec_id)?;
+        let task = self.task(&req.id)?;
+        if req.stdin {
+            task.io.close_stdin();
+        }
+        Ok(())
     }
 
     fn connect(&self, req: ConnectRequest) -> Result<ConnectResponse> {
@@ -424,6 +462,11 @@ impl<E: Engine, P: Publisher> TaskApi for Service<E, P> {
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         Ok(self.inner.delete(req).await?)
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        self.inner.close_io(req)?;
+        Ok(Empty::new())
     }
 
     async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {

@@ -6,6 +6,7 @@ use berth_proto::api::Status;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::io::Io;
 use berth_sandbox::state::ProcessRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct Task {
     pub bundle: String,
     pub stdio: Stdio,
     pub process: ProcessRecord,
+    /// The shim's side of the init's stdio.
+    pub io: Io,
     state: watch::Sender<State>,
     /// Held across a transition and the event announcing it, so events leave
     /// in the order the transitions happened (no TaskExit before TaskStart).
@@ -48,12 +51,13 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(id: &str, bundle: &str, stdio: Stdio, process: ProcessRecord) -> Self {
+    pub fn new(id: &str, bundle: &str, stdio: Stdio, process: ProcessRecord, io: Io) -> Self {
         Task {
             id: id.to_owned(),
             bundle: bundle.to_owned(),
             stdio,
             process,
+            io,
             state: watch::Sender::new(State::Created),
             events: tokio::sync::Mutex::new(()),
         }
@@ -129,6 +133,7 @@ mod tests {
                 pid: 1,
                 start_time: 1,
             },
+            Io::none(),
         )
     }
 

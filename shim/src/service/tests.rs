@@ -21,13 +21,15 @@ struct Stub {
     die_on_create: StdMutex<Option<u32>>,
     fail_create: StdMutex<Option<berth_sandbox::Error>>,
     removed: StdMutex<Vec<String>>,
+    started: StdMutex<Vec<String>>,
+    fail_start: StdMutex<Option<Error>>,
     /// When set, create waits for this before it returns.
     hold_create: StdMutex<Option<Arc<Notify>>>,
 }
 
 #[async_trait]
 impl Engine for Arc<Stub> {
-    async fn create(&self, _req: CreateRequest) -> Result<ProcessRecord> {
+    async fn create(&self, _req: CreateRequest) -> Result<Created> {
         let hold = self.hold_create.lock().unwrap().clone();
         if let Some(hold) = hold {
             hold.notified().await;
@@ -43,10 +45,27 @@ impl Engine for Arc<Stub> {
                 at: SystemTime::now(),
             });
         }
-        Ok(ProcessRecord { pid, start_time: 1 })
+        Ok(Created {
+            process: ProcessRecord { pid, start_time: 1 },
+            io: crate::io::Io::none(),
+        })
     }
 
-    async fn kill(&self, process: ProcessRecord, signal: u32) -> Result<bool> {
+    async fn start(&self, id: &str) -> Result<()> {
+        if let Some(e) = self.fail_start.lock().unwrap().take() {
+            return Err(e);
+        }
+        self.started.lock().unwrap().push(id.to_owned());
+        Ok(())
+    }
+
+    async fn kill(
+        &self,
+        _id: &str,
+        process: ProcessRecord,
+        signal: u32,
+        _all: bool,
+    ) -> Result<bool> {
         self.reaper.notify(Exit {
             pid: process.pid,
             status: 128 + signal,
@@ -72,6 +91,8 @@ impl Stub {
             die_on_create: StdMutex::new(None),
             fail_create: StdMutex::new(None),
             removed: StdMutex::new(Vec::new()),
+            started: StdMutex::new(Vec::new()),
+            fail_start: StdMutex::new(None),
             hold_create: StdMutex::new(None),
         })
     }
@@ -584,4 +605,48 @@ async fn a_racing_start_never_announces_the_task_before_its_create() {
     start.await.unwrap().unwrap();
     assert!(matches!(next_event(&mut events).await, Event::Create(_)));
     assert!(matches!(next_event(&mut events).await, Event::Start(_)));
+}
+
+#[tokio::test]
+async fn start_runs_the_engine_once_and_a_failed_start_leaves_the_task_created() {
+    let mut f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    assert!(matches!(next_event(&mut f.events).await, Event::Create(_)));
+    *f.stub.fail_start.lock().unwrap() = Some(Error::Internal("exec failed".into()));
+    let start = || id_req("c", |r: &mut StartRequest, id| r.id = id);
+    assert_eq!(code(f.inner.start(start()).await), Code::INTERNAL);
+    let state = f
+        .inner
+        .state(id_req("c", |r: &mut StateRequest, id| r.id = id))
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::CREATED));
+    assert!(
+        f.events.try_recv().is_err(),
+        "no TaskStart for a failed start"
+    );
+
+    f.inner.start(start()).await.unwrap();
+    assert_eq!(
+        code(f.inner.start(start()).await),
+        Code::FAILED_PRECONDITION
+    );
+    assert_eq!(*f.stub.started.lock().unwrap(), vec!["c".to_string()]);
+}
+
+#[tokio::test]
+async fn close_io_needs_a_task() {
+    let f = fixture();
+    let req = CloseIORequest {
+        id: "nope".into(),
+        stdin: true,
+        ..Default::default()
+    };
+    assert_eq!(code(f.inner.close_io(req)), Code::NOT_FOUND);
+    f.inner.create(create_req("c")).await.unwrap();
+    let req = CloseIORequest {
+        id: "c".into(),
+        stdin: true,
+        ..Default::default()
+    };
+    f.inner.close_io(req).unwrap();
 }
