@@ -9,10 +9,13 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    Image, ImageSpec, ImageStatusRequest, ListImagesRequest, ListPodSandboxRequest, PodSandbox,
-    PodSandboxConfig, PodSandboxFilter, PodSandboxStatusRequest, PodSandboxStatusResponse,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StatusRequest, StatusResponse,
-    StopPodSandboxRequest, VersionRequest, VersionResponse,
+    Container, ContainerConfig, ContainerFilter, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecSyncRequest, ExecSyncResponse, Image, ImageSpec,
+    ImageStatusRequest, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest,
+    PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StatusRequest, StatusResponse,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest, VersionResponse,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -157,6 +160,124 @@ impl Cri {
             .await
             .context("CRI ListPodSandbox")?;
         Ok(resp.into_inner().items)
+    }
+
+    /// CreateContainer in pod `pod_id`; returns the container id.
+    pub async fn create_container(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+        pod_config: PodSandboxConfig,
+    ) -> Result<String> {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod_id.into(),
+            config: Some(config),
+            sandbox_config: Some(pod_config),
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .create_container(req)
+            .await
+            .with_context(|| format!("CRI CreateContainer {name} in pod {pod_id}"))?;
+        Ok(resp.into_inner().container_id)
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let req = StartContainerRequest {
+            container_id: id.into(),
+        };
+        self.runtime
+            .clone()
+            .start_container(req)
+            .await
+            .with_context(|| format!("CRI StartContainer {id}"))?;
+        Ok(())
+    }
+
+    /// StopContainer: SIGTERM (or the image's stop signal), SIGKILL after
+    /// `timeout` seconds.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        let req = StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        };
+        self.runtime
+            .clone()
+            .stop_container(req)
+            .await
+            .with_context(|| format!("CRI StopContainer {id}"))?;
+        Ok(())
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let req = RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.runtime
+            .clone()
+            .remove_container(req)
+            .await
+            .with_context(|| format!("CRI RemoveContainer {id}"))?;
+        Ok(())
+    }
+
+    pub async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let req = ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .container_status(req)
+            .await
+            .with_context(|| format!("CRI ContainerStatus {id}"))?;
+        resp.into_inner()
+            .status
+            .with_context(|| format!("ContainerStatus {id} has no status"))
+    }
+
+    /// The containers of pod `pod_id`, or every container.
+    pub async fn list_containers(&self, pod_id: Option<&str>) -> Result<Vec<Container>> {
+        let filter = pod_id.map(|p| ContainerFilter {
+            pod_sandbox_id: p.into(),
+            ..Default::default()
+        });
+        let req = ListContainersRequest { filter };
+        let resp = self
+            .runtime
+            .clone()
+            .list_containers(req)
+            .await
+            .context("CRI ListContainers")?;
+        Ok(resp.into_inner().containers)
+    }
+
+    /// ExecSync: runs `cmd` in container `id`, waiting at most `timeout` seconds.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<ExecSyncResponse> {
+        let req = ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .exec_sync(req)
+            .await
+            .with_context(|| format!("CRI ExecSync {cmd:?} in {id}"))?;
+        Ok(resp.into_inner())
     }
 
     /// ImageStatus of `image`; `None` if CRI does not know it.

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cgroups;
 pub mod cli;
 pub mod cni;
+pub mod container_config;
 pub mod containerd;
 pub mod containerd_config;
 pub mod cri;

@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use k8s_cri::v1::{PodSandboxState, PodSandboxStatus};
+use k8s_cri::v1::{ContainerState, ContainerStatus, PodSandboxState, PodSandboxStatus};
 
+use crate::container_config::{log_lines, ContainerSpec};
 use crate::containerd::Containerd;
 use crate::containerd_config::BERTH_HANDLER;
 use crate::pod_config::PodConfig;
@@ -153,4 +154,68 @@ pub fn pause_of(id: &str) -> Result<i32> {
             )
         }
     }
+}
+
+/// CreateContainer then StartContainer of `spec` in pod `pod`; returns its id.
+pub async fn run_container(
+    cd: &Containerd,
+    pod: &str,
+    pod_config: &PodConfig,
+    spec: &ContainerSpec,
+) -> Result<String> {
+    let id = cd
+        .cri()
+        .create_container(pod, spec.to_cri(), pod_config.to_cri())
+        .await?;
+    cd.cri().start_container(&id).await?;
+    Ok(id)
+}
+
+/// Waits until container `id` has exited and returns its status.
+pub async fn wait_exited(cd: &Containerd, id: &str, timeout: Duration) -> Result<ContainerStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = cd.cri().container_status(id).await?;
+        if ContainerState::try_from(status.state) == Ok(ContainerState::ContainerExited) {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "container {id} is still {:?} after {timeout:?}",
+                ContainerState::try_from(status.state)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stdout lines container `spec` of the pod logged so far.
+pub fn stdout_lines(pod_config: &PodConfig, spec: &ContainerSpec) -> Result<Vec<String>> {
+    let path = std::path::Path::new(&pod_config.log_directory).join(&spec.log_path);
+    let log = std::fs::read_to_string(&path)
+        .with_context(|| format!("read the CRI log {}", path.display()))?;
+    Ok(log_lines(&log)
+        .into_iter()
+        .filter(|(stream, _)| stream == "stdout")
+        .map(|(_, text)| text)
+        .collect())
+}
+
+/// StopContainer and RemoveContainer of every container in `ids`, then the
+/// leak check for each: no process, mount, cgroup or state of it is left.
+pub async fn remove_containers(cd: &Containerd, ids: &[String]) -> Result<()> {
+    for id in ids {
+        cd.cri().stop_container(id, 2).await?;
+        cd.cri().remove_container(id).await?;
+    }
+    for id in ids {
+        let trace = PodTrace {
+            id: id.clone(),
+            ..Default::default()
+        };
+        leaks::check_pod_removed(cd, &trace)
+            .await
+            .with_context(|| format!("container {id}"))?;
+    }
+    Ok(())
 }

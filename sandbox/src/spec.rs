@@ -93,6 +93,17 @@ pub fn kind(spec: &Spec) -> Result<Kind> {
     }
 }
 
+/// Whether the spec's process gets a PID namespace of its own. One that
+/// joins another's (a pod sharing its PID namespace) or the host's does
+/// not: its processes outlive its init unless they are killed.
+pub fn has_own_pid_namespace(spec: &Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces.into_iter().flatten().any(|ns| {
+        ns.typ() == LinuxNamespaceType::Pid
+            && ns.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+    })
+}
+
 /// The pod's network namespace, as the spec asks for it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Network {

@@ -1,7 +1,7 @@
 //! What the Task service asks of the machine, behind one trait so that the
 //! service can be tested without root.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,6 +43,8 @@ pub trait Engine: Send + Sync + 'static {
     /// Sends `signal` to a task's init, or with `all` to every process of
     /// it; false if it is already gone.
     async fn kill(&self, id: &str, process: ProcessRecord, signal: u32, all: bool) -> Result<bool>;
+    /// A task's init exited: ends what would outlive it.
+    async fn exited(&self, id: &str) -> Result<()>;
     /// Removes what a stopped task leaves behind.
     async fn remove(&self, id: &str) -> Result<()>;
 }
@@ -55,7 +57,7 @@ pub struct Sandbox {
     namespace: String,
     record: std::sync::Mutex<PodRecord>,
     /// The pod's app containers, by id.
-    containers: std::sync::Mutex<HashSet<String>>,
+    containers: std::sync::Mutex<HashMap<String, ContainerInfo>>,
 }
 
 impl Sandbox {
@@ -77,12 +79,25 @@ impl Sandbox {
     }
 }
 
+/// What the engine keeps of an app container.
+#[derive(Debug, Clone, Copy)]
+struct ContainerInfo {
+    /// Its processes outlive its init (no PID namespace of its own), so they
+    /// are killed when the init exits, as containerd's runc shim does.
+    kill_all_on_exit: bool,
+}
+
 impl Sandbox {
-    fn is_container(&self, id: &str) -> bool {
+    fn container(&self, id: &str) -> Option<ContainerInfo> {
         self.containers
             .lock()
             .expect("containers lock")
-            .contains(id)
+            .get(id)
+            .copied()
+    }
+
+    fn is_container(&self, id: &str) -> bool {
+        self.container(id).is_some()
     }
 
     /// Starts the pod's berth-pause for the sandbox task.
@@ -130,7 +145,11 @@ impl Sandbox {
 
 impl Sandbox {
     /// Creates an app container of the pod (or a pod of one).
-    async fn create_container(self: &Arc<Self>, req: CreateRequest) -> Result<Created> {
+    async fn create_container(
+        self: &Arc<Self>,
+        req: CreateRequest,
+        info: ContainerInfo,
+    ) -> Result<Created> {
         let prepared = Io::prepare(&req.stdio).await?;
         let new = NewContainer {
             id: req.id.clone(),
@@ -156,7 +175,7 @@ impl Sandbox {
             this.containers
                 .lock()
                 .expect("containers lock")
-                .insert(new.id.clone());
+                .insert(new.id.clone(), info);
             let created = container::create_in_pod(&this.helper, &this.dir, &new);
             if created.is_err() {
                 this.containers
@@ -196,7 +215,12 @@ impl Engine for Arc<Sandbox> {
                     io: Io::none(),
                 })
             }
-            Kind::Container { .. } | Kind::Standalone => self.create_container(req).await,
+            Kind::Container { .. } | Kind::Standalone => {
+                let info = ContainerInfo {
+                    kill_all_on_exit: !spec::has_own_pid_namespace(&spec),
+                };
+                self.create_container(req, info).await
+            }
         }
     }
 
@@ -232,6 +256,24 @@ impl Engine for Arc<Sandbox> {
         // Killing pause ends the pod: with its own PID namespace the kernel
         // kills every process in it, so `all` needs nothing more.
         Ok(berth_sandbox::pod::signal(process, signal)?)
+    }
+
+    async fn exited(&self, id: &str) -> Result<()> {
+        if !self.container(id).is_some_and(|c| c.kill_all_on_exit) {
+            return Ok(());
+        }
+        let this = Arc::clone(self);
+        let reference = container::reference(&self.dir, id);
+        blocking(move || {
+            Ok(container::kill_all_with(
+                &this.helper,
+                &reference,
+                libc::SIGKILL,
+            )?)
+        })
+        .await?;
+        log::info!("container {id}: killed what its init left in the shared PID namespace");
+        Ok(())
     }
 
     async fn remove(&self, id: &str) -> Result<()> {

@@ -25,6 +25,9 @@ pub struct Io {
     /// Closed when every output copy has reached the end of its pipe.
     drained: tokio::sync::Mutex<mpsc::Receiver<()>>,
     stdin: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The output copies; stopped when the task is deleted, so containerd's
+    /// readers see the end of their FIFOs even if a process kept a pipe.
+    outputs: Vec<JoinHandle<()>>,
 }
 
 /// Stdio being set up for a container about to be created.
@@ -89,6 +92,7 @@ impl Io {
         Io {
             drained: tokio::sync::Mutex::new(rx),
             stdin: Default::default(),
+            outputs: Vec::new(),
         }
     }
 
@@ -117,9 +121,10 @@ impl Io {
             container_ends.push(rx);
             stdin_copy = Some(tokio::spawn(copy_stdin(fifo, tx)));
         }
-        let io = Io {
+        let mut io = Io {
             drained: tokio::sync::Mutex::new(done_rx),
             stdin: std::sync::Mutex::new(stdin_copy),
+            outputs: Vec::new(),
         };
 
         for (uri, stream, slot) in [
@@ -144,7 +149,8 @@ impl Io {
                         .map_err(|e| io_error("pipe", stream, e))?;
                     *slot = Some(fd_path(&tx));
                     container_ends.push(tx);
-                    tokio::spawn(copy_output(rx, fifo, done_tx.clone()));
+                    io.outputs
+                        .push(tokio::spawn(copy_output(rx, fifo, done_tx.clone())));
                 }
             }
         }
@@ -175,6 +181,9 @@ impl Io {
 impl Drop for Io {
     fn drop(&mut self) {
         self.close_stdin();
+        for copy in &self.outputs {
+            copy.abort();
+        }
     }
 }
 

@@ -193,6 +193,9 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     async fn exited(&self, task: &Task, status: u32, at: std::time::SystemTime) {
+        if let Err(e) = self.engine.exited(&task.id).await {
+            log::warn!("task {}: after its exit: {e}", task.id);
+        }
         // Everything the process wrote reaches containerd before its exit.
         task.io.drained(OUTPUT_DRAIN_LIMIT).await;
         let _order = task.events.lock().await;

@@ -74,6 +74,10 @@ impl Engine for Arc<Stub> {
         Ok(true)
     }
 
+    async fn exited(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
+
     async fn remove(&self, id: &str) -> Result<()> {
         self.removed.lock().unwrap().push(id.to_owned());
         Ok(())

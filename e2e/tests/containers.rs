@@ -1,0 +1,248 @@
+#![cfg(feature = "e2e")]
+//! App containers in a berth pod, through CRI: they share the pod's
+//! localhost, hostname and IPC namespace, report their exit codes, and stop
+//! within their grace period.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use berth_e2e::container_config::ContainerSpec;
+use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::leaks::{self, LeakKind};
+use berth_e2e::pod_config::NamespaceMode;
+use berth_e2e::pod_trace::PodTrace;
+use berth_e2e::{e2e_test, procs, scenario, Containerd};
+
+const SERVER: &str = "mkdir -p /tmp/www && echo hello-from-berth > /tmp/www/index.html \
+    && hostname > /tmp/www/hostname && readlink /proc/self/ns/ipc > /tmp/www/ipc \
+    && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www";
+
+const CLIENT: &str = "for i in $(seq 100); do \
+      wget -q -O - http://127.0.0.1:8080/index.html && break; sleep 0.1; done; \
+    echo \"hostname $(wget -q -O - http://127.0.0.1:8080/hostname) $(hostname)\"; \
+    echo \"ipc $(wget -q -O - http://127.0.0.1:8080/ipc) $(readlink /proc/self/ns/ipc)\"";
+
+async fn containers_share_localhost(cd: &Containerd) -> Result<()> {
+    let config = scenario::pod_config(cd, "web")?;
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    scenario::expect_ready(cd, &pod).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+
+    let server = ContainerSpec::shell("server", SERVER);
+    let server_id = scenario::run_container(cd, &pod, &config, &server).await?;
+    // The leak check after removal only means something if it sees the
+    // running container's rootfs mount and cgroup now.
+    let server_trace = PodTrace {
+        id: server_id.clone(),
+        ..Default::default()
+    };
+    leaks::ensure_visible(
+        cd,
+        &server_trace,
+        &[LeakKind::Mount, LeakKind::Cgroup, LeakKind::CgroupMember],
+    )?;
+
+    let client = ContainerSpec::shell("client", CLIENT);
+    let client_id = scenario::run_container(cd, &pod, &config, &client).await?;
+    let status = scenario::wait_exited(cd, &client_id, Duration::from_secs(30)).await?;
+    let lines = scenario::stdout_lines(&config, &client)?;
+    ensure!(
+        status.exit_code == 0,
+        "the client exited {}: {lines:?}",
+        status.exit_code
+    );
+    ensure!(
+        lines.iter().any(|l| l == "hello-from-berth"),
+        "the client did not get the server's page over 127.0.0.1: {lines:?}"
+    );
+    for what in ["hostname", "ipc"] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{what} ")))
+            .with_context(|| format!("no {what} line in {lines:?}"))?;
+        let words: Vec<&str> = line.split(' ').collect();
+        ensure!(
+            words.len() == 3 && !words[1].is_empty() && words[1] == words[2],
+            "the containers' {what} differ: {line:?}"
+        );
+    }
+    ensure!(
+        lines.iter().any(|l| l == "hostname web web"),
+        "the containers do not have the pod's hostname: {lines:?}"
+    );
+
+    scenario::remove_containers(cd, &[server_id, client_id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+async fn exit_codes_are_reported(cd: &Containerd) -> Result<()> {
+    let config = scenario::pod_config(cd, "exits")?;
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+
+    let exit42 = ContainerSpec::shell("exit42", "echo bye; exit 42");
+    let exit42_id = scenario::run_container(cd, &pod, &config, &exit42).await?;
+    let status = scenario::wait_exited(cd, &exit42_id, Duration::from_secs(20)).await?;
+    ensure!(
+        status.exit_code == 42,
+        "exit 42 reported as {}",
+        status.exit_code
+    );
+    ensure!(
+        scenario::stdout_lines(&config, &exit42)? == ["bye"],
+        "the output before the exit is in the log"
+    );
+
+    // PID 1 of its namespace cannot SIGKILL itself: the kill comes from
+    // outside, as StopContainer with no grace period sends it.
+    let killed = ContainerSpec::shell("killed", "echo ready; sleep 1000; exit 3");
+    let killed_id = scenario::run_container(cd, &pod, &config, &killed).await?;
+    scenario::wait_until("the container is ready", Duration::from_secs(20), || {
+        scenario::stdout_lines(&config, &killed).is_ok_and(|l| l.iter().any(|l| l == "ready"))
+    })
+    .await?;
+    cd.cri().stop_container(&killed_id, 0).await?;
+    let status = scenario::wait_exited(cd, &killed_id, Duration::from_secs(20)).await?;
+    ensure!(
+        status.exit_code == 137,
+        "SIGKILL reported as {}",
+        status.exit_code
+    );
+
+    scenario::remove_containers(cd, &[exit42_id, killed_id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+async fn stop_honours_the_grace_period(cd: &Containerd) -> Result<()> {
+    let config = scenario::pod_config(cd, "stop")?;
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+
+    let stubborn = ContainerSpec::shell(
+        "stubborn",
+        "trap '' TERM; echo ready; while :; do sleep 1; done",
+    );
+    let polite = ContainerSpec::shell(
+        "polite",
+        "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+    );
+    let stubborn_id = scenario::run_container(cd, &pod, &config, &stubborn).await?;
+    let polite_id = scenario::run_container(cd, &pod, &config, &polite).await?;
+    for spec in [&stubborn, &polite] {
+        scenario::wait_until("the container is ready", Duration::from_secs(20), || {
+            scenario::stdout_lines(&config, spec).is_ok_and(|l| l.iter().any(|l| l == "ready"))
+        })
+        .await?;
+    }
+
+    let started = Instant::now();
+    cd.cri().stop_container(&polite_id, 10).await?;
+    let polite_took = started.elapsed();
+    let status = cd.cri().container_status(&polite_id).await?;
+    ensure!(
+        status.exit_code == 0,
+        "a container that handles SIGTERM exited {}",
+        status.exit_code
+    );
+    ensure!(
+        polite_took < Duration::from_secs(10),
+        "stopping a container that handles SIGTERM waited out the grace period ({polite_took:?})"
+    );
+    ensure!(
+        scenario::stdout_lines(&config, &polite)?
+            .iter()
+            .any(|l| l == "bye"),
+        "the SIGTERM handler ran"
+    );
+
+    let started = Instant::now();
+    cd.cri().stop_container(&stubborn_id, 1).await?;
+    let stubborn_took = started.elapsed();
+    let status = cd.cri().container_status(&stubborn_id).await?;
+    ensure!(
+        status.exit_code == 137,
+        "a container that ignores SIGTERM exited {}",
+        status.exit_code
+    );
+    ensure!(
+        stubborn_took >= Duration::from_secs(1),
+        "the container was killed before its grace period ran out ({stubborn_took:?})"
+    );
+
+    scenario::remove_containers(cd, &[stubborn_id, polite_id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+/// Processes in the PID namespace of pod pause `pause` that are zombies.
+fn zombies_in_pod(pause: i32) -> Vec<String> {
+    let Some(ns) = procs::ns_inode(pause, "pid") else {
+        return vec![format!("pause {pause} is gone")];
+    };
+    procs::all_pids()
+        .into_iter()
+        .filter(|&pid| procs::ns_inode(pid, "pid") == Some(ns))
+        .filter(|&pid| procs::stat(pid).is_some_and(|s| s.state == 'Z'))
+        .map(procs::describe)
+        .collect()
+}
+
+async fn a_shared_pid_namespace_is_the_pods(cd: &Containerd) -> Result<()> {
+    let config = scenario::pod_config(cd, "shared")?.pid_mode(NamespaceMode::Pod);
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let pause = scenario::pause_of(&pod)?;
+
+    let worker = ContainerSpec::shell("worker", "echo ready; exec sleep 1000").share_pod_pids();
+    let worker_id = scenario::run_container(cd, &pod, &config, &worker).await?;
+    scenario::wait_until("the worker is ready", Duration::from_secs(20), || {
+        scenario::stdout_lines(&config, &worker).is_ok_and(|l| l.iter().any(|l| l == "ready"))
+    })
+    .await?;
+    // The second container sees the first's process and pause as PID 1, and
+    // leaves 100 orphans behind for pause to reap.
+    let looker = ContainerSpec::shell(
+        "looker",
+        "echo \"init $(cat /proc/1/comm)\"; \
+         for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = sleep ] && echo \"sees sleep\"; done; \
+         i=0; while [ $i -lt 100 ]; do (sleep 0.2 &); i=$((i+1)); done; echo forked",
+    )
+    .share_pod_pids();
+    let looker_id = scenario::run_container(cd, &pod, &config, &looker).await?;
+    let status = scenario::wait_exited(cd, &looker_id, Duration::from_secs(30)).await?;
+    let lines = scenario::stdout_lines(&config, &looker)?;
+    ensure!(
+        status.exit_code == 0,
+        "the looker exited {}: {lines:?}",
+        status.exit_code
+    );
+    ensure!(
+        lines.iter().any(|l| l == "init berth-pause"),
+        "pause is not PID 1: {lines:?}"
+    );
+    ensure!(
+        lines.iter().any(|l| l == "sees sleep"),
+        "the worker's process is not visible: {lines:?}"
+    );
+    ensure!(
+        lines.iter().any(|l| l == "forked"),
+        "the forks did not run: {lines:?}"
+    );
+    let mut zombies = Vec::new();
+    scenario::wait_until("the orphans are reaped", Duration::from_secs(10), || {
+        zombies = zombies_in_pod(pause);
+        zombies.is_empty()
+            && procs::all_pids()
+                .into_iter()
+                .all(|p| procs::stat(p).is_none_or(|s| !(s.ppid == pause && s.comm == "sleep")))
+    })
+    .await
+    .with_context(|| format!("zombies: {zombies:?}"))?;
+
+    scenario::remove_containers(cd, &[worker_id, looker_id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+e2e_test!(share_localhost, containers_share_localhost);
+e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods);
+e2e_test!(exit_codes, exit_codes_are_reported);
+e2e_test!(stop_grace_period, stop_honours_the_grace_period);
