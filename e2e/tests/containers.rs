@@ -71,6 +71,31 @@ async fn containers_share_localhost(cd: &Containerd) -> Result<()> {
         "the containers do not have the pod's hostname: {lines:?}"
     );
 
+    // ExecSync in the running server: stdout, stderr and the exit code.
+    let exec = cd
+        .cri()
+        .exec_sync(
+            &server_id,
+            &[
+                "sh",
+                "-c",
+                "echo out; echo err >&2; cat /tmp/www/index.html; exit 7",
+            ],
+            10,
+        )
+        .await?;
+    ensure!(
+        (
+            exec.stdout.as_slice(),
+            exec.stderr.as_slice(),
+            exec.exit_code
+        ) == (&b"out\nhello-from-berth\n"[..], &b"err\n"[..], 7),
+        "ExecSync returned stdout {:?}, stderr {:?}, exit code {}",
+        String::from_utf8_lossy(&exec.stdout),
+        String::from_utf8_lossy(&exec.stderr),
+        exec.exit_code
+    );
+
     scenario::remove_containers(cd, &[server_id, client_id]).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }

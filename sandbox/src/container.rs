@@ -45,6 +45,15 @@ pub struct ContainerSpec {
     pub console_socket: Option<PathBuf>,
 }
 
+/// An extra process to run in a created or running container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub container: ContainerRef,
+    /// The OCI process (JSON) to run.
+    pub process: PathBuf,
+    pub stdio: StdioPaths,
+}
+
 /// Names a container in a pod's libcontainer state root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRef {
@@ -73,6 +82,52 @@ pub fn create_with(helper: &Helper, spec: &ContainerSpec) -> Result<ProcessRecor
     helper
         .call(&Request::CreateContainer(spec.clone()))?
         .into_process()
+}
+
+/// Runs an extra process in container `id` of the pod through a helper.
+/// `process` is the OCI process as JSON, as containerd sends it.
+pub fn exec_in_pod(
+    helper: &Helper,
+    dir: &PodDir,
+    id: &str,
+    exec_id: &str,
+    process: &[u8],
+    stdio: StdioPaths,
+) -> Result<ProcessRecord> {
+    let parsed: oci_spec::runtime::Process = {
+        let de = &mut serde_json::Deserializer::from_slice(process);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            Error::invalid(
+                format!("exec spec.{}", e.path()),
+                e.into_inner().to_string(),
+            )
+        })?
+    };
+    if exec_id.is_empty() || exec_id.contains('/') || exec_id.starts_with('.') {
+        return Err(Error::invalid(
+            "exec id",
+            format!("{exec_id:?} is not a valid id"),
+        ));
+    }
+    if parsed.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::invalid("exec spec.args", "must name a program"));
+    }
+    let work_dir = dir.container_dir(id);
+    if !work_dir.exists() {
+        return Err(Error::not_found(format!("container {id}")));
+    }
+    let path = work_dir.join(format!("exec-{exec_id}.json"));
+    crate::state::write_json(&path, &parsed)?;
+    let spec = ExecSpec {
+        container: reference(dir, id),
+        process: path.clone(),
+        stdio,
+    };
+    let result = helper
+        .call(&Request::ExecContainer(spec))
+        .and_then(|r| r.into_process());
+    let _ = fs::remove_file(&path);
+    result
 }
 
 /// Starts a created container through a helper.
@@ -206,6 +261,27 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     let pid = container
         .pid()
         .ok_or_else(|| Error::invalid("container", "libcontainer created no init process"))?
+        .as_raw();
+    let start_time =
+        crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
+    Ok(ProcessRecord { pid, start_time })
+}
+
+/// Runs an extra process in a container, in its namespaces and cgroup.
+/// Returns once the process has exec'd. Runs in the helper.
+pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
+    let id = &spec.container.id;
+    let pid = ContainerBuilder::new(id.clone(), SyscallType::Linux)
+        .with_root_path(&spec.container.engine_root)
+        .map_err(Error::engine("exec in", id))?
+        .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
+        .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
+        .with_stderr(open_stdio(&spec.stdio.stderr, true)?)
+        .as_tenant()
+        .with_process(Some(&spec.process))
+        .with_detach(true)
+        .build()
+        .map_err(Error::engine("exec in", id))?
         .as_raw();
     let start_time =
         crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;

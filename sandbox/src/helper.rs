@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use crate::container::{ContainerRef, ContainerSpec};
+use crate::container::{ContainerRef, ContainerSpec, ExecSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pause::PauseSpec;
 use crate::state::ProcessRecord;
@@ -31,6 +31,8 @@ pub enum Request {
     SpawnPause(PauseSpec),
     /// Create an app container; its init waits for `StartContainer`.
     CreateContainer(ContainerSpec),
+    /// Run an extra process in a container.
+    ExecContainer(ExecSpec),
     /// Let a created container's init exec its process.
     StartContainer(ContainerRef),
     /// Signal every process of a container.
@@ -192,6 +194,10 @@ fn serve(request: Request) -> Response {
                 start_time: p.start_time,
             })
         }
+        Request::ExecContainer(spec) => crate::container::exec(&spec).map(|p| Response::Created {
+            pid: p.pid,
+            start_time: p.start_time,
+        }),
         Request::StartContainer(c) => crate::container::start(&c).map(|()| Response::Done),
         Request::KillContainer { container, signal } => {
             crate::container::kill_all(&container, signal).map(|()| Response::Done)

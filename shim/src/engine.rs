@@ -38,6 +38,8 @@ pub struct Created {
 pub trait Engine: Send + Sync + 'static {
     /// Creates the task's init process and returns it.
     async fn create(&self, req: CreateRequest) -> Result<Created>;
+    /// Runs an exec process (`spec`: an OCI process as JSON) in task `id`.
+    async fn exec(&self, id: &str, exec_id: &str, spec: Vec<u8>, stdio: Stdio) -> Result<Created>;
     /// Lets a created task's init run its process.
     async fn start(&self, id: &str) -> Result<()>;
     /// Sends `signal` to a task's init, or with `all` to every process of
@@ -222,6 +224,32 @@ impl Engine for Arc<Sandbox> {
                 self.create_container(req, info).await
             }
         }
+    }
+
+    async fn exec(&self, id: &str, exec_id: &str, spec: Vec<u8>, stdio: Stdio) -> Result<Created> {
+        if !self.is_container(id) {
+            return Err(Error::FailedPrecondition(format!(
+                "task {id} is the pod sandbox: berth-pause runs no exec processes"
+            )));
+        }
+        let prepared = Io::prepare(&stdio).await?;
+        let this = Arc::clone(self);
+        let (id, exec_id, paths) = (id.to_owned(), exec_id.to_owned(), prepared.paths.clone());
+        let process = blocking(move || {
+            Ok(container::exec_in_pod(
+                &this.helper,
+                &this.dir,
+                &id,
+                &exec_id,
+                &spec,
+                paths,
+            )?)
+        })
+        .await?;
+        Ok(Created {
+            process,
+            io: prepared.release(),
+        })
     }
 
     async fn start(&self, id: &str) -> Result<()> {

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_proto::api::ForwardRequest;
-use berth_proto::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use berth_proto::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+};
 use berth_proto::protobuf::well_known_types::timestamp::Timestamp;
 use berth_proto::protobuf::MessageDyn;
 use berth_proto::shim::event::Envelope;
@@ -24,6 +26,8 @@ pub enum Event {
     Start(TaskStart),
     Exit(TaskExit),
     Delete(TaskDelete),
+    ExecAdded(TaskExecAdded),
+    ExecStarted(TaskExecStarted),
 }
 
 impl Event {
@@ -33,6 +37,8 @@ impl Event {
             Event::Start(_) => topics::TASK_START_EVENT_TOPIC,
             Event::Exit(_) => topics::TASK_EXIT_EVENT_TOPIC,
             Event::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
+            Event::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            Event::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
         }
     }
 
@@ -42,6 +48,8 @@ impl Event {
             Event::Start(e) => Box::new(e),
             Event::Exit(e) => Box::new(e),
             Event::Delete(e) => Box::new(e),
+            Event::ExecAdded(e) => Box::new(e),
+            Event::ExecStarted(e) => Box::new(e),
         }
     }
 }

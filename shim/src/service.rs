@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use berth_proto::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest, DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
-    StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
+    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse,
+    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest,
+    WaitResponse,
 };
-use berth_proto::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use berth_proto::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+};
 use berth_proto::protobuf::well_known_types::empty::Empty;
 use berth_proto::shim_async::Task as TaskApi;
 use berth_proto::ttrpc::r#async::TtrpcContext;
@@ -27,7 +30,7 @@ use crate::engine::{CreateRequest, Created, Engine};
 use crate::error::{Error, Result};
 use crate::events::{timestamp, Event, Publisher};
 use crate::reaper::Reaper;
-use crate::task::{describe, State, Stdio, Task};
+use crate::task::{describe, Exec, Started, State, Stdio, Task};
 
 /// How long an exit waits for the process's output to be copied: processes
 /// that outlive the init may hold its stdout open for ever.
@@ -77,16 +80,6 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             .get(id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("task {id}")))
-    }
-
-    /// Exec processes arrive with the app containers; until then any exec id
-    /// names nothing.
-    fn no_exec(id: &str, exec_id: &str) -> Result<()> {
-        if exec_id.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!("exec {exec_id} of task {id}")))
-        }
     }
 
     async fn create(self: &Arc<Self>, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
@@ -196,10 +189,23 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         if let Err(e) = self.engine.exited(&task.id).await {
             log::warn!("task {}: after its exit: {e}", task.id);
         }
+        // The init's exit is announced after its exec processes' exits, as
+        // containerd's runc shim does: they die with it.
+        let started: Vec<Arc<Exec>> = task
+            .execs
+            .lock()
+            .expect("execs lock")
+            .values()
+            .filter(|e| e.started.get().is_some())
+            .cloned()
+            .collect();
+        for exec in started {
+            exec.life.wait().await;
+        }
         // Everything the process wrote reaches containerd before its exit.
         task.io.drained(OUTPUT_DRAIN_LIMIT).await;
         let _order = task.events.lock().await;
-        if !task.exited(status, at) {
+        if !task.life.exited(status, at) {
             return;
         }
         log::info!(
@@ -219,11 +225,13 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             .await;
     }
 
-    async fn start(&self, req: StartRequest) -> Result<StartResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
+    async fn start(self: &Arc<Self>, req: StartRequest) -> Result<StartResponse> {
         let task = self.task(&req.id)?;
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&task, &req.exec_id).await;
+        }
         let _order = task.events.lock().await;
-        if let state @ (State::Running | State::Stopped { .. }) = task.state() {
+        if let state @ (State::Running | State::Stopped { .. }) = task.life.state() {
             return Err(Error::FailedPrecondition(format!(
                 "task {} is {}, not created",
                 req.id,
@@ -231,7 +239,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             )));
         }
         self.engine.start(&req.id).await?;
-        task.start()?;
+        task.life.start()?;
         let pid = task.process.pid as u32;
         self.publisher
             .publish(Event::Start(TaskStart {
@@ -247,13 +255,28 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     fn state(&self, req: StateRequest) -> Result<StateResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let task = self.task(&req.id)?;
-        let state = task.state();
-        let (exit_status, exited_at) = match state {
-            State::Stopped { status, at } => (status, Some(timestamp(at))),
-            _ => (0, None),
-        };
+        if !req.exec_id.is_empty() {
+            let exec = task.exec(&req.exec_id)?;
+            let state = exec.life.state();
+            let (exit_status, exited_at) = stopped(state);
+            return Ok(StateResponse {
+                id: exec.id.clone(),
+                bundle: task.bundle.clone(),
+                pid: exec.pid() as u32,
+                status: state.status().into(),
+                stdin: exec.stdio.stdin.clone(),
+                stdout: exec.stdio.stdout.clone(),
+                stderr: exec.stdio.stderr.clone(),
+                terminal: exec.stdio.terminal,
+                exit_status,
+                exited_at: exited_at.into(),
+                exec_id: exec.id.clone(),
+                ..Default::default()
+            });
+        }
+        let state = task.life.state();
+        let (exit_status, exited_at) = stopped(state);
         Ok(StateResponse {
             id: task.id.clone(),
             bundle: task.bundle.clone(),
@@ -274,19 +297,47 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         // The init is reported until Delete, also after it exited: containerd
         // takes a task without pids for a leaked shim when it restarts, and
         // would lose the exit status.
+        let mut processes = vec![ProcessInfo {
+            pid: task.process.pid as u32,
+            ..Default::default()
+        }];
+        let execs = task.execs.lock().expect("execs lock");
+        processes.extend(
+            execs
+                .values()
+                .filter(|e| e.life.state() == State::Running)
+                .map(|e| ProcessInfo {
+                    pid: e.pid() as u32,
+                    ..Default::default()
+                }),
+        );
         Ok(PidsResponse {
-            processes: vec![ProcessInfo {
-                pid: task.process.pid as u32,
-                ..Default::default()
-            }],
+            processes,
             ..Default::default()
         })
     }
 
     async fn kill(&self, req: KillRequest) -> Result<()> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let task = self.task(&req.id)?;
-        if matches!(task.state(), State::Stopped { .. }) {
+        if !req.exec_id.is_empty() {
+            let exec = task.exec(&req.exec_id)?;
+            let alive = match (exec.started.get(), exec.life.state()) {
+                (Some(started), State::Running) => {
+                    self.engine
+                        .kill(&exec.id, started.process, req.signal, false)
+                        .await?
+                }
+                _ => false,
+            };
+            if !alive {
+                return Err(Error::NotFound(format!(
+                    "process of exec {} of task {}: not running",
+                    req.exec_id, req.id
+                )));
+            }
+            return Ok(());
+        }
+        if matches!(task.life.state(), State::Stopped { .. }) {
             return Err(Error::NotFound(format!(
                 "process of task {}: already finished",
                 req.id
@@ -312,9 +363,12 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     async fn wait(&self, req: WaitRequest) -> Result<WaitResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let task = self.task(&req.id)?;
-        let (status, at) = task.wait().await;
+        let (status, at) = if req.exec_id.is_empty() {
+            task.life.wait().await
+        } else {
+            task.exec(&req.exec_id)?.life.wait().await
+        };
         Ok(WaitResponse {
             exit_status: status,
             exited_at: Some(timestamp(at)).into(),
@@ -323,7 +377,9 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&req.id, &req.exec_id);
+        }
         // Taken out of the map first: a concurrent Delete finds nothing.
         let task = {
             let mut tasks = self.tasks.lock().expect("tasks lock");
@@ -332,7 +388,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 .get(&req.id)
                 .cloned()
                 .ok_or_else(|| Error::NotFound(format!("task {}", req.id)))?;
-            if let state @ State::Running = task.state() {
+            if let state @ State::Running = task.life.state() {
                 return Err(Error::FailedPrecondition(format!(
                     "task {} is {}: kill it before delete",
                     req.id,
@@ -375,24 +431,170 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
 
     /// Ends a task that is not running and removes what it leaves.
     async fn remove(&self, task: &Task) -> Result<(u32, std::time::SystemTime)> {
-        if task.state() == State::Created {
+        if task.life.state() == State::Created {
             // Never started: containerd cleans up a failed create this way.
             self.engine
                 .kill(&task.id, task.process, libc::SIGKILL as u32, false)
                 .await?;
         }
-        let exit = task.wait().await;
+        let exit = task.life.wait().await;
         self.engine.remove(&task.id).await?;
         Ok(exit)
     }
 
     fn close_io(&self, req: CloseIORequest) -> Result<()> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let task = self.task(&req.id)?;
-        if req.stdin {
+        if !req.stdin {
+            return Ok(());
+        }
+        if req.exec_id.is_empty() {
             task.io.close_stdin();
+        } else if let Some(started) = task.exec(&req.exec_id)?.started.get() {
+            started.io.close_stdin();
         }
         Ok(())
+    }
+
+    /// Exec: adds a process to a running task; Start runs it.
+    async fn exec(&self, req: ExecProcessRequest) -> Result<()> {
+        if req.exec_id.is_empty() {
+            return Err(Error::InvalidArgument("exec_id: must not be empty".into()));
+        }
+        let task = self.task(&req.id)?;
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|any| any.value.clone())
+            .ok_or_else(|| Error::InvalidArgument("spec: an exec needs a process".into()))?;
+        let _order = task.events.lock().await;
+        if let state @ (State::Created | State::Stopped { .. }) = task.life.state() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {} is {}: exec needs a running task",
+                req.id,
+                describe(state)
+            )));
+        }
+        {
+            let mut execs = task.execs.lock().expect("execs lock");
+            if execs.contains_key(&req.exec_id) {
+                return Err(Error::AlreadyExists(format!(
+                    "exec {} of task {}",
+                    req.exec_id, req.id
+                )));
+            }
+            let stdio = Stdio {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                terminal: req.terminal,
+            };
+            let exec = Exec::new(&req.id, &req.exec_id, stdio, spec);
+            execs.insert(req.exec_id.clone(), Arc::new(exec));
+        }
+        self.publisher
+            .publish(Event::ExecAdded(TaskExecAdded {
+                container_id: req.id,
+                exec_id: req.exec_id,
+                ..Default::default()
+            }))
+            .await;
+        Ok(())
+    }
+
+    async fn start_exec(
+        self: &Arc<Self>,
+        task: &Arc<Task>,
+        exec_id: &str,
+    ) -> Result<StartResponse> {
+        let exec = task.exec(exec_id)?;
+        let _order = task.events.lock().await;
+        if task.life.state() != State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "task {} is {}: its execs cannot start",
+                task.id,
+                describe(task.life.state())
+            )));
+        }
+        if let state @ (State::Running | State::Stopped { .. }) = exec.life.state() {
+            return Err(Error::FailedPrecondition(format!(
+                "exec {exec_id} of task {} is {}, not created",
+                task.id,
+                describe(state)
+            )));
+        }
+        // Subscribed before the process exists: its exit cannot be missed.
+        let exits = self.reaper.subscribe();
+        let Created { process, io } = self
+            .engine
+            .exec(&task.id, exec_id, exec.spec.clone(), exec.stdio.clone())
+            .await?;
+        let _ = exec.started.set(Started { process, io });
+        exec.life.start()?;
+        let pid = process.pid as u32;
+        self.publisher
+            .publish(Event::ExecStarted(TaskExecStarted {
+                container_id: task.id.clone(),
+                exec_id: exec_id.to_owned(),
+                pid,
+                ..Default::default()
+            }))
+            .await;
+        let this = Arc::clone(self);
+        let task = Arc::clone(task);
+        tokio::spawn(async move {
+            if let Some(exit) = exits.wait_for(process.pid).await {
+                this.exec_exited(&task, &exec, exit.status, exit.at).await;
+            }
+        });
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn exec_exited(&self, task: &Task, exec: &Exec, status: u32, at: std::time::SystemTime) {
+        if let Some(started) = exec.started.get() {
+            started.io.drained(OUTPUT_DRAIN_LIMIT).await;
+        }
+        let _order = task.events.lock().await;
+        if !exec.life.exited(status, at) {
+            return;
+        }
+        log::debug!(
+            "exec {} of task {}: pid {} exited with status {status}",
+            exec.id,
+            task.id,
+            exec.pid()
+        );
+        self.publisher
+            .publish(Event::Exit(TaskExit {
+                container_id: task.id.clone(),
+                id: exec.id.clone(),
+                pid: exec.pid() as u32,
+                exit_status: status,
+                exited_at: Some(timestamp(at)).into(),
+                ..Default::default()
+            }))
+            .await;
+    }
+
+    fn delete_exec(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
+        let task = self.task(id)?;
+        let exec = task.exec(exec_id)?;
+        let state = exec.life.state();
+        if state == State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "exec {exec_id} of task {id} is running: kill it before delete"
+            )));
+        }
+        task.execs.lock().expect("execs lock").remove(exec_id);
+        let (exit_status, exited_at) = stopped(state);
+        Ok(DeleteResponse {
+            pid: exec.pid() as u32,
+            exit_status,
+            exited_at: exited_at.into(),
+            ..Default::default()
+        })
     }
 
     fn connect(&self, req: ConnectRequest) -> Result<ConnectResponse> {
@@ -422,6 +624,19 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             log::debug!("shutdown ignored: {remaining} task(s) remain");
         }
         Ok(())
+    }
+}
+
+/// The exit status and time of a stopped process; nothing otherwise.
+fn stopped(
+    state: State,
+) -> (
+    u32,
+    Option<berth_proto::protobuf::well_known_types::timestamp::Timestamp>,
+) {
+    match state {
+        State::Stopped { status, at } => (status, Some(timestamp(at))),
+        _ => (0, None),
     }
 }
 
@@ -465,6 +680,11 @@ impl<E: Engine, P: Publisher> TaskApi for Service<E, P> {
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         Ok(self.inner.delete(req).await?)
+    }
+
+    async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        self.inner.exec(req).await?;
+        Ok(Empty::new())
     }
 
     async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {

@@ -1,5 +1,7 @@
 //! A task's state machine: the only place its transitions are decided.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use berth_proto::api::Status;
@@ -35,31 +37,20 @@ pub struct Stdio {
     pub terminal: bool,
 }
 
-/// One task of the pod: its init process and where it is in its life.
+/// Where a process is in its life: the only place its transitions are
+/// decided, for a task's init and its exec processes alike.
 #[derive(Debug)]
-pub struct Task {
-    pub id: String,
-    pub bundle: String,
-    pub stdio: Stdio,
-    pub process: ProcessRecord,
-    /// The shim's side of the init's stdio.
-    pub io: Io,
+pub struct Lifecycle {
+    /// What the process is called in error messages.
+    name: String,
     state: watch::Sender<State>,
-    /// Held across a transition and the event announcing it, so events leave
-    /// in the order the transitions happened (no TaskExit before TaskStart).
-    pub events: tokio::sync::Mutex<()>,
 }
 
-impl Task {
-    pub fn new(id: &str, bundle: &str, stdio: Stdio, process: ProcessRecord, io: Io) -> Self {
-        Task {
-            id: id.to_owned(),
-            bundle: bundle.to_owned(),
-            stdio,
-            process,
-            io,
+impl Lifecycle {
+    pub fn new(name: String) -> Self {
+        Lifecycle {
+            name,
             state: watch::Sender::new(State::Created),
-            events: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -77,8 +68,8 @@ impl Task {
             }
             other => {
                 result = Err(Error::FailedPrecondition(format!(
-                    "task {} is {}, not created",
-                    self.id,
+                    "{} is {}, not created",
+                    self.name,
                     describe(other)
                 )));
                 false
@@ -87,7 +78,7 @@ impl Task {
         result
     }
 
-    /// The init process exited. Returns false if it was already stopped.
+    /// The process exited. Returns false if it was already stopped.
     pub fn exited(&self, status: u32, at: SystemTime) -> bool {
         self.state.send_if_modified(|s| match s {
             State::Stopped { .. } => false,
@@ -98,7 +89,7 @@ impl Task {
         })
     }
 
-    /// Waits until the task has stopped and returns its exit.
+    /// Waits until the process has stopped and returns its exit.
     pub async fn wait(&self) -> (u32, SystemTime) {
         let mut rx = self.state.subscribe();
         let stopped = rx
@@ -109,6 +100,84 @@ impl Task {
             State::Stopped { status, at } => (status, at),
             _ => unreachable!("waited for stopped"),
         }
+    }
+}
+
+/// One task of the pod: its init process and where it is in its life.
+#[derive(Debug)]
+pub struct Task {
+    pub id: String,
+    pub bundle: String,
+    pub stdio: Stdio,
+    pub process: ProcessRecord,
+    /// The shim's side of the init's stdio.
+    pub io: Io,
+    pub life: Lifecycle,
+    /// The task's exec processes, by exec id.
+    pub execs: Mutex<HashMap<String, Arc<Exec>>>,
+    /// Held across a transition and the event announcing it, so events leave
+    /// in the order the transitions happened (no TaskExit before TaskStart).
+    /// Exec processes' events are ordered by it too.
+    pub events: tokio::sync::Mutex<()>,
+}
+
+impl Task {
+    pub fn new(id: &str, bundle: &str, stdio: Stdio, process: ProcessRecord, io: Io) -> Self {
+        Task {
+            id: id.to_owned(),
+            bundle: bundle.to_owned(),
+            stdio,
+            process,
+            io,
+            life: Lifecycle::new(format!("task {id}")),
+            execs: Mutex::new(HashMap::new()),
+            events: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn exec(&self, exec_id: &str) -> Result<Arc<Exec>> {
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("exec {exec_id} of task {}", self.id)))
+    }
+}
+
+/// An exec process of a task: added by Exec, run by Start.
+#[derive(Debug)]
+pub struct Exec {
+    pub id: String,
+    pub stdio: Stdio,
+    /// The OCI process to run, as JSON.
+    pub spec: Vec<u8>,
+    /// The process and its stdio, once started.
+    pub started: OnceLock<Started>,
+    pub life: Lifecycle,
+}
+
+/// A started exec process.
+#[derive(Debug)]
+pub struct Started {
+    pub process: ProcessRecord,
+    pub io: Io,
+}
+
+impl Exec {
+    pub fn new(task: &str, id: &str, stdio: Stdio, spec: Vec<u8>) -> Self {
+        Exec {
+            id: id.to_owned(),
+            stdio,
+            spec,
+            started: OnceLock::new(),
+            life: Lifecycle::new(format!("exec {id} of task {task}")),
+        }
+    }
+
+    /// The exec's pid, 0 before it started.
+    pub fn pid(&self) -> i32 {
+        self.started.get().map_or(0, |s| s.process.pid)
     }
 }
 
@@ -140,20 +209,20 @@ mod tests {
     #[test]
     fn start_only_from_created() {
         let t = task();
-        t.start().unwrap();
-        assert_eq!(t.state(), State::Running);
-        assert!(matches!(t.start(), Err(Error::FailedPrecondition(_))));
-        assert!(t.exited(0, SystemTime::UNIX_EPOCH));
-        assert!(matches!(t.start(), Err(Error::FailedPrecondition(_))));
+        t.life.start().unwrap();
+        assert_eq!(t.life.state(), State::Running);
+        assert!(matches!(t.life.start(), Err(Error::FailedPrecondition(_))));
+        assert!(t.life.exited(0, SystemTime::UNIX_EPOCH));
+        assert!(matches!(t.life.start(), Err(Error::FailedPrecondition(_))));
     }
 
     #[test]
     fn the_first_exit_wins() {
         let t = task();
-        assert!(t.exited(42, SystemTime::UNIX_EPOCH));
-        assert!(!t.exited(137, SystemTime::now()));
+        assert!(t.life.exited(42, SystemTime::UNIX_EPOCH));
+        assert!(!t.life.exited(137, SystemTime::now()));
         assert_eq!(
-            t.state(),
+            t.life.state(),
             State::Stopped {
                 status: 42,
                 at: SystemTime::UNIX_EPOCH
@@ -166,13 +235,13 @@ mod tests {
         let t = std::sync::Arc::new(task());
         let waiter = tokio::spawn({
             let t = t.clone();
-            async move { t.wait().await }
+            async move { t.life.wait().await }
         });
         tokio::task::yield_now().await;
-        t.exited(3, SystemTime::UNIX_EPOCH);
+        t.life.exited(3, SystemTime::UNIX_EPOCH);
         assert_eq!(waiter.await.unwrap(), (3, SystemTime::UNIX_EPOCH));
         assert_eq!(
-            t.wait().await.0,
+            t.life.wait().await.0,
             3,
             "waiting on a stopped task returns at once"
         );

@@ -51,6 +51,20 @@ impl Engine for Arc<Stub> {
         })
     }
 
+    async fn exec(
+        &self,
+        _id: &str,
+        _exec_id: &str,
+        _spec: Vec<u8>,
+        _stdio: crate::task::Stdio,
+    ) -> Result<Created> {
+        let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
+        Ok(Created {
+            process: ProcessRecord { pid, start_time: 1 },
+            io: crate::io::Io::none(),
+        })
+    }
+
     async fn start(&self, id: &str) -> Result<()> {
         if let Some(e) = self.fail_start.lock().unwrap().take() {
             return Err(e);
@@ -653,4 +667,111 @@ async fn close_io_needs_a_task() {
         ..Default::default()
     };
     f.inner.close_io(req).unwrap();
+}
+
+fn exec_req(id: &str, exec_id: &str) -> ExecProcessRequest {
+    ExecProcessRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        spec: Some(berth_proto::protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: br#"{"args":["true"],"cwd":"/"}"#.to_vec(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn an_exec_lives_and_dies_before_its_task_exits() {
+    let mut f = fixture();
+    assert_eq!(
+        code(f.inner.exec(exec_req("c", "e1")).await),
+        Code::NOT_FOUND,
+        "no task, no exec"
+    );
+    f.inner.create(create_req("c")).await.unwrap();
+    assert_eq!(
+        code(f.inner.exec(exec_req("c", "e1")).await),
+        Code::FAILED_PRECONDITION,
+        "a created task runs no execs"
+    );
+    f.inner
+        .start(id_req("c", |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert!(matches!(next_event(&mut f.events).await, Event::Create(_)));
+    assert!(matches!(next_event(&mut f.events).await, Event::Start(_)));
+
+    f.inner.exec(exec_req("c", "e1")).await.unwrap();
+    assert_eq!(
+        code(f.inner.exec(exec_req("c", "e1")).await),
+        Code::ALREADY_EXISTS
+    );
+    match next_event(&mut f.events).await {
+        Event::ExecAdded(e) => {
+            assert_eq!((e.container_id.as_str(), e.exec_id.as_str()), ("c", "e1"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let start_exec = || StartRequest {
+        id: "c".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let started = f.inner.start(start_exec()).await.unwrap();
+    assert_eq!(started.pid, 101);
+    match next_event(&mut f.events).await {
+        Event::ExecStarted(e) => assert_eq!((e.exec_id.as_str(), e.pid), ("e1", 101)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        code(f.inner.start(start_exec()).await),
+        Code::FAILED_PRECONDITION
+    );
+    let pids = f
+        .inner
+        .pids(id_req("c", |r: &mut PidsRequest, id| r.id = id))
+        .unwrap();
+    let pids: Vec<u32> = pids.processes.iter().map(|p| p.pid).collect();
+    assert_eq!(pids, [100, 101]);
+
+    let delete_exec = || DeleteRequest {
+        id: "c".into(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(f.inner.delete(delete_exec()).await),
+        Code::FAILED_PRECONDITION,
+        "a running exec is not deleted"
+    );
+    // The init dies first; its exit is announced only after the exec's.
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    tokio::task::yield_now().await;
+    assert!(
+        f.events.try_recv().is_err(),
+        "the init's exit waits for its exec"
+    );
+    f.inner
+        .kill(KillRequest {
+            id: "c".into(),
+            exec_id: "e1".into(),
+            signal: 15,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    match next_event(&mut f.events).await {
+        Event::Exit(e) => assert_eq!((e.id.as_str(), e.pid, e.exit_status), ("e1", 101, 143)),
+        other => panic!("{other:?}"),
+    }
+    match next_event(&mut f.events).await {
+        Event::Exit(e) => assert_eq!((e.id.as_str(), e.pid, e.exit_status), ("c", 100, 137)),
+        other => panic!("{other:?}"),
+    }
+    let deleted = f.inner.delete(delete_exec()).await.unwrap();
+    assert_eq!((deleted.pid, deleted.exit_status), (101, 143));
+    assert_eq!(code(f.inner.delete(delete_exec()).await), Code::NOT_FOUND);
 }
