@@ -208,6 +208,13 @@ pub fn state_name(state: i32) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
+/// CRI's name of a container state, e.g. `CONTAINER_RUNNING`.
+pub fn container_state_name(state: i32) -> &'static str {
+    k8s_cri::v1::ContainerState::try_from(state)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN")
+}
+
 fn state_title(state: i32) -> &'static str {
     match PodSandboxState::try_from(state) {
         Ok(PodSandboxState::SandboxReady) => "Ready",

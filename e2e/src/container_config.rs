@@ -6,6 +6,15 @@ use k8s_cri::v1 as cri;
 use crate::images::BUSYBOX;
 use crate::pod_config::NamespaceMode;
 
+const HTTP_SERVER: &str = "mkdir -p /tmp/www && echo hello-from-berth > /tmp/www/index.html \
+    && hostname > /tmp/www/hostname && readlink /proc/self/ns/ipc > /tmp/www/ipc \
+    && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www";
+
+const HTTP_CLIENT: &str = "for i in $(seq 100); do \
+      wget -q -O - http://127.0.0.1:8080/index.html && break; sleep 0.1; done; \
+    echo \"hostname $(wget -q -O - http://127.0.0.1:8080/hostname) $(hostname)\"; \
+    echo \"ipc $(wget -q -O - http://127.0.0.1:8080/ipc) $(readlink /proc/self/ns/ipc)\"";
+
 /// A container to create in a pod.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContainerSpec {
@@ -31,6 +40,19 @@ impl ContainerSpec {
             log_path: format!("{name}.log"),
             pid: NamespaceMode::Container,
         }
+    }
+
+    /// busybox httpd on 127.0.0.1:8080, serving `hello-from-berth` at
+    /// /index.html and its hostname and IPC namespace at /hostname and /ipc.
+    pub fn http_server(name: &str) -> Self {
+        Self::shell(name, HTTP_SERVER)
+    }
+
+    /// Fetches the page of [`ContainerSpec::http_server`] over 127.0.0.1
+    /// (retrying while the server starts), then prints `hostname <server's>
+    /// <own>` and `ipc <server's> <own>`.
+    pub fn http_client(name: &str) -> Self {
+        Self::shell(name, HTTP_CLIENT)
     }
 
     /// The container shares the pod's PID namespace, as kubelet asks for

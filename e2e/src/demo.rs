@@ -1,13 +1,16 @@
 //! `berth-demo` (`make demo`): start a private containerd with berth registered, run one
-//! pod through CRI, show what is running (shim and pause, with pids and memory), stop
-//! and remove it, check that nothing leaked, and stop containerd.
+//! pod through CRI, show what is running (shim and pause, with pids and memory), run
+//! an HTTP server and a client in it that talk over localhost, stop and remove it all,
+//! check that nothing leaked, and stop containerd.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::container_config::ContainerSpec;
 use crate::containerd::Containerd;
 use crate::containerd_config::BERTH_HANDLER;
+use crate::pod_config::PodConfig;
 use crate::pod_trace::{self, PodTrace};
 use crate::version::Version;
 use crate::{leaks, procs, scenario};
@@ -16,7 +19,8 @@ pub const USAGE: &str = "\
 usage: berth-demo [--containerd 2.1|1.7] [--runtime berth|runc] [--hold]
 
 Starts a private containerd (default 2.1), runs one pod with the given runtime handler
-(default berth), shows its shim and pause processes, removes it and checks for leaks.
+(default berth), shows its shim and pause processes, runs a server and a client
+container that talk over the pod's localhost, removes it all and checks for leaks.
 With --hold it runs no pod: it prints the CRI endpoint and keeps containerd up (berth
 and runc registered) until Enter or ^C, for berth-cri or any CRI client.";
 
@@ -154,6 +158,8 @@ async fn pod_lifecycle(cd: &Containerd, runtime: &str) -> Result<()> {
         );
     }
 
+    containers_talk(cd, &id, &config).await?;
+
     let t = Instant::now();
     cd.cri().stop_pod_sandbox(&id).await?;
     println!("StopPodSandbox took {}", secs(t.elapsed()));
@@ -162,6 +168,39 @@ async fn pod_lifecycle(cd: &Containerd, runtime: &str) -> Result<()> {
     println!("RemovePodSandbox took {}", secs(t.elapsed()));
     leaks::check_pod_removed(cd, &trace).await?;
     println!("leak check: no process, mount, cgroup, netns or state file left");
+    Ok(())
+}
+
+/// Runs an HTTP server and a client in the pod: the client fetches the
+/// server's page over 127.0.0.1, which only works if they share the pod's
+/// network namespace. Prints what the client got, then removes both.
+async fn containers_talk(cd: &Containerd, pod: &str, config: &PodConfig) -> Result<()> {
+    let server = ContainerSpec::http_server("server");
+    let t = Instant::now();
+    let server_id = scenario::run_container(cd, pod, config, &server).await?;
+    println!("server container: create+start took {}", secs(t.elapsed()));
+    let status = cd.cri().container_status(&server_id).await?;
+    println!(
+        "  {} (busybox httpd on 127.0.0.1:8080)",
+        crate::cli::container_state_name(status.state)
+    );
+
+    let client = ContainerSpec::http_client("client");
+    let t = Instant::now();
+    let client_id = scenario::run_container(cd, pod, config, &client).await?;
+    println!("client container: create+start took {}", secs(t.elapsed()));
+    let status = scenario::wait_exited(cd, &client_id, Duration::from_secs(30)).await?;
+    let lines = scenario::stdout_lines(config, &client)?;
+    println!("  exited with code {}; its log:", status.exit_code);
+    for line in &lines {
+        println!("    | {line}");
+    }
+    if status.exit_code != 0 || !lines.iter().any(|l| l == "hello-from-berth") {
+        bail!("the client did not get the server's page over localhost");
+    }
+    println!("the client read the server's page over localhost");
+    scenario::remove_containers(cd, &[server_id, client_id]).await?;
+    println!("containers stopped and removed; leak check clean");
     Ok(())
 }
 

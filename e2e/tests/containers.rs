@@ -13,22 +13,13 @@ use berth_e2e::pod_config::NamespaceMode;
 use berth_e2e::pod_trace::PodTrace;
 use berth_e2e::{e2e_test, procs, scenario, Containerd};
 
-const SERVER: &str = "mkdir -p /tmp/www && echo hello-from-berth > /tmp/www/index.html \
-    && hostname > /tmp/www/hostname && readlink /proc/self/ns/ipc > /tmp/www/ipc \
-    && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www";
-
-const CLIENT: &str = "for i in $(seq 100); do \
-      wget -q -O - http://127.0.0.1:8080/index.html && break; sleep 0.1; done; \
-    echo \"hostname $(wget -q -O - http://127.0.0.1:8080/hostname) $(hostname)\"; \
-    echo \"ipc $(wget -q -O - http://127.0.0.1:8080/ipc) $(readlink /proc/self/ns/ipc)\"";
-
 async fn containers_share_localhost(cd: &Containerd) -> Result<()> {
     let config = scenario::pod_config(cd, "web")?;
     let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
     scenario::expect_ready(cd, &pod).await?;
     let pod_trace = PodTrace::capture(cd, &pod, "").await?;
 
-    let server = ContainerSpec::shell("server", SERVER);
+    let server = ContainerSpec::http_server("server");
     let server_id = scenario::run_container(cd, &pod, &config, &server).await?;
     // The leak check after removal only means something if it sees the
     // running container's rootfs mount and cgroup now.
@@ -42,7 +33,7 @@ async fn containers_share_localhost(cd: &Containerd) -> Result<()> {
         &[LeakKind::Mount, LeakKind::Cgroup, LeakKind::CgroupMember],
     )?;
 
-    let client = ContainerSpec::shell("client", CLIENT);
+    let client = ContainerSpec::http_client("client");
     let client_id = scenario::run_container(cd, &pod, &config, &client).await?;
     let status = scenario::wait_exited(cd, &client_id, Duration::from_secs(30)).await?;
     let lines = scenario::stdout_lines(&config, &client)?;
