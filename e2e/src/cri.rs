@@ -9,13 +9,14 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    Container, ContainerConfig, ContainerFilter, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ExecSyncResponse, Image, ImageSpec,
-    ImageStatusRequest, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest,
-    PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, RemoveContainerRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StatusRequest, StatusResponse,
-    StopContainerRequest, StopPodSandboxRequest, VersionRequest, VersionResponse,
+    Container, ContainerConfig, ContainerFilter, ContainerStats, ContainerStatsRequest,
+    ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest,
+    ExecSyncResponse, Image, ImageSpec, ImageStatusRequest, LinuxContainerResources,
+    ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandbox, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxStatusRequest, PodSandboxStatusResponse, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
+    StatusResponse, StopContainerRequest, StopPodSandboxRequest, UpdateContainerResourcesRequest,
+    VersionRequest, VersionResponse,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -257,6 +258,39 @@ impl Cri {
             .await
             .context("CRI ListContainers")?;
         Ok(resp.into_inner().containers)
+    }
+
+    pub async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        let req = ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .container_stats(req)
+            .await
+            .with_context(|| format!("CRI ContainerStats {id}"))?;
+        resp.into_inner()
+            .stats
+            .with_context(|| format!("ContainerStats {id} has no stats"))
+    }
+
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        linux: LinuxContainerResources,
+    ) -> Result<()> {
+        let req = UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(linux),
+            ..Default::default()
+        };
+        self.runtime
+            .clone()
+            .update_container_resources(req)
+            .await
+            .with_context(|| format!("CRI UpdateContainerResources {id}"))?;
+        Ok(())
     }
 
     /// ExecSync: runs `cmd` in container `id`, waiting at most `timeout` seconds.

@@ -258,7 +258,84 @@ async fn a_shared_pid_namespace_is_the_pods(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
+/// The memory cgroup directory of process `pid`.
+fn memory_cgroup(pid: i32) -> Result<std::path::PathBuf> {
+    let cgroups = procs::cgroups(pid).with_context(|| format!("cgroups of {pid}"))?;
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _ = parts.next();
+            let controllers = parts.next()?;
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| parts.next())
+                .flatten()
+        })
+        .with_context(|| format!("no memory cgroup for {pid}:\n{cgroups}"))?;
+    Ok(std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')))
+}
+
+async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
+    let config = scenario::pod_config(cd, "res")?;
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let busy = ContainerSpec::shell(
+        "busy",
+        "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo ready; exec sleep 1000",
+    );
+    let busy_id = scenario::run_container(cd, &pod, &config, &busy).await?;
+    scenario::wait_until("the container is ready", Duration::from_secs(30), || {
+        scenario::stdout_lines(&config, &busy).is_ok_and(|l| l.iter().any(|l| l == "ready"))
+    })
+    .await?;
+
+    let stats = cd.cri().container_stats(&busy_id).await?;
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map_or(0, |v| v.value);
+    let memory = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map_or(0, |v| v.value);
+    ensure!(
+        cpu > 0,
+        "ContainerStats reports no CPU time for a container that counted to 200000"
+    );
+    ensure!(memory > 0, "ContainerStats reports no memory in use");
+
+    let limit: i64 = 48 * 1024 * 1024;
+    cd.cri()
+        .update_container_resources(
+            &busy_id,
+            k8s_cri::v1::LinuxContainerResources {
+                memory_limit_in_bytes: limit,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let status = cd.cri().container_status(&busy_id).await?;
+    let pid = procs::all_pids()
+        .into_iter()
+        .find(|&p| procs::cgroups(p).is_some_and(|c| c.contains(&busy_id)))
+        .with_context(|| format!("no process of container {busy_id} ({:?})", status.state))?;
+    let file = memory_cgroup(pid)?.join("memory.limit_in_bytes");
+    let written =
+        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    ensure!(
+        written.trim() == limit.to_string(),
+        "{} is {written:?} after the update to {limit}",
+        file.display()
+    );
+
+    scenario::remove_containers(cd, &[busy_id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
 e2e_test!(share_localhost, containers_share_localhost);
+e2e_test!(stats_and_update, stats_and_updates_reach_the_cgroup);
 e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods);
 e2e_test!(exit_codes, exit_codes_are_reported);
 e2e_test!(stop_grace_period, stop_honours_the_grace_period);

@@ -7,6 +7,7 @@ mod engine;
 mod error;
 mod events;
 mod io;
+mod metrics;
 mod reaper;
 mod server;
 mod service;

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use berth_proto::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
     DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse,
-    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, WaitRequest,
-    WaitResponse,
+    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
+    StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use berth_proto::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
@@ -455,6 +455,42 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         Ok(())
     }
 
+    /// The pid whose cgroup is the task's: its init, while it runs.
+    fn running_pid(&self, id: &str) -> Result<u32> {
+        let task = self.task(id)?;
+        match task.life.state() {
+            State::Stopped { .. } => Err(Error::FailedPrecondition(format!(
+                "task {id} is stopped: it has no cgroup to read or change"
+            ))),
+            _ => Ok(task.process.pid as u32),
+        }
+    }
+
+    async fn stats(&self, req: StatsRequest) -> Result<StatsResponse> {
+        let pid = self.running_pid(&req.id)?;
+        let stats = tokio::task::spawn_blocking(move || crate::metrics::collect(pid))
+            .await
+            .map_err(|e| Error::Internal(format!("stats: {e}")))??;
+        Ok(StatsResponse {
+            stats: Some(stats).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn update(&self, req: UpdateTaskRequest) -> Result<()> {
+        let pid = self.running_pid(&req.id)?;
+        let resources = req
+            .resources
+            .as_ref()
+            .map(|any| any.value.clone())
+            .ok_or_else(|| Error::InvalidArgument("resources: missing".into()))?;
+        tokio::task::spawn_blocking(move || crate::metrics::update(pid, &resources))
+            .await
+            .map_err(|e| Error::Internal(format!("update: {e}")))??;
+        log::info!("task {}: resources updated", req.id);
+        Ok(())
+    }
+
     /// Exec: adds a process to a running task; Start runs it.
     async fn exec(&self, req: ExecProcessRequest) -> Result<()> {
         if req.exec_id.is_empty() {
@@ -680,6 +716,15 @@ impl<E: Engine, P: Publisher> TaskApi for Service<E, P> {
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         Ok(self.inner.delete(req).await?)
+    }
+
+    async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        Ok(self.inner.stats(req).await?)
+    }
+
+    async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        self.inner.update(req).await?;
+        Ok(Empty::new())
     }
 
     async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
