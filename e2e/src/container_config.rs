@@ -27,6 +27,8 @@ pub struct ContainerSpec {
     /// Whether the container has a PID namespace of its own (kubelet's
     /// default) or shares the pod's.
     pub pid: NamespaceMode,
+    /// The memory limit in bytes; 0 for none.
+    pub memory_limit: i64,
 }
 
 impl ContainerSpec {
@@ -39,6 +41,7 @@ impl ContainerSpec {
             command: vec!["sh".into(), "-c".into(), script.into()],
             log_path: format!("{name}.log"),
             pid: NamespaceMode::Container,
+            memory_limit: 0,
         }
     }
 
@@ -53,6 +56,12 @@ impl ContainerSpec {
     /// <own>` and `ipc <server's> <own>`.
     pub fn http_client(name: &str) -> Self {
         Self::shell(name, HTTP_CLIENT)
+    }
+
+    /// The container may use at most `bytes` of memory.
+    pub fn memory_limit(mut self, bytes: i64) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 
     /// The container shares the pod's PID namespace, as kubelet asks for
@@ -78,6 +87,10 @@ impl ContainerSpec {
             // Kubelet always names the namespaces: without them CRI puts the
             // container in the pod's PID namespace.
             linux: Some(cri::LinuxContainerConfig {
+                resources: (self.memory_limit > 0).then(|| cri::LinuxContainerResources {
+                    memory_limit_in_bytes: self.memory_limit,
+                    ..Default::default()
+                }),
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Pod as i32,

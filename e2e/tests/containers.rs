@@ -330,7 +330,24 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
         file.display()
     );
 
-    scenario::remove_containers(cd, &[busy_id]).await?;
+    // Past its limit, a container is OOM-killed, and CRI says so: it saw
+    // TaskOOM before TaskExit.
+    let hog = ContainerSpec::shell(
+        "hog",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    )
+    .memory_limit(limit);
+    let hog_id = scenario::run_container(cd, &pod, &config, &hog).await?;
+    let status = scenario::wait_exited(cd, &hog_id, Duration::from_secs(60)).await?;
+    ensure!(
+        (status.reason.as_str(), status.exit_code) == ("OOMKilled", 137),
+        "a container past its memory limit ended {:?} with {}: {:?}",
+        status.reason,
+        status.exit_code,
+        scenario::stdout_lines(&config, &hog)
+    );
+
+    scenario::remove_containers(cd, &[busy_id, hog_id]).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }
 

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
 use crate::io::Io;
+use crate::oom::OomWatch;
 use crate::task::Stdio;
 
 /// A Create request, in the shim's own terms.
@@ -32,6 +33,8 @@ pub struct CreateRequest {
 pub struct Created {
     pub process: ProcessRecord,
     pub io: Io,
+    /// OOM kills in the task's memory cgroup, where they can be watched.
+    pub oom: Option<OomWatch>,
 }
 
 #[async_trait]
@@ -189,9 +192,14 @@ impl Sandbox {
         })
         .await?;
         log::info!("container {}: created, init pid {}", req.id, process.pid);
+        let oom = OomWatch::for_pid(process.pid).unwrap_or_else(|e| {
+            log::warn!("container {}: OOM kills will not be reported: {e}", req.id);
+            None
+        });
         Ok(Created {
             process,
             io: prepared.release(),
+            oom,
         })
     }
 }
@@ -215,6 +223,7 @@ impl Engine for Arc<Sandbox> {
                 Ok(Created {
                     process,
                     io: Io::none(),
+                    oom: None,
                 })
             }
             Kind::Container { .. } | Kind::Standalone => {
@@ -249,6 +258,7 @@ impl Engine for Arc<Sandbox> {
         Ok(Created {
             process,
             io: prepared.release(),
+            oom: None,
         })
     }
 

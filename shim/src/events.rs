@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use berth_proto::api::ForwardRequest;
 use berth_proto::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
 };
 use berth_proto::protobuf::well_known_types::timestamp::Timestamp;
 use berth_proto::protobuf::MessageDyn;
@@ -28,6 +28,7 @@ pub enum Event {
     Delete(TaskDelete),
     ExecAdded(TaskExecAdded),
     ExecStarted(TaskExecStarted),
+    Oom(TaskOOM),
 }
 
 impl Event {
@@ -39,6 +40,7 @@ impl Event {
             Event::Delete(_) => topics::TASK_DELETE_EVENT_TOPIC,
             Event::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
             Event::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            Event::Oom(_) => topics::TASK_OOM_EVENT_TOPIC,
         }
     }
 
@@ -50,6 +52,7 @@ impl Event {
             Event::Delete(e) => Box::new(e),
             Event::ExecAdded(e) => Box::new(e),
             Event::ExecStarted(e) => Box::new(e),
+            Event::Oom(e) => Box::new(e),
         }
     }
 }

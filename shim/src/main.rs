@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod io;
 mod metrics;
+mod oom;
 mod reaper;
 mod server;
 mod service;

@@ -16,7 +16,7 @@ use berth_proto::api::{
     StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use berth_proto::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
 };
 use berth_proto::protobuf::well_known_types::empty::Empty;
 use berth_proto::shim_async::Task as TaskApi;
@@ -132,7 +132,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 stdio: stdio.clone(),
             })
             .await;
-        let Created { process, io } = match created {
+        let Created { process, io, oom } = match created {
             Ok(created) => created,
             Err(e) => {
                 self.tasks
@@ -171,6 +171,21 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                     ..Default::default()
                 }))
                 .await;
+        }
+        if let Some(mut oom) = oom {
+            let this = Arc::clone(&self);
+            let id = req.id.clone();
+            tokio::spawn(async move {
+                while oom.next().await {
+                    log::info!("task {id}: OOM kill in its memory cgroup");
+                    this.publisher
+                        .publish(Event::Oom(TaskOOM {
+                            container_id: id.clone(),
+                            ..Default::default()
+                        }))
+                        .await;
+                }
+            });
         }
         // Watched only now, so TaskExit cannot overtake TaskCreate.
         let this = Arc::clone(&self);
@@ -560,7 +575,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         }
         // Subscribed before the process exists: its exit cannot be missed.
         let exits = self.reaper.subscribe();
-        let Created { process, io } = self
+        let Created { process, io, .. } = self
             .engine
             .exec(&task.id, exec_id, exec.spec.clone(), exec.stdio.clone())
             .await?;

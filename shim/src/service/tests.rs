@@ -48,6 +48,7 @@ impl Engine for Arc<Stub> {
         Ok(Created {
             process: ProcessRecord { pid, start_time: 1 },
             io: crate::io::Io::none(),
+            oom: None,
         })
     }
 
@@ -62,6 +63,7 @@ impl Engine for Arc<Stub> {
         Ok(Created {
             process: ProcessRecord { pid, start_time: 1 },
             io: crate::io::Io::none(),
+            oom: None,
         })
     }
 
