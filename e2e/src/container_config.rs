@@ -100,7 +100,6 @@ impl ContainerSpec {
                     }),
                     ..Default::default()
                 }),
-                ..Default::default()
             }),
             ..Default::default()
         }
