@@ -29,6 +29,8 @@ pub struct ContainerSpec {
     pub pid: NamespaceMode,
     /// The memory limit in bytes; 0 for none.
     pub memory_limit: i64,
+    /// Whether the process runs on a terminal.
+    pub tty: bool,
 }
 
 impl ContainerSpec {
@@ -42,6 +44,7 @@ impl ContainerSpec {
             log_path: format!("{name}.log"),
             pid: NamespaceMode::Container,
             memory_limit: 0,
+            tty: false,
         }
     }
 
@@ -56,6 +59,12 @@ impl ContainerSpec {
     /// <own>` and `ipc <server's> <own>`.
     pub fn http_client(name: &str) -> Self {
         Self::shell(name, HTTP_CLIENT)
+    }
+
+    /// The process runs on a terminal (CRI's `tty`).
+    pub fn tty(mut self) -> Self {
+        self.tty = true;
+        self
     }
 
     /// The container may use at most `bytes` of memory.
@@ -84,6 +93,7 @@ impl ContainerSpec {
             }),
             command: self.command.clone(),
             log_path: self.log_path.clone(),
+            tty: self.tty,
             // Kubelet always names the namespaces: without them CRI puts the
             // container in the pod's PID namespace.
             linux: Some(cri::LinuxContainerConfig {

@@ -219,3 +219,32 @@ pub async fn remove_containers(cd: &Containerd, ids: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The number of open file descriptors of the shim serving pod `trace`.
+pub fn shim_fd_count(trace: &PodTrace) -> Result<usize> {
+    let shim = match trace.shims.as_slice() {
+        [shim] => shim.pid,
+        other => bail!("pod {} has {} shims, not one", trace.id, other.len()),
+    };
+    let dir = format!("/proc/{shim}/fd");
+    Ok(std::fs::read_dir(&dir)
+        .with_context(|| format!("read {dir}"))?
+        .count())
+}
+
+/// Fails unless the pod's shim has `before` fds open again (it settles
+/// within a second: closing is asynchronous).
+pub async fn expect_shim_fds(trace: &PodTrace, before: usize) -> Result<()> {
+    let mut now = 0;
+    let settled = wait_until("the shim's fds to settle", Duration::from_secs(2), || {
+        now = shim_fd_count(trace).unwrap_or(usize::MAX);
+        now == before
+    })
+    .await;
+    settled.with_context(|| {
+        format!(
+            "pod {}: the shim had {before} fds open, now {now}",
+            trace.id
+        )
+    })
+}

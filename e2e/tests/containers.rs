@@ -18,6 +18,7 @@ async fn containers_share_localhost(cd: &Containerd) -> Result<()> {
     let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
     scenario::expect_ready(cd, &pod).await?;
     let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let shim_fds = scenario::shim_fd_count(&pod_trace)?;
 
     let server = ContainerSpec::http_server("server");
     let server_id = scenario::run_container(cd, &pod, &config, &server).await?;
@@ -88,6 +89,8 @@ async fn containers_share_localhost(cd: &Containerd) -> Result<()> {
     );
 
     scenario::remove_containers(cd, &[server_id, client_id]).await?;
+    // Pipes, FIFOs, eventfds and sockets of the containers are all closed.
+    scenario::expect_shim_fds(&pod_trace, shim_fds).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
@@ -125,7 +128,23 @@ async fn exit_codes_are_reported(cd: &Containerd) -> Result<()> {
         status.exit_code
     );
 
-    scenario::remove_containers(cd, &[exit42_id, killed_id]).await?;
+    // On a terminal: its stdio is a tty, its output reaches the log, and
+    // its exit code is reported.
+    let terminal = ContainerSpec::shell(
+        "terminal",
+        "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo on-a-tty; exit 3",
+    )
+    .tty();
+    let terminal_id = scenario::run_container(cd, &pod, &config, &terminal).await?;
+    let status = scenario::wait_exited(cd, &terminal_id, Duration::from_secs(20)).await?;
+    let lines = scenario::stdout_lines(&config, &terminal)?;
+    ensure!(
+        status.exit_code == 3 && lines.iter().any(|l| l.trim_end_matches('\r') == "on-a-tty"),
+        "a tty container exited {} and logged {lines:?}",
+        status.exit_code
+    );
+
+    scenario::remove_containers(cd, &[exit42_id, killed_id, terminal_id]).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
@@ -281,6 +300,7 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     let config = scenario::pod_config(cd, "res")?;
     let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
     let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let shim_fds = scenario::shim_fd_count(&pod_trace)?;
     let busy = ContainerSpec::shell(
         "busy",
         "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo ready; exec sleep 1000",
@@ -348,6 +368,7 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     );
 
     scenario::remove_containers(cd, &[busy_id, hog_id]).await?;
+    scenario::expect_shim_fds(&pod_trace, shim_fds).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }
 

@@ -27,6 +27,9 @@ pub struct StdioPaths {
     pub stdin: Option<PathBuf>,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    /// For a terminal: the unix socket the pty master is sent to. The
+    /// process's stdio is then the pty, and the three above go unused.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Everything the helper needs to create one container.
@@ -41,8 +44,6 @@ pub struct ContainerSpec {
     /// (containerd's, adjusted) is written there.
     pub work_dir: PathBuf,
     pub stdio: StdioPaths,
-    /// Where the container's pty master is sent, for a terminal.
-    pub console_socket: Option<PathBuf>,
 }
 
 /// An extra process to run in a created or running container.
@@ -84,6 +85,14 @@ pub fn create_with(helper: &Helper, spec: &ContainerSpec) -> Result<ProcessRecor
         .into_process()
 }
 
+/// Ids name directories: no separators, nothing hidden, nothing empty.
+fn check_id(what: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return Err(Error::invalid(what, format!("{id:?} is not a valid id")));
+    }
+    Ok(())
+}
+
 /// Runs an extra process in container `id` of the pod through a helper.
 /// `process` is the OCI process as JSON, as containerd sends it.
 pub fn exec_in_pod(
@@ -103,12 +112,7 @@ pub fn exec_in_pod(
             )
         })?
     };
-    if exec_id.is_empty() || exec_id.contains('/') || exec_id.starts_with('.') {
-        return Err(Error::invalid(
-            "exec id",
-            format!("{exec_id:?} is not a valid id"),
-        ));
-    }
+    check_id("exec id", exec_id)?;
     if parsed.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::invalid("exec spec.args", "must name a program"));
     }
@@ -214,9 +218,11 @@ fn may_lower_oom() -> Result<bool> {
 /// (its request and answer pipes).
 fn open_stdio(path: &Option<PathBuf>, write: bool) -> Result<File> {
     let path = path.as_deref().unwrap_or(Path::new("/dev/null"));
+    // Append: a reopened log file does not keep the shim's O_APPEND, and
+    // stdout and stderr must not write over each other. Pipes ignore it.
     OpenOptions::new()
         .read(!write)
-        .write(write)
+        .append(write)
         .open(path)
         .map_err(Error::io("open stdio", path))
 }
@@ -235,7 +241,7 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
         .map_err(Error::engine("create", &spec.id))?
         .with_root_path(engine_root)
         .map_err(Error::engine("create", &spec.id))?
-        .with_console_socket(spec.console_socket.as_ref())
+        .with_console_socket(spec.stdio.console_socket.as_ref())
         .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
         .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
         .with_stderr(open_stdio(&spec.stdio.stderr, true)?);
@@ -277,6 +283,7 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
         .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
         .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
         .with_stderr(open_stdio(&spec.stdio.stderr, true)?)
+        .with_console_socket(spec.stdio.console_socket.as_ref())
         .as_tenant()
         .with_process(Some(&spec.process))
         .with_detach(true)
@@ -387,6 +394,7 @@ pub fn reference(dir: &PodDir, id: &str) -> ContainerRef {
 /// Mounts the container's rootfs and creates it through a helper. On
 /// failure nothing of it is left.
 pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Result<ProcessRecord> {
+    check_id("id", &req.id)?;
     let work_dir = dir.container_dir(&req.id);
     fs::create_dir_all(&work_dir).map_err(Error::io("create", &work_dir))?;
     let record = ContainerRecord {
@@ -405,7 +413,6 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
             engine_root: dir.engine_root(),
             work_dir: work_dir.clone(),
             stdio: req.stdio.clone(),
-            console_socket: None,
         };
         create_with(helper, &spec)
     })();
@@ -427,4 +434,17 @@ pub fn remove_from_pod(helper: &Helper, dir: &PodDir, id: &str) -> Result<()> {
         crate::mount::unmount_all(&record.bundle.join("rootfs"))?;
     }
     remove_dir(&work_dir)
+}
+
+/// Removes every container still recorded in the pod, trying each; the
+/// first failure is reported.
+pub fn remove_all_in_pod(helper: &Helper, dir: &PodDir) -> Result<()> {
+    let mut first = None;
+    for id in dir.container_ids() {
+        if let Err(e) = remove_from_pod(helper, dir, &id) {
+            log::warn!("container {id}: {e}");
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }

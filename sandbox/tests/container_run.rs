@@ -37,7 +37,9 @@ impl Bundle {
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        for applet in ["sh", "sleep"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
         let mut spec = Spec::default();
         spec.set_root(Some(
             RootBuilder::default()
@@ -74,7 +76,8 @@ impl Bundle {
         linux.set_cgroups_path(Some(PathBuf::from(test_cgroup(id))));
         spec.set_linux(Some(linux));
         spec.save(dir.path().join("config.json")).unwrap();
-        let engine_root = dir.path().join("engine");
+        // The pod directory layout the shim uses (see `pod_dir`).
+        let engine_root = berth_sandbox::state::PodDir::new(dir.path(), "pod").engine_root();
         Bundle {
             dir,
             id: id.to_owned(),
@@ -84,6 +87,10 @@ impl Bundle {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    fn pod_dir(&self) -> berth_sandbox::state::PodDir {
+        berth_sandbox::state::PodDir::new(self.path(), "pod")
     }
 
     fn reference(&self) -> ContainerRef {
@@ -103,7 +110,6 @@ impl Bundle {
                 stdout,
                 ..Default::default()
             },
-            console_socket: None,
         }
     }
 }
@@ -239,4 +245,80 @@ fn a_spec_libcontainer_rejects_is_an_invalid_argument_and_leaves_nothing() {
 fn deleting_a_container_that_was_never_created_is_not_an_error() {
     let bundle = Bundle::new("never", &["sh"], own_namespaces());
     container::delete_with(&helper(), &bundle.reference()).unwrap();
+}
+
+#[test]
+fn an_exec_runs_in_the_containers_namespaces_with_its_own_stdio_and_exit_code() {
+    let bundle = Bundle::new("execd", &["sh", "-c", "sleep 30"], own_namespaces());
+    let dir = bundle.pod_dir();
+    let spec = ContainerSpec {
+        engine_root: dir.engine_root(),
+        work_dir: dir.container_dir("execd"),
+        ..bundle.spec(None)
+    };
+    let reference = container::reference(&dir, "execd");
+    let init = container::create_with(&helper(), &spec).unwrap();
+    container::start_with(&helper(), &reference).unwrap();
+
+    let out = bundle.path().join("exec-out");
+    std::fs::write(&out, b"").unwrap();
+    let process = br#"{"args":["sh","-c","echo exec as $$; exit 5"],"cwd":"/","env":["PATH=/bin"],"user":{"uid":0,"gid":0}}"#;
+    let stdio = StdioPaths {
+        stdout: Some(out.clone()),
+        ..Default::default()
+    };
+    let exec = container::exec_in_pod(&helper(), &dir, "execd", "e1", process, stdio).unwrap();
+    assert_eq!(exit_code(exec.pid), 5);
+    let said = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        said.starts_with("exec as ") && said.trim() != "exec as 1",
+        "the exec runs beside the init, in its PID namespace: {said:?}"
+    );
+    assert!(
+        !dir.container_dir("execd").join("exec-e1.json").exists(),
+        "the exec's process file is removed once it runs"
+    );
+
+    let stay = br#"{"args":["sleep","30"],"cwd":"/","env":["PATH=/bin"],"user":{"uid":0,"gid":0}}"#;
+    let staying =
+        container::exec_in_pod(&helper(), &dir, "execd", "e2", stay, StdioPaths::default())
+            .unwrap();
+    for ns in ["pid", "mnt", "net", "ipc", "uts"] {
+        assert_eq!(
+            ns_inode(staying.pid, ns),
+            ns_inode(init.pid, ns),
+            "{ns} namespace"
+        );
+    }
+    nix::sys::signal::kill(
+        Pid::from_raw(staying.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(exit_code(staying.pid), 137);
+
+    let bad = container::exec_in_pod(
+        &helper(),
+        &dir,
+        "execd",
+        "e3",
+        br#"{"args":[]}"#,
+        StdioPaths::default(),
+    )
+    .unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::InvalidArgument, "{bad}");
+    let missing = container::exec_in_pod(
+        &helper(),
+        &dir,
+        "nope",
+        "e4",
+        process,
+        StdioPaths::default(),
+    )
+    .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+
+    container::kill_all_with(&helper(), &reference, libc::SIGKILL).unwrap();
+    assert_eq!(exit_code(init.pid), 137);
+    container::delete_with(&helper(), &reference).unwrap();
 }

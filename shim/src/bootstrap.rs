@@ -325,10 +325,8 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
     // gone, so a failed clean-up can be retried from what is left.
     let mut failures = Vec::new();
     // The pod goes, and every container still in it.
-    for c in dir.container_ids() {
-        if let Err(e) = container::remove_from_pod(&helper, dir, &c) {
-            failures.push(e);
-        }
+    if let Err(e) = container::remove_all_in_pod(&helper, dir) {
+        failures.push(e);
     }
     let mut pause_gone = true;
     if let Some(pause) = record.pause {

@@ -155,7 +155,7 @@ impl Sandbox {
         req: CreateRequest,
         info: ContainerInfo,
     ) -> Result<Created> {
-        let prepared = Io::prepare(&req.stdio).await?;
+        let prepared = Io::prepare(&req.stdio, self.dir.path()).await?;
         let new = NewContainer {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -241,7 +241,7 @@ impl Engine for Arc<Sandbox> {
                 "task {id} is the pod sandbox: berth-pause runs no exec processes"
             )));
         }
-        let prepared = Io::prepare(&stdio).await?;
+        let prepared = Io::prepare(&stdio, self.dir.path()).await?;
         let this = Arc::clone(self);
         let (id, exec_id, paths) = (id.to_owned(), exec_id.to_owned(), prepared.paths.clone());
         let process = blocking(move || {

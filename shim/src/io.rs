@@ -1,33 +1,47 @@
-//! A container's stdio: pipes between the container and the shim, and
-//! copies between those pipes and containerd's FIFOs.
+//! A container's stdio: pipes (or a pty) between the container and the
+//! shim, and copies between those and containerd's FIFOs.
 //!
 //! The container never holds containerd's FIFOs itself. The shim does, so a
 //! reader that goes away (containerd restarting) costs no output the FIFO
 //! can still buffer and never gets the container a SIGPIPE. `file://` URIs
-//! are opened by the shim and handed to the container directly.
+//! are opened by the shim and handed to the container directly. For a
+//! terminal, libcontainer sends the pty master to a console socket the shim
+//! listens on, and the shim copies between the master and the FIFOs.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use berth_sandbox::container::StdioPaths;
-use tokio::io::AsyncWriteExt;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::unix::pipe;
+use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::task::Stdio;
 
+/// How long the shim waits for libcontainer to send a terminal's master.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The shim's side of a running container's stdio.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Io {
-    /// Closed when every output copy has reached the end of its pipe.
-    drained: tokio::sync::Mutex<mpsc::Receiver<()>>,
-    stdin: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// The output copies; stopped when the task is deleted, so containerd's
-    /// readers see the end of their FIFOs even if a process kept a pipe.
-    outputs: Vec<JoinHandle<()>>,
+    /// Closed when every output copy has reached the end of its input.
+    drained: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
+    /// The shim's own writer of the stdin FIFO, dropped by CloseIO.
+    stdin_held: Mutex<Option<pipe::Sender>>,
+    /// Every copy; stopped when the task is deleted, so containerd's readers
+    /// see the end of their FIFOs even if a process kept a pipe open.
+    copies: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// A terminal's pty master, once it arrived.
+    console: Arc<OnceLock<Arc<AsyncFd<OwnedFd>>>>,
 }
 
 /// Stdio being set up for a container about to be created.
@@ -37,16 +51,70 @@ pub struct Prepared {
     pub io: Io,
     /// The container's ends, held open until the helper has opened them.
     container_ends: Vec<OwnedFd>,
+    /// A terminal still waiting for its pty master.
+    console: Option<PendingConsole>,
+}
+
+/// A console socket and the FIFOs its pty will be copied to and from.
+struct PendingConsole {
+    listener: UnixListener,
+    path: PathBuf,
+    stdin: Option<pipe::Receiver>,
+    stdout: Option<pipe::Sender>,
+    done: mpsc::Sender<()>,
 }
 
 impl Prepared {
     /// The helper has the container's ends now: the shim lets go of its
     /// copies, so the output pipes end when the container's processes do.
+    /// A terminal's copies start once its master arrives.
     pub fn release(self) -> Io {
         drop(self.container_ends);
+        if let Some(pending) = self.console {
+            let console = Arc::clone(&self.io.console);
+            let copies = Arc::clone(&self.io.copies);
+            let attach = tokio::spawn(async move {
+                let path = pending.path.clone();
+                let master =
+                    tokio::time::timeout(CONSOLE_TIMEOUT, receive_master(&pending.listener)).await;
+                let _ = std::fs::remove_file(&path);
+                let master = match master {
+                    Ok(Ok(master)) => master,
+                    Ok(Err(e)) => {
+                        return log::warn!("terminal {}: no pty master: {e}", path.display())
+                    }
+                    Err(_) => {
+                        return log::warn!(
+                            "terminal {}: no pty master within {CONSOLE_TIMEOUT:?}",
+                            path.display()
+                        )
+                    }
+                };
+                let master = match register(master) {
+                    Ok(m) => Arc::new(m),
+                    Err(e) => return log::warn!("terminal {}: {e}", path.display()),
+                };
+                let _ = console.set(Arc::clone(&master));
+                let mut started = Vec::new();
+                if let Some(fifo) = pending.stdout {
+                    started.push(tokio::spawn(copy_output(
+                        Pty(Arc::clone(&master)),
+                        fifo,
+                        pending.done,
+                    )));
+                }
+                if let Some(fifo) = pending.stdin {
+                    started.push(tokio::spawn(copy_stdin(fifo, Pty(master))));
+                }
+                copies.lock().expect("copies lock").extend(started);
+            });
+            self.io.copies.lock().expect("copies lock").push(attach);
+        }
         self.io
     }
 }
+
+static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A path by which another process opens one of the shim's descriptors.
 fn fd_path(fd: &impl AsRawFd) -> PathBuf {
@@ -88,103 +156,267 @@ fn target(uri: &str, stream: &str) -> Result<Target> {
 impl Io {
     /// Stdio for a process without any (the pod sandbox's pause).
     pub fn none() -> Self {
-        let (_, rx) = mpsc::channel(1);
-        Io {
-            drained: tokio::sync::Mutex::new(rx),
-            stdin: Default::default(),
-            outputs: Vec::new(),
-        }
+        Io::default()
     }
 
-    /// Opens containerd's FIFOs and makes the pipes the container gets.
-    pub async fn prepare(stdio: &Stdio) -> Result<Prepared> {
-        if stdio.terminal {
-            return Err(Error::Unimplemented(
-                "terminal: containers with a tty are not supported yet".into(),
-            ));
-        }
+    /// Opens containerd's FIFOs and makes the pipes (or, for a terminal, the
+    /// console socket in `console_dir`) the container gets.
+    pub async fn prepare(stdio: &Stdio, console_dir: &Path) -> Result<Prepared> {
         let (done_tx, done_rx) = mpsc::channel(1);
-        let mut paths = StdioPaths::default();
-        let mut container_ends = Vec::new();
-
-        let mut stdin_copy = None;
-        if !stdio.stdin.is_empty() {
+        let io = Io::default();
+        *io.drained.try_lock().expect("not shared yet") = Some(done_rx);
+        let mut prepared = Prepared {
+            paths: StdioPaths::default(),
+            io,
+            container_ends: Vec::new(),
+            console: None,
+        };
+        let stdin = if stdio.stdin.is_empty() {
+            None
+        } else {
+            // Read-only, so the copy sees end of file once every writer is
+            // gone; until CloseIO the shim holds a writer of its own, so the
+            // copy does not end before containerd has opened its writer.
             let fifo = pipe::OpenOptions::new()
-                .read_write(true)
                 .open_receiver(&stdio.stdin)
                 .map_err(|e| io_error("open stdin", &stdio.stdin, e))?;
+            let held = pipe::OpenOptions::new()
+                .open_sender(&stdio.stdin)
+                .map_err(|e| io_error("open stdin", &stdio.stdin, e))?;
+            *prepared.io.stdin_held.lock().expect("stdin lock") = Some(held);
+            Some(fifo)
+        };
+
+        if stdio.terminal {
+            let stdout = match target(&stdio.stdout, "stdout")? {
+                Target::None => None,
+                Target::Fifo(path) => Some(open_output_fifo(&path)?),
+                Target::File(_) => {
+                    return Err(Error::Unimplemented(
+                        "stdout: file:// logs of a terminal are not supported yet".into(),
+                    ))
+                }
+            };
+            let path = console_dir.join(format!(
+                "tty-{}-{}.sock",
+                std::process::id(),
+                CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path).map_err(|e| io_error("bind", &path, e))?;
+            prepared.paths.console_socket = Some(path.clone());
+            prepared.console = Some(PendingConsole {
+                listener,
+                path,
+                stdin,
+                stdout,
+                done: done_tx,
+            });
+            return Ok(prepared);
+        }
+
+        if let Some(fifo) = stdin {
             let (tx, rx) = pipe::pipe().map_err(|e| io_error("pipe", "stdin", e))?;
             let rx = rx
                 .into_blocking_fd()
                 .map_err(|e| io_error("pipe", "stdin", e))?;
-            paths.stdin = Some(fd_path(&rx));
-            container_ends.push(rx);
-            stdin_copy = Some(tokio::spawn(copy_stdin(fifo, tx)));
+            prepared.paths.stdin = Some(fd_path(&rx));
+            prepared.container_ends.push(rx);
+            prepared.io.spawn(copy_stdin(fifo, tx));
         }
-        let mut io = Io {
-            drained: tokio::sync::Mutex::new(done_rx),
-            stdin: std::sync::Mutex::new(stdin_copy),
-            outputs: Vec::new(),
-        };
-
-        for (uri, stream, slot) in [
-            (&stdio.stdout, "stdout", &mut paths.stdout),
-            (&stdio.stderr, "stderr", &mut paths.stderr),
-        ] {
-            match target(uri, stream)? {
-                Target::None => {}
+        for (uri, stream) in [(&stdio.stdout, "stdout"), (&stdio.stderr, "stderr")] {
+            let path = match target(uri, stream)? {
+                Target::None => continue,
                 Target::File(path) => {
                     let file = open_log(&path).await?;
-                    *slot = Some(fd_path(&file));
-                    container_ends.push(file);
+                    let path = fd_path(&file);
+                    prepared.container_ends.push(file);
+                    path
                 }
                 Target::Fifo(path) => {
-                    let fifo = pipe::OpenOptions::new()
-                        .read_write(true)
-                        .open_sender(&path)
-                        .map_err(|e| io_error("open", &path, e))?;
+                    let fifo = open_output_fifo(&path)?;
                     let (tx, rx) = pipe::pipe().map_err(|e| io_error("pipe", stream, e))?;
                     let tx = tx
                         .into_blocking_fd()
                         .map_err(|e| io_error("pipe", stream, e))?;
-                    *slot = Some(fd_path(&tx));
-                    container_ends.push(tx);
-                    io.outputs
-                        .push(tokio::spawn(copy_output(rx, fifo, done_tx.clone())));
+                    let path = fd_path(&tx);
+                    prepared.container_ends.push(tx);
+                    prepared.io.spawn(copy_output(rx, fifo, done_tx.clone()));
+                    path
                 }
+            };
+            match stream {
+                "stdout" => prepared.paths.stdout = Some(path),
+                _ => prepared.paths.stderr = Some(path),
             }
         }
-        Ok(Prepared {
-            paths,
-            io,
-            container_ends,
-        })
+        Ok(prepared)
+    }
+
+    fn spawn(&self, copy: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.copies
+            .lock()
+            .expect("copies lock")
+            .push(tokio::spawn(copy));
     }
 
     /// Waits until the container's output has all been copied, or `limit`
     /// has passed (a process that outlives the init may hold its stdout).
     pub async fn drained(&self, limit: Duration) {
         let mut rx = self.drained.lock().await;
+        let Some(rx) = rx.as_mut() else {
+            return;
+        };
         if tokio::time::timeout(limit, rx.recv()).await.is_err() {
             log::warn!("output still open {limit:?} after the process exited");
         }
     }
 
-    /// Closes the container's stdin: it reads end-of-file.
+    /// CloseIO: once containerd's writer is closed too and what it wrote
+    /// is copied, the container reads end of file.
     pub fn close_stdin(&self) {
-        if let Some(copy) = self.stdin.lock().expect("stdin lock").take() {
-            copy.abort();
+        self.stdin_held.lock().expect("stdin lock").take();
+    }
+
+    /// ResizePty: the terminal's new size.
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        let master = self.console.get().ok_or_else(|| {
+            Error::FailedPrecondition("the process has no terminal to resize".into())
+        })?;
+        let size = libc::winsize {
+            ws_row: height.min(u16::MAX as u32) as u16,
+            ws_col: width.min(u16::MAX as u32) as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives
+        // across the call; the fd is the pty master this Io owns.
+        let ret = unsafe { libc::ioctl(master.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        if ret < 0 {
+            return Err(Error::Internal(format!(
+                "resize the terminal: {}",
+                std::io::Error::last_os_error()
+            )));
         }
+        Ok(())
     }
 }
 
 impl Drop for Io {
     fn drop(&mut self) {
-        self.close_stdin();
-        for copy in &self.outputs {
+        for copy in self.copies.lock().expect("copies lock").iter() {
             copy.abort();
         }
     }
+}
+
+/// Registers a descriptor with the runtime, set non-blocking.
+pub(crate) fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and names the
+    // same file description until the AsyncFd drops it.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
+        .map_err(std::io::Error::from)
+}
+
+/// Accepts libcontainer's connection and takes the pty master it sends.
+async fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+    let (stream, _) = listener.accept().await?;
+    loop {
+        stream.readable().await?;
+        match stream.try_io(Interest::READABLE, || recv_fd(stream.as_raw_fd())) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+fn recv_fd(socket: RawFd) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: the kernel just installed this descriptor for us
+                // and nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                received.get_or_insert(fd);
+            }
+        }
+    }
+    received.ok_or_else(|| std::io::Error::other("no pty master in the console message"))
+}
+
+/// One side of a pty master, as a byte stream. The end of the terminal
+/// (EIO once no process holds the slave) reads as end of file.
+struct Pty(Arc<AsyncFd<OwnedFd>>);
+
+impl AsyncRead for Pty {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.0.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| {
+                nix::unistd::read(fd.get_ref(), unfilled).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Poll::Ready(Ok(())),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Pty {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            match guard
+                .try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from))
+            {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn open_output_fifo(path: &Path) -> Result<pipe::Sender> {
+    pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(path)
+        .map_err(|e| io_error("open", path, e))
 }
 
 fn io_error(op: &str, what: impl AsRef<std::path::Path>, e: std::io::Error) -> Error {
@@ -206,14 +438,18 @@ async fn open_log(path: &std::path::Path) -> Result<OwnedFd> {
     Ok(file.into_std().await.into())
 }
 
-async fn copy_output(mut from: pipe::Receiver, mut to: pipe::Sender, _done: mpsc::Sender<()>) {
+async fn copy_output(
+    mut from: impl AsyncRead + Unpin,
+    mut to: pipe::Sender,
+    _done: mpsc::Sender<()>,
+) {
     if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
         log::warn!("copy output: {e}");
     }
     let _ = to.flush().await;
 }
 
-async fn copy_stdin(mut from: pipe::Receiver, mut to: pipe::Sender) {
+async fn copy_stdin(mut from: pipe::Receiver, mut to: impl AsyncWrite + Unpin) {
     if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
         log::debug!("copy stdin: {e}");
     }
@@ -254,7 +490,7 @@ mod tests {
             stdout: fifo.to_string_lossy().into_owned(),
             ..Default::default()
         };
-        let prepared = Io::prepare(&stdio).await.unwrap();
+        let prepared = Io::prepare(&stdio, dir.path()).await.unwrap();
         let path = prepared.paths.stdout.clone().unwrap();
         // What the helper does: open the shim's end through /proc.
         let mut writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -272,7 +508,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn closing_stdin_gives_the_reader_end_of_file() {
+    async fn after_close_io_stdin_ends_once_everything_written_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("stdin");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
@@ -280,21 +516,110 @@ mod tests {
             stdin: fifo.to_string_lossy().into_owned(),
             ..Default::default()
         };
-        let prepared = Io::prepare(&stdio).await.unwrap();
+        let prepared = Io::prepare(&stdio, dir.path()).await.unwrap();
         let mut reader = std::fs::File::open(prepared.paths.stdin.clone().unwrap()).unwrap();
         let io = prepared.release();
-        let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-        std::io::Write::write_all(&mut writer, b"in").unwrap();
-        io.close_stdin();
+        let data = vec![b'x'; 256 * 1024];
+        // containerd's writer: more than a pipe holds, then closed, then CloseIO.
+        let writer = {
+            let fifo = fifo.clone();
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                std::io::Write::write_all(&mut w, &data).unwrap();
+            })
+        };
         let read = tokio::task::spawn_blocking(move || {
             let mut all = Vec::new();
             std::io::Read::read_to_end(&mut reader, &mut all).map(|_| all)
         });
+        tokio::task::spawn_blocking(move || writer.join().unwrap())
+            .await
+            .unwrap();
+        io.close_stdin();
         let all = tokio::time::timeout(Duration::from_secs(5), read)
             .await
-            .expect("end of file after close_stdin")
+            .expect("end of file after CloseIO")
             .unwrap()
             .unwrap();
-        assert!(b"in".starts_with(&all), "got {all:?}");
+        assert_eq!(
+            all.len(),
+            data.len(),
+            "nothing written before CloseIO is lost"
+        );
+    }
+
+    #[tokio::test]
+    async fn resize_sets_the_terminal_size_and_needs_a_terminal() {
+        let io = Io::none();
+        assert!(matches!(
+            io.resize(80, 24),
+            Err(Error::FailedPrecondition(_))
+        ));
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let _ = io.console.set(Arc::new(register(pty.master).unwrap()));
+        io.resize(132, 43).unwrap();
+        let mut size = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which
+        // lives across the call.
+        let ret = unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+        assert_eq!(ret, 0);
+        assert_eq!((size.ws_col, size.ws_row), (132, 43));
+    }
+
+    #[tokio::test]
+    async fn a_terminal_is_copied_from_its_master_once_it_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = pipe::OpenOptions::new().open_receiver(&fifo).unwrap();
+        let stdio = Stdio {
+            stdout: fifo.to_string_lossy().into_owned(),
+            terminal: true,
+            ..Default::default()
+        };
+        let prepared = Io::prepare(&stdio, dir.path()).await.unwrap();
+        let socket = prepared.paths.console_socket.clone().unwrap();
+        assert!(
+            prepared.paths.stdout.is_none(),
+            "a terminal's stdio is the pty"
+        );
+        let io = prepared.release();
+        // What libcontainer does: send the master over the console socket,
+        // then write to the slave.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        let fds = [pty.master.as_raw_fd()];
+        nix::sys::socket::sendmsg::<()>(
+            conn.as_raw_fd(),
+            &[std::io::IoSlice::new(b"/dev/ptmx")],
+            &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop(pty.master);
+        let mut slave = std::fs::File::from(pty.slave);
+        std::io::Write::write_all(&mut slave, b"hi\n").unwrap();
+        let mut got = vec![0; 4];
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_exact(&mut reader, &mut got),
+        )
+        .await
+        .expect("the pty's output in time")
+        .unwrap();
+        assert_eq!(got, b"hi\r\n", "through the terminal's line discipline");
+        drop(slave);
+        tokio::time::timeout(Duration::from_secs(5), io.drained(Duration::from_secs(10)))
+            .await
+            .expect("drained once the slave is closed");
+        assert!(!socket.exists(), "the console socket is removed");
+        io.resize(100, 30).unwrap();
     }
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 
 /// A registered OOM notification for one memory cgroup.
 pub struct OomWatch {
@@ -62,11 +61,7 @@ impl OomWatch {
                 oom_control.as_raw_fd()
             ),
         )?;
-        let eventfd = OwnedFd::from(eventfd);
-        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and names
-        // the same eventfd until the AsyncFd drops it.
-        let eventfd = unsafe { AsyncFd::register_with_interest(eventfd, Interest::READABLE) }
-            .map_err(io::Error::from)?;
+        let eventfd = crate::io::register(OwnedFd::from(eventfd))?;
         Ok(Some(OomWatch { eventfd, control }))
     }
 

@@ -100,7 +100,21 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     }
     let _ = std::fs::remove_file(dir.socket());
     if done_with_pod {
-        dir.remove()?;
+        // A container whose failed create could not be undone is known to
+        // no one else: it goes now, and the directory only if it went.
+        let leftovers = dir.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            berth_sandbox::container::remove_all_in_pod(
+                &Helper::new("/proc/self/exe", false),
+                &leftovers,
+            )
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("remove leftover containers: {e}")))?;
+        match removed {
+            Ok(()) => dir.remove()?,
+            Err(e) => log::error!("pod {grouping}: keeping its directory for `delete`: {e}"),
+        }
     }
     log::info!("shim for pod {grouping} exits");
     Ok(())

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use berth_proto::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
     DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse,
-    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
-    StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
+    ResizePtyRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse,
+    StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use berth_proto::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
@@ -35,6 +35,9 @@ use crate::task::{describe, Exec, Started, State, Stdio, Task};
 /// How long an exit waits for the process's output to be copied: processes
 /// that outlive the init may hold its stdout open for ever.
 const OUTPUT_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long an init's exit waits for its exec processes' exits.
+const EXEC_EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Service<E, P> {
     inner: Arc<Inner<E, P>>,
@@ -215,7 +218,24 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             .cloned()
             .collect();
         for exec in started {
-            exec.life.wait().await;
+            if let (Some(s), State::Running) = (exec.started.get(), exec.life.state()) {
+                // They die with the init in its own PID namespace; in a
+                // shared one, the kill of the cgroup may have failed.
+                let _ = self
+                    .engine
+                    .kill(&exec.id, s.process, libc::SIGKILL as u32, false)
+                    .await;
+            }
+            if tokio::time::timeout(EXEC_EXIT_LIMIT, exec.life.wait())
+                .await
+                .is_err()
+            {
+                log::warn!(
+                    "task {}: exec {} still not reaped {EXEC_EXIT_LIMIT:?} after its init exited",
+                    task.id,
+                    exec.id
+                );
+            }
         }
         // Everything the process wrote reaches containerd before its exit.
         task.io.drained(OUTPUT_DRAIN_LIMIT).await;
@@ -341,6 +361,12 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                     self.engine
                         .kill(&exec.id, started.process, req.signal, false)
                         .await?
+                }
+                (None, _) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "exec {} of task {} is not started",
+                        req.exec_id, req.id
+                    )))
                 }
                 _ => false,
             };
@@ -468,6 +494,20 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             started.io.close_stdin();
         }
         Ok(())
+    }
+
+    fn resize_pty(&self, req: ResizePtyRequest) -> Result<()> {
+        let task = self.task(&req.id)?;
+        if req.exec_id.is_empty() {
+            return task.io.resize(req.width, req.height);
+        }
+        match task.exec(&req.exec_id)?.started.get() {
+            Some(started) => started.io.resize(req.width, req.height),
+            None => Err(Error::FailedPrecondition(format!(
+                "exec {} of task {} is not started",
+                req.exec_id, req.id
+            ))),
+        }
     }
 
     /// The pid whose cgroup is the task's: its init, while it runs.
@@ -731,6 +771,11 @@ impl<E: Engine, P: Publisher> TaskApi for Service<E, P> {
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         Ok(self.inner.delete(req).await?)
+    }
+
+    async fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        self.inner.resize_pty(req)?;
+        Ok(Empty::new())
     }
 
     async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {

@@ -711,6 +711,20 @@ async fn an_exec_lives_and_dies_before_its_task_exits() {
         code(f.inner.exec(exec_req("c", "e1")).await),
         Code::ALREADY_EXISTS
     );
+    assert_eq!(
+        code(
+            f.inner
+                .kill(KillRequest {
+                    id: "c".into(),
+                    exec_id: "e1".into(),
+                    signal: 9,
+                    ..Default::default()
+                })
+                .await
+        ),
+        Code::FAILED_PRECONDITION,
+        "an exec not started cannot be killed"
+    );
     match next_event(&mut f.events).await {
         Event::ExecAdded(e) => {
             assert_eq!((e.container_id.as_str(), e.exec_id.as_str()), ("c", "e1"))
@@ -749,13 +763,6 @@ async fn an_exec_lives_and_dies_before_its_task_exits() {
         Code::FAILED_PRECONDITION,
         "a running exec is not deleted"
     );
-    // The init dies first; its exit is announced only after the exec's.
-    f.inner.kill(kill_req("c", 9)).await.unwrap();
-    tokio::task::yield_now().await;
-    assert!(
-        f.events.try_recv().is_err(),
-        "the init's exit waits for its exec"
-    );
     f.inner
         .kill(KillRequest {
             id: "c".into(),
@@ -767,6 +774,30 @@ async fn an_exec_lives_and_dies_before_its_task_exits() {
         .unwrap();
     match next_event(&mut f.events).await {
         Event::Exit(e) => assert_eq!((e.id.as_str(), e.pid, e.exit_status), ("e1", 101, 143)),
+        other => panic!("{other:?}"),
+    }
+    // A second exec is running when the init dies: it is killed, and its
+    // exit is announced before the init's.
+    f.inner.exec(exec_req("c", "e2")).await.unwrap();
+    assert!(matches!(
+        next_event(&mut f.events).await,
+        Event::ExecAdded(_)
+    ));
+    f.inner
+        .start(StartRequest {
+            id: "c".into(),
+            exec_id: "e2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_event(&mut f.events).await,
+        Event::ExecStarted(_)
+    ));
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    match next_event(&mut f.events).await {
+        Event::Exit(e) => assert_eq!((e.id.as_str(), e.pid, e.exit_status), ("e2", 102, 137)),
         other => panic!("{other:?}"),
     }
     match next_event(&mut f.events).await {
