@@ -162,14 +162,7 @@ impl Containerd {
 
     /// `ctr -a <socket> -n k8s.io images import <tarball>`.
     fn ctr_import(&self, tarball: &Path) -> Result<()> {
-        let ctr = self.version().bin_dir().join("ctr");
-        let out = Command::new(&ctr)
-            .arg("-a")
-            .arg(self.address())
-            .args(["-n", "k8s.io", "images", "import"])
-            .arg(tarball)
-            .output()
-            .with_context(|| format!("run {}", ctr.display()))?;
+        let out = self.ctr(&["images".as_ref(), "import".as_ref(), tarball.as_os_str()])?;
         if !out.status.success() {
             bail!(
                 "ctr images import {}: {}\n{}{}",
@@ -180,6 +173,19 @@ impl Containerd {
             );
         }
         Ok(())
+    }
+
+    /// Runs this version's `ctr -a <socket> -n k8s.io <args>` to completion.
+    pub fn ctr(&self, args: &[&std::ffi::OsStr]) -> Result<std::process::Output> {
+        let ctr = self.version().bin_dir().join("ctr");
+        Command::new(&ctr)
+            .arg("-a")
+            .arg(self.address())
+            .args(["-n", "k8s.io"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("run {}", ctr.display()))
     }
 }
 
