@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_sandbox::container::{self, NewContainer};
+use berth_sandbox::container::{self, ContainerRef, NewContainer};
 use berth_sandbox::helper::Helper;
 use berth_sandbox::mount::Mount;
 use berth_sandbox::spec::{self, Kind, SandboxConfig};
@@ -85,11 +85,14 @@ impl Sandbox {
 }
 
 /// What the engine keeps of an app container.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 struct ContainerInfo {
     /// Its processes outlive its init (no PID namespace of its own), so they
     /// are killed when the init exits, as containerd's runc shim does.
     kill_all_on_exit: bool,
+    /// Held across each helper call on the container: libcontainer rewrites
+    /// its state file with no lock of its own.
+    engine: Arc<std::sync::Mutex<()>>,
 }
 
 impl Sandbox {
@@ -98,7 +101,26 @@ impl Sandbox {
             .lock()
             .expect("containers lock")
             .get(id)
-            .copied()
+            .cloned()
+    }
+
+    /// Runs `call` (helper work on container `id`) off the async threads,
+    /// one call per container at a time.
+    async fn on_container<T: Send + 'static>(
+        self: &Arc<Self>,
+        id: &str,
+        call: impl FnOnce(&Sandbox, &ContainerRef) -> berth_sandbox::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let info = self
+            .container(id)
+            .ok_or_else(|| Error::NotFound(format!("container {id}")))?;
+        let this = Arc::clone(self);
+        let reference = container::reference(&self.dir, id);
+        blocking(move || {
+            let _one_at_a_time = info.engine.lock().expect("engine lock");
+            Ok(call(&this, &reference)?)
+        })
+        .await
     }
 
     fn is_container(&self, id: &str) -> bool {
@@ -229,6 +251,7 @@ impl Engine for Arc<Sandbox> {
             Kind::Container { .. } | Kind::Standalone => {
                 let info = ContainerInfo {
                     kill_all_on_exit: !spec::has_own_pid_namespace(&spec),
+                    ..Default::default()
                 };
                 self.create_container(req, info).await
             }
@@ -242,19 +265,12 @@ impl Engine for Arc<Sandbox> {
             )));
         }
         let prepared = Io::prepare(&stdio, self.dir.path()).await?;
-        let this = Arc::clone(self);
-        let (id, exec_id, paths) = (id.to_owned(), exec_id.to_owned(), prepared.paths.clone());
-        let process = blocking(move || {
-            Ok(container::exec_in_pod(
-                &this.helper,
-                &this.dir,
-                &id,
-                &exec_id,
-                &spec,
-                paths,
-            )?)
-        })
-        .await?;
+        let (exec_id, paths) = (exec_id.to_owned(), prepared.paths.clone());
+        let process = self
+            .on_container(id, move |this, c| {
+                container::exec_in_pod(&this.helper, &this.dir, &c.id, &exec_id, &spec, paths)
+            })
+            .await?;
         Ok(Created {
             process,
             io: prepared.release(),
@@ -267,9 +283,8 @@ impl Engine for Arc<Sandbox> {
             // berth-pause runs from Create on.
             return Ok(());
         }
-        let this = Arc::clone(self);
-        let reference = container::reference(&self.dir, id);
-        blocking(move || Ok(container::start_with(&this.helper, &reference)?)).await?;
+        self.on_container(id, |this, c| container::start_with(&this.helper, c))
+            .await?;
         log::info!("container {id}: started");
         Ok(())
     }
@@ -279,14 +294,8 @@ impl Engine for Arc<Sandbox> {
             Error::InvalidArgument(format!("signal {signal} is not a valid signal"))
         })?;
         if all && self.is_container(id) {
-            let this = Arc::clone(self);
-            let reference = container::reference(&self.dir, id);
-            blocking(move || {
-                Ok(container::kill_all_with(
-                    &this.helper,
-                    &reference,
-                    signal as i32,
-                )?)
+            self.on_container(id, move |this, c| {
+                container::kill_all_with(&this.helper, c, signal as i32)
             })
             .await?;
             return Ok(true);
@@ -300,14 +309,8 @@ impl Engine for Arc<Sandbox> {
         if !self.container(id).is_some_and(|c| c.kill_all_on_exit) {
             return Ok(());
         }
-        let this = Arc::clone(self);
-        let reference = container::reference(&self.dir, id);
-        blocking(move || {
-            Ok(container::kill_all_with(
-                &this.helper,
-                &reference,
-                libc::SIGKILL,
-            )?)
+        self.on_container(id, |this, c| {
+            container::kill_all_with(&this.helper, c, libc::SIGKILL)
         })
         .await?;
         log::info!("container {id}: killed what its init left in the shared PID namespace");
@@ -318,13 +321,13 @@ impl Engine for Arc<Sandbox> {
         let this = Arc::clone(self);
         let id = id.to_owned();
         if self.is_container(&id) {
-            return blocking(move || {
-                container::remove_from_pod(&this.helper, &this.dir, &id)?;
-                this.containers.lock().expect("containers lock").remove(&id);
-                log::info!("container {id}: removed");
-                Ok(())
+            self.on_container(&id, |this, c| {
+                container::remove_from_pod(&this.helper, &this.dir, &c.id)
             })
-            .await;
+            .await?;
+            self.containers.lock().expect("containers lock").remove(&id);
+            log::info!("container {id}: removed");
+            return Ok(());
         }
         blocking(move || {
             let cgroup = this.record.lock().expect("record lock").cgroup.clone();

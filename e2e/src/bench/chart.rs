@@ -305,7 +305,7 @@ fn plot(e: impl std::fmt::Display) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::figure::NEEDS_CONTAINERS;
+    use crate::bench::figure::NOT_MEASURED_YET;
     use crate::bench::handler::PerHandler;
 
     fn rows() -> Vec<Row> {
@@ -323,7 +323,7 @@ mod tests {
                 Some(Target::RatioToRuncAtMost { ratio: 0.6 }),
                 samples(150.0, 200.0),
             ),
-            Row::not_available("cs", "2 Create", "", Unit::Millis, None, NEEDS_CONTAINERS),
+            Row::not_available("cs", "2 Create", "", Unit::Millis, None, NOT_MEASURED_YET),
             Row::measured(
                 "m1",
                 "6 shim RSS",

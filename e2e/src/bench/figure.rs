@@ -79,8 +79,8 @@ pub enum Data {
     NotAvailable(&'static str),
 }
 
-/// Why figures 2, 3 and 5 are not measured yet.
-pub const NEEDS_CONTAINERS: &str = "needs app containers";
+/// Why a figure (3 and 5 so far) has no numbers.
+pub const NOT_MEASURED_YET: &str = "not measured yet";
 
 /// One row of the table.
 #[derive(Clone, Debug, PartialEq)]
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn unmeasured_rows_have_no_numbers() {
         let target = Some(Target::RatioToRuncAtMost { ratio: 0.6 });
-        let row = Row::not_available("c", "2 C", "", Unit::Millis, target, NEEDS_CONTAINERS);
+        let row = Row::not_available("c", "2 C", "", Unit::Millis, target, NOT_MEASURED_YET);
         assert_eq!(row.summary(Handler::Berth), None);
         assert_eq!(row.ratio(), None);
         assert_eq!(row.verdict(), Some(Verdict::NotMeasured));

@@ -14,7 +14,9 @@ use futures::future::try_join_all;
 use k8s_cri::v1::PodSandboxState;
 
 use super::handler::Handler;
+use crate::container_config::ContainerSpec;
 use crate::containerd::Containerd;
+use crate::pod_config::PodConfig;
 use crate::scenario;
 
 /// How long one CRI call may take before the bench gives up on it.
@@ -48,18 +50,45 @@ impl<'a> Pods<'a> {
 
     /// RunPodSandbox with `h`; returns the pod id and the time the CRI call took.
     pub async fn run(&self, h: Handler) -> Result<(String, Duration)> {
+        let (id, took, _) = self.run_with_config(h).await?;
+        Ok((id, took))
+    }
+
+    /// [`Pods::run`], also returning the pod's config (CreateContainer needs it).
+    pub async fn run_with_config(&self, h: Handler) -> Result<(String, Duration, PodConfig)> {
         let name = format!("bench-{}", self.next.fetch_add(1, Ordering::SeqCst));
         let parent = self.cd.cgroup_parent(&name);
-        let config = scenario::pod_config(self.cd, &name)?
-            .cgroup_parent(&parent)
-            .to_cri();
+        let config = scenario::pod_config(self.cd, &name)?.cgroup_parent(&parent);
         let what = format!("RunPodSandbox {name} with {h}");
         let started = Instant::now();
-        let id = timed_out(&what, self.cd.cri().run_pod_sandbox(config, h.cri_name())).await?;
+        let id = timed_out(
+            &what,
+            self.cd.cri().run_pod_sandbox(config.to_cri(), h.cri_name()),
+        )
+        .await?;
         let took = started.elapsed();
         self.live.lock().expect("pods lock").insert(id.clone());
         self.created.lock().expect("pods lock").push(id.clone());
-        Ok((id, took))
+        Ok((id, took, config))
+    }
+
+    /// CreateContainer then StartContainer of `spec` in pod `id`; returns the
+    /// time both calls took. The pod's removal removes the container.
+    pub async fn create_start(
+        &self,
+        id: &str,
+        config: &PodConfig,
+        spec: &ContainerSpec,
+    ) -> Result<Duration> {
+        let cri = self.cd.cri();
+        let started = Instant::now();
+        let container = timed_out(
+            "CreateContainer",
+            cri.create_container(id, spec.to_cri(), config.to_cri()),
+        )
+        .await?;
+        timed_out("StartContainer", cri.start_container(&container)).await?;
+        Ok(started.elapsed())
     }
 
     /// Fails unless CRI reports pod `id` ready.

@@ -124,7 +124,7 @@ impl<'a> Figure<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::figure::NEEDS_CONTAINERS;
+    use crate::bench::figure::NOT_MEASURED_YET;
     use crate::bench::footprint::Footprint;
     use crate::bench::handler::PerHandler;
 
@@ -164,7 +164,7 @@ mod tests {
                 "",
                 Unit::Millis,
                 None,
-                NEEDS_CONTAINERS,
+                NOT_MEASURED_YET,
             ),
         ];
         let observations = [Observation {
@@ -207,7 +207,7 @@ mod tests {
 
         let na = &v["figures"][1];
         assert_eq!(na["status"], "n/a");
-        assert_eq!(na["reason"], "needs app containers");
+        assert_eq!(na["reason"], "not measured yet");
         assert!(na["berth"].is_null() && na["ratio"].is_null() && na["target"].is_null());
 
         let o = &v["memory_observations"][0];

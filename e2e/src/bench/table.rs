@@ -105,7 +105,7 @@ pub fn markdown(rows: &[Row], caption: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::figure::{Target, Unit, NEEDS_CONTAINERS};
+    use crate::bench::figure::{Target, Unit, NOT_MEASURED_YET};
     use crate::bench::handler::PerHandler;
 
     fn rows() -> Vec<Row> {
@@ -122,7 +122,7 @@ mod tests {
                 "",
                 Unit::Millis,
                 target,
-                NEEDS_CONTAINERS,
+                NOT_MEASURED_YET,
             ),
         ]
     }
@@ -143,7 +143,7 @@ mod tests {
             ]
         );
         let na = cells(&rows[1]);
-        assert_eq!(na[1], "n/a (needs app containers)");
+        assert_eq!(na[1], "n/a (not measured yet)");
         assert_eq!(na[5], "-");
         assert_eq!(na[6], "<= 0.6x runc: n/a");
     }
