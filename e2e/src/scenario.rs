@@ -201,6 +201,17 @@ pub fn stdout_lines(pod_config: &PodConfig, spec: &ContainerSpec) -> Result<Vec<
         .collect())
 }
 
+/// Waits (at most 30 s) until container `spec` of the pod has logged the
+/// line `ready`, as the test containers do once they are set up.
+pub async fn wait_ready(pod_config: &PodConfig, spec: &ContainerSpec) -> Result<()> {
+    wait_until(
+        &format!("container {} to log `ready`", spec.name),
+        Duration::from_secs(30),
+        || stdout_lines(pod_config, spec).is_ok_and(|l| l.iter().any(|l| l == "ready")),
+    )
+    .await
+}
+
 /// StopContainer and RemoveContainer of every container in `ids`, then the
 /// leak check for each: no process, mount, cgroup or state of it is left.
 pub async fn remove_containers(cd: &Containerd, ids: &[String]) -> Result<()> {

@@ -116,10 +116,7 @@ async fn exit_codes_are_reported(cd: &Containerd) -> Result<()> {
     // outside, as StopContainer with no grace period sends it.
     let killed = ContainerSpec::shell("killed", "echo ready; sleep 1000; exit 3");
     let killed_id = scenario::run_container(cd, &pod, &config, &killed).await?;
-    scenario::wait_until("the container is ready", Duration::from_secs(20), || {
-        scenario::stdout_lines(&config, &killed).is_ok_and(|l| l.iter().any(|l| l == "ready"))
-    })
-    .await?;
+    scenario::wait_ready(&config, &killed).await?;
     cd.cri().stop_container(&killed_id, 0).await?;
     let status = scenario::wait_exited(cd, &killed_id, Duration::from_secs(20)).await?;
     ensure!(
@@ -164,10 +161,7 @@ async fn stop_honours_the_grace_period(cd: &Containerd) -> Result<()> {
     let stubborn_id = scenario::run_container(cd, &pod, &config, &stubborn).await?;
     let polite_id = scenario::run_container(cd, &pod, &config, &polite).await?;
     for spec in [&stubborn, &polite] {
-        scenario::wait_until("the container is ready", Duration::from_secs(20), || {
-            scenario::stdout_lines(&config, spec).is_ok_and(|l| l.iter().any(|l| l == "ready"))
-        })
-        .await?;
+        scenario::wait_ready(&config, spec).await?;
     }
 
     let started = Instant::now();
@@ -229,10 +223,7 @@ async fn a_shared_pid_namespace_is_the_pods(cd: &Containerd) -> Result<()> {
 
     let worker = ContainerSpec::shell("worker", "echo ready; exec sleep 1000").share_pod_pids();
     let worker_id = scenario::run_container(cd, &pod, &config, &worker).await?;
-    scenario::wait_until("the worker is ready", Duration::from_secs(20), || {
-        scenario::stdout_lines(&config, &worker).is_ok_and(|l| l.iter().any(|l| l == "ready"))
-    })
-    .await?;
+    scenario::wait_ready(&config, &worker).await?;
     // The second container sees the first's process and pause as PID 1, and
     // leaves 100 orphans behind for pause to reap.
     let looker = ContainerSpec::shell(
@@ -306,10 +297,7 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
         "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo ready; exec sleep 1000",
     );
     let busy_id = scenario::run_container(cd, &pod, &config, &busy).await?;
-    scenario::wait_until("the container is ready", Duration::from_secs(30), || {
-        scenario::stdout_lines(&config, &busy).is_ok_and(|l| l.iter().any(|l| l == "ready"))
-    })
-    .await?;
+    scenario::wait_ready(&config, &busy).await?;
 
     let stats = cd.cri().container_stats(&busy_id).await?;
     let cpu = stats

@@ -459,6 +459,14 @@ async fn copy_stdin(mut from: pipe::Receiver, mut to: impl AsyncWrite + Unpin) {
 mod tests {
     use super::*;
 
+    /// A FIFO named `stdout` in `dir`, with containerd's reader open on it.
+    fn fifo_with_reader(dir: &Path) -> (PathBuf, pipe::Receiver) {
+        let fifo = dir.join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = pipe::OpenOptions::new().open_receiver(&fifo).unwrap();
+        (fifo, reader)
+    }
+
     #[test]
     fn uris_name_their_target() {
         assert!(matches!(target("", "stdout"), Ok(Target::None)));
@@ -483,9 +491,7 @@ mod tests {
     #[tokio::test]
     async fn output_is_copied_to_the_fifo_and_drains_when_the_writer_closes() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("stdout");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let mut reader = pipe::OpenOptions::new().open_receiver(&fifo).unwrap();
+        let (fifo, mut reader) = fifo_with_reader(dir.path());
         let stdio = Stdio {
             stdout: fifo.to_string_lossy().into_owned(),
             ..Default::default()
@@ -575,9 +581,7 @@ mod tests {
     #[tokio::test]
     async fn a_terminal_is_copied_from_its_master_once_it_arrives() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("stdout");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let mut reader = pipe::OpenOptions::new().open_receiver(&fifo).unwrap();
+        let (fifo, mut reader) = fifo_with_reader(dir.path());
         let stdio = Stdio {
             stdout: fifo.to_string_lossy().into_owned(),
             terminal: true,
