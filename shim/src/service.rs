@@ -237,22 +237,47 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 );
             }
         }
+        self.announce_exit(
+            task,
+            &task.id,
+            task.process.pid,
+            &task.io,
+            &task.life,
+            status,
+            at,
+        )
+        .await;
+    }
+
+    /// Marks a process of `task` (its init, or exec `id`) stopped and
+    /// publishes its TaskExit, once its output is copied and in order with
+    /// the task's other events. A second exit of the process is ignored.
+    #[allow(clippy::too_many_arguments)]
+    async fn announce_exit(
+        &self,
+        task: &Task,
+        id: &str,
+        pid: i32,
+        io: &crate::io::Io,
+        life: &crate::task::Lifecycle,
+        status: u32,
+        at: std::time::SystemTime,
+    ) {
         // Everything the process wrote reaches containerd before its exit.
-        task.io.drained(OUTPUT_DRAIN_LIMIT).await;
+        io.drained(OUTPUT_DRAIN_LIMIT).await;
         let _order = task.events.lock().await;
-        if !task.life.exited(status, at) {
+        if !life.exited(status, at) {
             return;
         }
         log::info!(
-            "task {}: pid {} exited with status {status}",
-            task.id,
-            task.process.pid
+            "task {}: process {id} (pid {pid}) exited with status {status}",
+            task.id
         );
         self.publisher
             .publish(Event::Exit(TaskExit {
                 container_id: task.id.clone(),
-                id: task.id.clone(),
-                pid: task.process.pid as u32,
+                id: id.to_owned(),
+                pid: pid as u32,
                 exit_status: status,
                 exited_at: Some(timestamp(at)).into(),
                 ..Default::default()
@@ -644,28 +669,11 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     async fn exec_exited(&self, task: &Task, exec: &Exec, status: u32, at: std::time::SystemTime) {
-        if let Some(started) = exec.started.get() {
-            started.io.drained(OUTPUT_DRAIN_LIMIT).await;
-        }
-        let _order = task.events.lock().await;
-        if !exec.life.exited(status, at) {
+        let Some(started) = exec.started.get() else {
             return;
-        }
-        log::debug!(
-            "exec {} of task {}: pid {} exited with status {status}",
-            exec.id,
-            task.id,
-            exec.pid()
-        );
-        self.publisher
-            .publish(Event::Exit(TaskExit {
-                container_id: task.id.clone(),
-                id: exec.id.clone(),
-                pid: exec.pid() as u32,
-                exit_status: status,
-                exited_at: Some(timestamp(at)).into(),
-                ..Default::default()
-            }))
+        };
+        let pid = started.process.pid;
+        self.announce_exit(task, &exec.id, pid, &started.io, &exec.life, status, at)
             .await;
     }
 

@@ -106,14 +106,7 @@ impl Row {
         target: Option<Target>,
         samples: PerHandler<Vec<f64>>,
     ) -> Row {
-        Row {
-            id: id.into(),
-            figure,
-            case: case.into(),
-            unit,
-            target,
-            data: Data::Measured(samples),
-        }
+        Row::new(id, figure, case, unit, target, Data::Measured(samples))
     }
 
     /// A row of a figure that cannot be measured yet.
@@ -125,13 +118,24 @@ impl Row {
         target: Option<Target>,
         reason: &'static str,
     ) -> Row {
+        Row::new(id, figure, case, unit, target, Data::NotAvailable(reason))
+    }
+
+    fn new(
+        id: impl Into<String>,
+        figure: &'static str,
+        case: impl Into<String>,
+        unit: Unit,
+        target: Option<Target>,
+        data: Data,
+    ) -> Row {
         Row {
             id: id.into(),
             figure,
             case: case.into(),
             unit,
             target,
-            data: Data::NotAvailable(reason),
+            data,
         }
     }
 
