@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
 use crate::io::Io;
+use crate::metrics::TaskCgroup;
 use crate::oom::OomWatch;
 use crate::task::Stdio;
 
@@ -33,8 +34,41 @@ pub struct CreateRequest {
 pub struct Created {
     pub process: ProcessRecord,
     pub io: Io,
+    /// The task's cgroup, where it has one: an exec shares its task's.
+    pub cgroup: Option<TaskCgroup>,
     /// OOM kills in the task's memory cgroup, where they can be watched.
     pub oom: Option<OomWatch>,
+}
+
+impl Created {
+    /// A process that brings no cgroup of its own.
+    pub fn process(process: ProcessRecord, io: Io) -> Self {
+        Created {
+            process,
+            io,
+            cgroup: None,
+            oom: None,
+        }
+    }
+
+    /// A task's init, with its cgroup and an OOM watch on it.
+    fn init(id: &str, process: ProcessRecord, io: Io) -> Self {
+        let cgroup = TaskCgroup::of_pid(process.pid)
+            .map_err(|e| log::warn!("task {id}: no cgroup to report on: {e}"))
+            .ok();
+        let oom = cgroup.as_ref().and_then(|cg| {
+            OomWatch::for_cgroup(cg)
+                .map_err(|e| log::warn!("task {id}: OOM kills will not be reported: {e}"))
+                .ok()
+                .flatten()
+        });
+        Created {
+            process,
+            io,
+            cgroup,
+            oom,
+        }
+    }
 }
 
 #[async_trait]
@@ -214,15 +248,7 @@ impl Sandbox {
         })
         .await?;
         log::info!("container {}: created, init pid {}", req.id, process.pid);
-        let oom = OomWatch::for_pid(process.pid).unwrap_or_else(|e| {
-            log::warn!("container {}: OOM kills will not be reported: {e}", req.id);
-            None
-        });
-        Ok(Created {
-            process,
-            io: prepared.release(),
-            oom,
-        })
+        Ok(Created::init(&req.id, process, prepared.release()))
     }
 }
 
@@ -241,11 +267,14 @@ impl Engine for Arc<Sandbox> {
         match spec::kind(&spec)? {
             Kind::Sandbox => {
                 let this = Arc::clone(self);
+                let id = req.id.clone();
                 let process = blocking(move || this.create_sandbox(&req, &spec)).await?;
-                Ok(Created {
-                    process,
-                    io: Io::none(),
-                    oom: None,
+                let pod_cgroup = self.record.lock().expect("record lock").cgroup.is_some();
+                Ok(if pod_cgroup {
+                    Created::init(&id, process, Io::none())
+                } else {
+                    // pause is in the shim's own cgroup: not the pod's to report.
+                    Created::process(process, Io::none())
                 })
             }
             Kind::Container { .. } | Kind::Standalone => {
@@ -271,11 +300,7 @@ impl Engine for Arc<Sandbox> {
                 container::exec_in_pod(&this.helper, &this.dir, &c.id, &exec_id, &spec, paths)
             })
             .await?;
-        Ok(Created {
-            process,
-            io: prepared.release(),
-            oom: None,
-        })
+        Ok(Created::process(process, prepared.release()))
     }
 
     async fn start(&self, id: &str) -> Result<()> {

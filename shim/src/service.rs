@@ -29,6 +29,8 @@ use tokio::sync::Notify;
 use crate::engine::{CreateRequest, Created, Engine};
 use crate::error::{Error, Result};
 use crate::events::{timestamp, Event, Publisher};
+use crate::metrics::TaskCgroup;
+use crate::oom::Oom;
 use crate::reaper::Reaper;
 use crate::task::{describe, Exec, Started, State, Stdio, Task};
 
@@ -135,7 +137,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 stdio: stdio.clone(),
             })
             .await;
-        let Created { process, io, oom } = match created {
+        let created = match created {
             Ok(created) => created,
             Err(e) => {
                 self.tasks
@@ -146,7 +148,8 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 return Err(e);
             }
         };
-        let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, process, io));
+        let process = created.process;
+        let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, created));
         {
             // Held from the moment the task is visible until TaskCreate is
             // queued, so a racing Start cannot announce the task first.
@@ -175,20 +178,10 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 }))
                 .await;
         }
-        if let Some(mut oom) = oom {
+        if task.oom.is_some() {
             let this = Arc::clone(&self);
-            let id = req.id.clone();
-            tokio::spawn(async move {
-                while oom.next().await {
-                    log::info!("task {id}: OOM kill in its memory cgroup");
-                    this.publisher
-                        .publish(Event::Oom(TaskOOM {
-                            container_id: id.clone(),
-                            ..Default::default()
-                        }))
-                        .await;
-                }
-            });
+            let task = Arc::clone(&task);
+            tokio::spawn(async move { this.watch_oom(&task).await });
         }
         // Watched only now, so TaskExit cannot overtake TaskCreate.
         let this = Arc::clone(&self);
@@ -201,6 +194,45 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             pid: process.pid as u32,
             ..Default::default()
         })
+    }
+
+    /// Publishes a TaskOOM for the OOM kills in the task's cgroup, until the
+    /// cgroup or the task goes.
+    async fn watch_oom(&self, task: &Task) {
+        let Some(oom) = &task.oom else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                ready = oom.ready() => if !ready || !self.publish_oom(task).await {
+                    return;
+                },
+                _ = task.deleted.notified() => return,
+            }
+        }
+    }
+
+    /// Publishes a TaskOOM if the task's OOM watch saw a kill, in order with
+    /// the task's other events. False once its cgroup is gone.
+    async fn publish_oom(&self, task: &Task) -> bool {
+        let Some(oom) = &task.oom else {
+            return false;
+        };
+        let _order = task.events.lock().await;
+        match oom.take() {
+            Oom::Quiet => true,
+            Oom::Gone => false,
+            Oom::Killed => {
+                log::info!("task {}: OOM kill in its memory cgroup", task.id);
+                self.publisher
+                    .publish(Event::Oom(TaskOOM {
+                        container_id: task.id.clone(),
+                        ..Default::default()
+                    }))
+                    .await;
+                true
+            }
+        }
     }
 
     async fn exited(&self, task: &Task, status: u32, at: std::time::SystemTime) {
@@ -237,6 +269,9 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 );
             }
         }
+        // The kernel signals an OOM kill before it kills: one that ended
+        // the init is published before its exit.
+        self.publish_oom(task).await;
         self.announce_exit(
             task,
             &task.id,
@@ -357,20 +392,34 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         // The init is reported until Delete, also after it exited: containerd
         // takes a task without pids for a leaked shim when it restarts, and
         // would lose the exit status.
-        let mut processes = vec![ProcessInfo {
-            pid: task.process.pid as u32,
-            ..Default::default()
-        }];
-        let execs = task.execs.lock().expect("execs lock");
-        processes.extend(
+        let mut pids = vec![task.process.pid as u32];
+        // Then every process in its cgroup, as runc's `ps` lists them, and
+        // its running execs (in the cgroup too, unless it is gone).
+        let in_cgroup = task
+            .cgroup
+            .as_ref()
+            .map(TaskCgroup::pids)
+            .unwrap_or_default();
+        let execs: Vec<u32> = {
+            let execs = task.execs.lock().expect("execs lock");
             execs
                 .values()
                 .filter(|e| e.life.state() == State::Running)
-                .map(|e| ProcessInfo {
-                    pid: e.pid() as u32,
-                    ..Default::default()
-                }),
-        );
+                .map(|e| e.pid() as u32)
+                .collect()
+        };
+        for pid in in_cgroup.into_iter().chain(execs) {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+        let processes = pids
+            .into_iter()
+            .map(|pid| ProcessInfo {
+                pid,
+                ..Default::default()
+            })
+            .collect();
         Ok(PidsResponse {
             processes,
             ..Default::default()
@@ -505,6 +554,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         }
         let exit = task.life.wait().await;
         self.engine.remove(&task.id).await?;
+        task.deleted.notify_one();
         Ok(exit)
     }
 
@@ -535,20 +585,16 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         }
     }
 
-    /// The pid whose cgroup is the task's: its init, while it runs.
-    fn running_pid(&self, id: &str) -> Result<u32> {
-        let task = self.task(id)?;
-        match task.life.state() {
-            State::Stopped { .. } => Err(Error::FailedPrecondition(format!(
-                "task {id} is stopped: it has no cgroup to read or change"
-            ))),
-            _ => Ok(task.process.pid as u32),
-        }
+    /// The task's cgroup: there from Create until Delete removes it.
+    fn cgroup(&self, id: &str) -> Result<TaskCgroup> {
+        self.task(id)?.cgroup.clone().ok_or_else(|| {
+            Error::FailedPrecondition(format!("task {id} has no cgroup to read or change"))
+        })
     }
 
     async fn stats(&self, req: StatsRequest) -> Result<StatsResponse> {
-        let pid = self.running_pid(&req.id)?;
-        let stats = tokio::task::spawn_blocking(move || crate::metrics::collect(pid))
+        let cgroup = self.cgroup(&req.id)?;
+        let stats = tokio::task::spawn_blocking(move || crate::metrics::collect(&cgroup))
             .await
             .map_err(|e| Error::Internal(format!("stats: {e}")))??;
         Ok(StatsResponse {
@@ -558,13 +604,13 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     }
 
     async fn update(&self, req: UpdateTaskRequest) -> Result<()> {
-        let pid = self.running_pid(&req.id)?;
+        let cgroup = self.cgroup(&req.id)?;
         let resources = req
             .resources
             .as_ref()
             .map(|any| any.value.clone())
             .ok_or_else(|| Error::InvalidArgument("resources: missing".into()))?;
-        tokio::task::spawn_blocking(move || crate::metrics::update(pid, &resources))
+        tokio::task::spawn_blocking(move || crate::metrics::update(&cgroup, &resources))
             .await
             .map_err(|e| Error::Internal(format!("update: {e}")))??;
         log::info!("task {}: resources updated", req.id);

@@ -7,8 +7,11 @@ use std::time::SystemTime;
 use berth_proto::api::Status;
 use tokio::sync::watch;
 
+use crate::engine::Created;
 use crate::error::{Error, Result};
 use crate::io::Io;
+use crate::metrics::TaskCgroup;
+use crate::oom::OomWatch;
 use berth_sandbox::state::ProcessRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +115,12 @@ pub struct Task {
     pub process: ProcessRecord,
     /// The shim's side of the init's stdio.
     pub io: Io,
+    /// The task's cgroup, for Stats, Update and Pids.
+    pub cgroup: Option<TaskCgroup>,
+    /// OOM kills in the task's memory cgroup.
+    pub oom: Option<OomWatch>,
+    /// Signalled when Delete removes the task.
+    pub deleted: tokio::sync::Notify,
     pub life: Lifecycle,
     /// The task's exec processes, by exec id.
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
@@ -122,13 +131,16 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(id: &str, bundle: &str, stdio: Stdio, process: ProcessRecord, io: Io) -> Self {
+    pub fn new(id: &str, bundle: &str, stdio: Stdio, created: Created) -> Self {
         Task {
             id: id.to_owned(),
             bundle: bundle.to_owned(),
             stdio,
-            process,
-            io,
+            process: created.process,
+            io: created.io,
+            cgroup: created.cgroup,
+            oom: created.oom,
+            deleted: tokio::sync::Notify::new(),
             life: Lifecycle::new(format!("task {id}")),
             execs: Mutex::new(HashMap::new()),
             events: tokio::sync::Mutex::new(()),
@@ -198,11 +210,13 @@ mod tests {
             "t",
             "/b",
             Stdio::default(),
-            ProcessRecord {
-                pid: 1,
-                start_time: 1,
-            },
-            Io::none(),
+            Created::process(
+                ProcessRecord {
+                    pid: 1,
+                    start_time: 1,
+                },
+                Io::none(),
+            ),
         )
     }
 

@@ -25,6 +25,8 @@ struct Stub {
     fail_start: StdMutex<Option<Error>>,
     /// When set, create waits for this before it returns.
     hold_create: StdMutex<Option<Arc<Notify>>>,
+    /// Given to the next created task.
+    oom: StdMutex<Option<crate::oom::OomWatch>>,
 }
 
 #[async_trait]
@@ -45,11 +47,10 @@ impl Engine for Arc<Stub> {
                 at: SystemTime::now(),
             });
         }
-        Ok(Created {
-            process: ProcessRecord { pid, start_time: 1 },
-            io: crate::io::Io::none(),
-            oom: None,
-        })
+        let mut created =
+            Created::process(ProcessRecord { pid, start_time: 1 }, crate::io::Io::none());
+        created.oom = self.oom.lock().unwrap().take();
+        Ok(created)
     }
 
     async fn exec(
@@ -60,11 +61,10 @@ impl Engine for Arc<Stub> {
         _stdio: crate::task::Stdio,
     ) -> Result<Created> {
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
-        Ok(Created {
-            process: ProcessRecord { pid, start_time: 1 },
-            io: crate::io::Io::none(),
-            oom: None,
-        })
+        Ok(Created::process(
+            ProcessRecord { pid, start_time: 1 },
+            crate::io::Io::none(),
+        ))
     }
 
     async fn start(&self, id: &str) -> Result<()> {
@@ -114,6 +114,7 @@ impl Stub {
             started: StdMutex::new(Vec::new()),
             fail_start: StdMutex::new(None),
             hold_create: StdMutex::new(None),
+            oom: StdMutex::new(None),
         })
     }
 }
@@ -807,4 +808,42 @@ async fn an_exec_lives_and_dies_before_its_task_exits() {
     let deleted = f.inner.delete(delete_exec()).await.unwrap();
     assert_eq!((deleted.pid, deleted.exit_status), (101, 143));
     assert_eq!(code(f.inner.delete(delete_exec()).await), Code::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_oom_kill_is_published_once_and_before_the_exit_it_caused() {
+    let mut f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (watch, kernel) = crate::oom::testing::v1(&dir.path().join("cgroup.event_control"));
+    *f.stub.oom.lock().unwrap() = Some(watch);
+    f.inner.create(create_req("c")).await.unwrap();
+    f.inner
+        .start(id_req("c", |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert!(matches!(next_event(&mut f.events).await, Event::Create(_)));
+    assert!(matches!(next_event(&mut f.events).await, Event::Start(_)));
+
+    // The kernel signals the OOM, then the victim dies at once.
+    crate::oom::testing::signal(&kernel);
+    f.inner
+        .kill(kill_req("c", libc::SIGKILL as u32))
+        .await
+        .unwrap();
+    match next_event(&mut f.events).await {
+        Event::Oom(oom) => assert_eq!(oom.container_id, "c"),
+        other => panic!("TaskOOM must come first: {other:?}"),
+    }
+    match next_event(&mut f.events).await {
+        Event::Exit(exit) => assert_eq!(exit.exit_status, 137),
+        other => panic!("then TaskExit: {other:?}"),
+    }
+    f.inner
+        .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert!(
+        matches!(next_event(&mut f.events).await, Event::Delete(_)),
+        "one kill is one TaskOOM"
+    );
 }
