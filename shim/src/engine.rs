@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::io::Io;
 use crate::metrics::TaskCgroup;
 use crate::oom::OomWatch;
+use crate::process::Process;
 use crate::task::Stdio;
 
 /// A Create request, in the shim's own terms.
@@ -81,7 +82,7 @@ pub trait Engine: Send + Sync + 'static {
     async fn start(&self, id: &str) -> Result<()>;
     /// Sends `signal` to a task's init, or with `all` to every process of
     /// it; false if it is already gone.
-    async fn kill(&self, id: &str, process: ProcessRecord, signal: u32, all: bool) -> Result<bool>;
+    async fn kill(&self, id: &str, process: &Process, signal: u32, all: bool) -> Result<bool>;
     /// A task's init exited: ends what would outlive it.
     async fn exited(&self, id: &str) -> Result<()>;
     /// Removes what a stopped task leaves behind.
@@ -314,7 +315,7 @@ impl Engine for Arc<Sandbox> {
         Ok(())
     }
 
-    async fn kill(&self, id: &str, process: ProcessRecord, signal: u32, all: bool) -> Result<bool> {
+    async fn kill(&self, id: &str, process: &Process, signal: u32, all: bool) -> Result<bool> {
         let signal = Signal::try_from(signal as i32).map_err(|_| {
             Error::InvalidArgument(format!("signal {signal} is not a valid signal"))
         })?;
@@ -327,7 +328,9 @@ impl Engine for Arc<Sandbox> {
         }
         // Killing pause ends the pod: with its own PID namespace the kernel
         // kills every process in it, so `all` needs nothing more.
-        Ok(berth_sandbox::pod::signal(process, signal)?)
+        process
+            .signal(signal)
+            .map_err(|e| Error::Internal(format!("signal pid {}: {e}", process.pid)))
     }
 
     async fn exited(&self, id: &str) -> Result<()> {

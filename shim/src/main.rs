@@ -9,6 +9,7 @@ mod events;
 mod io;
 mod metrics;
 mod oom;
+mod process;
 mod reaper;
 mod server;
 mod service;

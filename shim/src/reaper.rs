@@ -15,6 +15,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use berth_sandbox::state::ProcessRecord;
+
+use crate::process::Process;
+
 /// One exited process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
@@ -39,12 +43,28 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Waits for the exit of `pid`, skipping every other exit.
-    pub async fn wait_for(mut self, pid: i32) -> Option<Exit> {
+    /// Takes hold of a process the engine started for this subscription.
+    /// If it still runs, every exit of its pid seen so far was an earlier
+    /// holder's of the pid: those are dropped.
+    pub fn track(&mut self, record: ProcessRecord) -> Process {
+        let process = Process::track(record);
+        if process.is_held() {
+            while self.rx.try_recv().is_ok() {}
+        }
+        process
+    }
+
+    /// Waits for the exit of `process`, skipping every other exit, and an
+    /// exit of its pid seen while it provably still runs.
+    pub async fn wait_for(mut self, process: &Process) -> Option<Exit> {
         while let Some(exit) = self.rx.recv().await {
-            if exit.pid == pid {
+            if exit.pid != process.pid {
+                continue;
+            }
+            if process.may_have_exited() {
                 return Some(exit);
             }
+            log::debug!("pid {}: an exit of the pid's earlier holder", exit.pid);
         }
         None
     }
@@ -141,12 +161,84 @@ mod tests {
             status: 137,
             at: SystemTime::UNIX_EPOCH,
         });
-        let exit = sub.wait_for(7).await.unwrap();
+        let exit = sub.wait_for(&Process::gone(7)).await.unwrap();
         assert_eq!(exit.status, 137);
         assert!(
             reaper.subscribers.lock().unwrap().is_empty(),
             "dropped subscriptions leave"
         );
+    }
+
+    #[tokio::test]
+    async fn exits_of_an_earlier_holder_of_the_pid_are_not_the_process_s() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let reaper = Reaper::new();
+        let mut sub = reaper.subscribe();
+        // An earlier process with this pid, reaped before the engine
+        // handed the new one over.
+        let stale = Exit {
+            pid,
+            status: 1,
+            at: SystemTime::UNIX_EPOCH,
+        };
+        reaper.notify(stale);
+        let process = sub.track(ProcessRecord {
+            pid,
+            start_time: berth_sandbox::process::start_time(pid).unwrap(),
+        });
+        assert!(process.is_held());
+        // And one that shows up while the process provably runs.
+        reaper.notify(stale);
+        let process = Arc::new(process);
+        let wait = tokio::spawn({
+            let process = Arc::clone(&process);
+            async move { sub.wait_for(&process).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!wait.is_finished(), "the stale exits were skipped");
+        process.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), None, "killed");
+        reaper.notify(Exit {
+            pid,
+            status: 128 + 9,
+            at: SystemTime::now(),
+        });
+        let exit = wait.await.unwrap().unwrap();
+        assert_eq!(exit.status, 137);
+    }
+
+    #[tokio::test]
+    async fn an_earlier_holder_s_exit_is_dropped_even_when_the_wait_comes_late() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let reaper = Reaper::new();
+        let mut sub = reaper.subscribe();
+        reaper.notify(Exit {
+            pid,
+            status: 1,
+            at: SystemTime::UNIX_EPOCH,
+        });
+        let process = sub.track(ProcessRecord {
+            pid,
+            start_time: berth_sandbox::process::start_time(pid).unwrap(),
+        });
+        // The process exits before anyone waits for it.
+        process.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+        reaper.notify(Exit {
+            pid,
+            status: 137,
+            at: SystemTime::now(),
+        });
+        assert_eq!(sub.wait_for(&process).await.unwrap().status, 137);
     }
 
     #[tokio::test]
@@ -159,7 +251,7 @@ mod tests {
             status: 0,
             at: SystemTime::UNIX_EPOCH,
         });
-        assert_eq!(a.wait_for(3).await.unwrap().pid, 3);
-        assert_eq!(b.wait_for(3).await.unwrap().pid, 3);
+        assert_eq!(a.wait_for(&Process::gone(3)).await.unwrap().pid, 3);
+        assert_eq!(b.wait_for(&Process::gone(3)).await.unwrap().pid, 3);
     }
 }

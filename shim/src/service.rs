@@ -113,7 +113,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         req: CreateTaskRequest,
     ) -> Result<CreateTaskResponse> {
         // Subscribed before the process exists: its exit cannot be missed.
-        let exits = self.reaper.subscribe();
+        let mut exits = self.reaper.subscribe();
         let stdio = Stdio {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -148,8 +148,16 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 return Err(e);
             }
         };
-        let process = created.process;
-        let task = Arc::new(Task::new(&req.id, &req.bundle, stdio, created));
+        let Created {
+            process,
+            io,
+            cgroup,
+            oom,
+        } = created;
+        let pid = process.pid as u32;
+        let process = exits.track(process);
+        let task =
+            Arc::new(Task::new(&req.id, &req.bundle, stdio, process, io).with_cgroup(cgroup, oom));
         {
             // Held from the moment the task is visible until TaskCreate is
             // queued, so a racing Start cannot announce the task first.
@@ -173,7 +181,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                     })
                     .into(),
                     checkpoint: req.checkpoint,
-                    pid: process.pid as u32,
+                    pid,
                     ..Default::default()
                 }))
                 .await;
@@ -186,12 +194,12 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         // Watched only now, so TaskExit cannot overtake TaskCreate.
         let this = Arc::clone(&self);
         tokio::spawn(async move {
-            if let Some(exit) = exits.wait_for(process.pid).await {
+            if let Some(exit) = exits.wait_for(&task.process).await {
                 this.exited(&task, exit.status, exit.at).await;
             }
         });
         Ok(CreateTaskResponse {
-            pid: process.pid as u32,
+            pid,
             ..Default::default()
         })
     }
@@ -255,7 +263,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 // shared one, the kill of the cgroup may have failed.
                 let _ = self
                     .engine
-                    .kill(&exec.id, s.process, libc::SIGKILL as u32, false)
+                    .kill(&exec.id, &s.process, libc::SIGKILL as u32, false)
                     .await;
             }
             if tokio::time::timeout(EXEC_EXIT_LIMIT, exec.life.wait())
@@ -433,7 +441,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             let alive = match (exec.started.get(), exec.life.state()) {
                 (Some(started), State::Running) => {
                     self.engine
-                        .kill(&exec.id, started.process, req.signal, false)
+                        .kill(&exec.id, &started.process, req.signal, false)
                         .await?
                 }
                 (None, _) => {
@@ -460,7 +468,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         }
         if !self
             .engine
-            .kill(&req.id, task.process, req.signal, req.all)
+            .kill(&req.id, &task.process, req.signal, req.all)
             .await?
         {
             return Err(Error::NotFound(format!(
@@ -549,7 +557,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         if task.life.state() == State::Created {
             // Never started: containerd cleans up a failed create this way.
             self.engine
-                .kill(&task.id, task.process, libc::SIGKILL as u32, false)
+                .kill(&task.id, &task.process, libc::SIGKILL as u32, false)
                 .await?;
         }
         let exit = task.life.wait().await;
@@ -685,14 +693,17 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             )));
         }
         // Subscribed before the process exists: its exit cannot be missed.
-        let exits = self.reaper.subscribe();
+        let mut exits = self.reaper.subscribe();
         let Created { process, io, .. } = self
             .engine
             .exec(&task.id, exec_id, exec.spec.clone(), exec.stdio.clone())
             .await?;
-        let _ = exec.started.set(Started { process, io });
-        exec.life.start()?;
         let pid = process.pid as u32;
+        let _ = exec.started.set(Started {
+            process: exits.track(process),
+            io,
+        });
+        exec.life.start()?;
         self.publisher
             .publish(Event::ExecStarted(TaskExecStarted {
                 container_id: task.id.clone(),
@@ -704,7 +715,10 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         let this = Arc::clone(self);
         let task = Arc::clone(task);
         tokio::spawn(async move {
-            if let Some(exit) = exits.wait_for(process.pid).await {
+            let Some(started) = exec.started.get() else {
+                return;
+            };
+            if let Some(exit) = exits.wait_for(&started.process).await {
                 this.exec_exited(&task, &exec, exit.status, exit.at).await;
             }
         });

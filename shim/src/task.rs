@@ -7,12 +7,11 @@ use std::time::SystemTime;
 use berth_proto::api::Status;
 use tokio::sync::watch;
 
-use crate::engine::Created;
 use crate::error::{Error, Result};
 use crate::io::Io;
 use crate::metrics::TaskCgroup;
 use crate::oom::OomWatch;
-use berth_sandbox::state::ProcessRecord;
+use crate::process::Process;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -112,7 +111,7 @@ pub struct Task {
     pub id: String,
     pub bundle: String,
     pub stdio: Stdio,
-    pub process: ProcessRecord,
+    pub process: Process,
     /// The shim's side of the init's stdio.
     pub io: Io,
     /// The task's cgroup, for Stats, Update and Pids.
@@ -131,19 +130,28 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(id: &str, bundle: &str, stdio: Stdio, created: Created) -> Self {
+    pub fn new(id: &str, bundle: &str, stdio: Stdio, process: Process, io: Io) -> Self {
         Task {
             id: id.to_owned(),
             bundle: bundle.to_owned(),
             stdio,
-            process: created.process,
-            io: created.io,
-            cgroup: created.cgroup,
-            oom: created.oom,
+            process,
+            io,
+            cgroup: None,
+            oom: None,
             deleted: tokio::sync::Notify::new(),
             life: Lifecycle::new(format!("task {id}")),
             execs: Mutex::new(HashMap::new()),
             events: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The task's cgroup, and the OOM watch on it.
+    pub fn with_cgroup(self, cgroup: Option<TaskCgroup>, oom: Option<OomWatch>) -> Self {
+        Task {
+            cgroup,
+            oom,
+            ..self
         }
     }
 
@@ -172,7 +180,7 @@ pub struct Exec {
 /// A started exec process.
 #[derive(Debug)]
 pub struct Started {
-    pub process: ProcessRecord,
+    pub process: Process,
     pub io: Io,
 }
 
@@ -206,18 +214,7 @@ mod tests {
     use super::*;
 
     fn task() -> Task {
-        Task::new(
-            "t",
-            "/b",
-            Stdio::default(),
-            Created::process(
-                ProcessRecord {
-                    pid: 1,
-                    start_time: 1,
-                },
-                Io::none(),
-            ),
-        )
+        Task::new("t", "/b", Stdio::default(), Process::gone(1), Io::none())
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 use crate::events::testing::Channel;
+use crate::process::Process;
 use crate::reaper::Exit;
 
 /// Processes that exist only in memory: kill makes them exit through the
@@ -47,8 +48,13 @@ impl Engine for Arc<Stub> {
                 at: SystemTime::now(),
             });
         }
-        let mut created =
-            Created::process(ProcessRecord { pid, start_time: 1 }, crate::io::Io::none());
+        let mut created = Created::process(
+            ProcessRecord {
+                pid,
+                start_time: NO_PROCESS,
+            },
+            crate::io::Io::none(),
+        );
         created.oom = self.oom.lock().unwrap().take();
         Ok(created)
     }
@@ -62,7 +68,10 @@ impl Engine for Arc<Stub> {
     ) -> Result<Created> {
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
         Ok(Created::process(
-            ProcessRecord { pid, start_time: 1 },
+            ProcessRecord {
+                pid,
+                start_time: NO_PROCESS,
+            },
             crate::io::Io::none(),
         ))
     }
@@ -75,13 +84,7 @@ impl Engine for Arc<Stub> {
         Ok(())
     }
 
-    async fn kill(
-        &self,
-        _id: &str,
-        process: ProcessRecord,
-        signal: u32,
-        _all: bool,
-    ) -> Result<bool> {
+    async fn kill(&self, _id: &str, process: &Process, signal: u32, _all: bool) -> Result<bool> {
         self.reaper.notify(Exit {
             pid: process.pid,
             status: 128 + signal,
@@ -101,6 +104,10 @@ impl Engine for Arc<Stub> {
 }
 
 use berth_sandbox::state::ProcessRecord;
+
+/// The stub's processes' start time: no real process with their pid has
+/// it, so the shim tracks them as exited and takes their pids' exits.
+const NO_PROCESS: u64 = u64::MAX;
 
 impl Stub {
     /// A stub whose processes exit through `reaper`; pids start at 100.

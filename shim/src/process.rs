@@ -1,0 +1,184 @@
+//! A process the shim tracks, held by a pidfd.
+//!
+//! A pid names a process only until the process is reaped; then the kernel
+//! may give it to another. A pidfd names one process for as long as it is
+//! open. The shim opens one as soon as an engine hands it a process, checks
+//! that it names the process the engine meant (its start time), and from
+//! then on signals through it and uses it to tell the process's exit from a
+//! stale exit of an earlier holder of the pid.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use berth_sandbox::state::ProcessRecord;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+
+#[derive(Debug)]
+enum Handle {
+    /// Readable once the process has exited.
+    Pidfd(OwnedFd),
+    /// The process was gone before a pidfd could be opened: it has exited.
+    Gone,
+    /// The kernel has no pidfds: the (pid, start time) pair is all there is.
+    PidOnly,
+}
+
+#[derive(Debug)]
+pub struct Process {
+    pub pid: i32,
+    pub start_time: u64,
+    handle: Handle,
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, open and ours alone;
+    // pidfds are close-on-exec.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl Process {
+    /// Takes hold of the process `record` names. If it is no longer that
+    /// process, it has exited.
+    pub fn track(record: ProcessRecord) -> Process {
+        let handle = match pidfd_open(record.pid) {
+            // Opened before the check: if the pid still names the process
+            // after it, the pidfd names it too.
+            Ok(fd) if berth_sandbox::process::is_same(record.pid, record.start_time) => {
+                Handle::Pidfd(fd)
+            }
+            Ok(_) => Handle::Gone,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Handle::Gone,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Handle::PidOnly,
+            Err(e) => {
+                log::warn!("pidfd of pid {}: {e}", record.pid);
+                Handle::PidOnly
+            }
+        };
+        Process {
+            pid: record.pid,
+            start_time: record.start_time,
+            handle,
+        }
+    }
+
+    /// Whether the process is held by a pidfd it was checked to run under.
+    pub fn is_held(&self) -> bool {
+        matches!(self.handle, Handle::Pidfd(_))
+    }
+
+    /// Whether an exit reaped for this process's pid can be this process's.
+    /// False while the process provably runs: the exit was an earlier
+    /// holder's of the pid.
+    pub fn may_have_exited(&self) -> bool {
+        match &self.handle {
+            Handle::Pidfd(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+            }
+            Handle::Gone | Handle::PidOnly => true,
+        }
+    }
+
+    /// Sends `signal`: false if the process is gone.
+    pub fn signal(&self, signal: Signal) -> io::Result<bool> {
+        let fd = match &self.handle {
+            Handle::Pidfd(fd) => fd,
+            Handle::Gone => return Ok(false),
+            Handle::PidOnly => {
+                return berth_sandbox::pod::signal(self.record(), signal)
+                    .map_err(|e| io::Error::other(e.to_string()))
+            }
+        };
+        // SAFETY: pidfd_send_signal reads only its arguments; a null info
+        // makes the kernel fill in a plain kill's.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                signal as i32,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            e => Err(e),
+        }
+    }
+
+    /// A process known to have exited (tests' stand-in for one).
+    #[cfg(test)]
+    pub fn gone(pid: i32) -> Process {
+        Process {
+            pid,
+            start_time: 0,
+            handle: Handle::Gone,
+        }
+    }
+
+    pub fn record(&self) -> ProcessRecord {
+        ProcessRecord {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn record_of(child: &std::process::Child) -> ProcessRecord {
+        let pid = child.id() as i32;
+        ProcessRecord {
+            pid,
+            start_time: berth_sandbox::process::start_time(pid).unwrap(),
+        }
+    }
+
+    #[test]
+    fn follows_one_process_through_its_exit() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let process = Process::track(record_of(&child));
+        assert!(matches!(process.handle, Handle::Pidfd(_)));
+        assert!(!process.may_have_exited(), "it runs");
+        assert!(process.signal(Signal::SIGKILL).unwrap());
+        // Exited but not reaped: the pidfd says so already.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !process.may_have_exited() {
+            assert!(std::time::Instant::now() < deadline, "exit seen");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+        assert!(!process.signal(Signal::SIGKILL).unwrap(), "reaped is gone");
+    }
+
+    #[test]
+    fn a_record_of_another_process_is_taken_for_an_exit() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let mut record = record_of(&child);
+        // Same pid, another start: a process that was, not this one.
+        record.start_time += 1;
+        let process = Process::track(record);
+        assert!(matches!(process.handle, Handle::Gone));
+        assert!(process.may_have_exited());
+        assert!(!process.signal(Signal::SIGKILL).unwrap(), "never signalled");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the live one was spared"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
