@@ -187,6 +187,60 @@ impl Containerd {
             .output()
             .with_context(|| format!("run {}", ctr.display()))
     }
+
+    /// Runs `ctr` with a pty as its stdin, stdout and stderr, as a user at
+    /// a terminal would (`ctr run -t` needs one). Returns how it ended and
+    /// everything it wrote to the terminal.
+    pub fn ctr_on_terminal(
+        &self,
+        args: &[&std::ffi::OsStr],
+        timeout: Duration,
+    ) -> Result<(std::process::ExitStatus, String)> {
+        let pty = nix::pty::openpty(None, None).context("openpty")?;
+        let ctr = self.version().bin_dir().join("ctr");
+        let stdio = || -> Result<std::process::Stdio> { Ok(pty.slave.try_clone()?.into()) };
+        let mut child = Command::new(&ctr)
+            .arg("-a")
+            .arg(self.address())
+            .args(["-n", "k8s.io"])
+            .args(args)
+            .stdin(stdio()?)
+            .stdout(stdio()?)
+            .stderr(stdio()?)
+            .spawn()
+            .with_context(|| format!("run {}", ctr.display()))?;
+        drop(pty.slave);
+        // Read while ctr runs: a full pty would stall it. EIO once the last
+        // holder of the slave is gone reads as the end.
+        let mut master = std::fs::File::from(pty.master);
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&all).into_owned()
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("ctr {args:?} still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let output = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pty reader panicked"))?;
+        Ok((status, output))
+    }
 }
 
 /// Connects to CRI and polls Version and Status until the runtime and the network

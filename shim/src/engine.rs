@@ -14,7 +14,7 @@ use berth_sandbox::state::{PodDir, PodRecord, ProcessRecord};
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
-use crate::io::Io;
+use crate::io::{Io, Owner};
 use crate::metrics::TaskCgroup;
 use crate::oom::OomWatch;
 use crate::process::Process;
@@ -212,7 +212,11 @@ impl Sandbox {
         req: CreateRequest,
         info: ContainerInfo,
     ) -> Result<Created> {
-        let prepared = Io::prepare(&req.stdio, self.dir.path()).await?;
+        let owner = Owner {
+            id: &req.id,
+            namespace: &self.namespace,
+        };
+        let prepared = Io::prepare(&req.stdio, self.dir.path(), owner).await?;
         let new = NewContainer {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -294,7 +298,11 @@ impl Engine for Arc<Sandbox> {
                 "task {id} is the pod sandbox: berth-pause runs no exec processes"
             )));
         }
-        let prepared = Io::prepare(&stdio, self.dir.path()).await?;
+        let owner = Owner {
+            id,
+            namespace: &self.namespace,
+        };
+        let prepared = Io::prepare(&stdio, self.dir.path(), owner).await?;
         let (exec_id, paths) = (exec_id.to_owned(), prepared.paths.clone());
         let process = self
             .on_container(id, move |this, c| {

@@ -4,9 +4,11 @@
 //! The container never holds containerd's FIFOs itself. The shim does, so a
 //! reader that goes away (containerd restarting) costs no output the FIFO
 //! can still buffer and never gets the container a SIGPIPE. `file://` URIs
-//! are opened by the shim and handed to the container directly. For a
-//! terminal, libcontainer sends the pty master to a console socket the shim
-//! listens on, and the shim copies between the master and the FIFOs.
+//! are opened by the shim and handed to the container directly, and so are
+//! the pipes of a `binary://` URI's logging binary. For a terminal,
+//! libcontainer sends the pty master to a console socket the shim listens
+//! on, and the shim copies between the master and the FIFOs (or the file,
+//! or the logging binary).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::logger::{self, Binary, Logger};
 use crate::task::Stdio;
 
 /// How long the shim waits for libcontainer to send a terminal's master.
@@ -42,7 +45,19 @@ pub struct Io {
     copies: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// A terminal's pty master, once it arrived.
     console: Arc<OnceLock<Arc<AsyncFd<OwnedFd>>>>,
+    /// The logging binary of a `binary://` URI, stopped with the Io.
+    logger: Option<Logger>,
 }
+
+/// Whose stdio it is: a logging binary is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub id: &'a str,
+    pub namespace: &'a str,
+}
+
+/// Where a terminal's output is copied to.
+type Sink = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Stdio being set up for a container about to be created.
 pub struct Prepared {
@@ -58,10 +73,20 @@ pub struct Prepared {
 /// A console socket and the FIFOs its pty will be copied to and from.
 struct PendingConsole {
     listener: UnixListener,
-    path: PathBuf,
+    socket: SocketFile,
     stdin: Option<pipe::Receiver>,
-    stdout: Option<pipe::Sender>,
+    stdout: Option<Sink>,
     done: mpsc::Sender<()>,
+}
+
+/// A console socket's file, removed when the socket is done with, whether
+/// the pty arrived or the create failed.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Prepared {
@@ -74,10 +99,10 @@ impl Prepared {
             let console = Arc::clone(&self.io.console);
             let copies = Arc::clone(&self.io.copies);
             let attach = tokio::spawn(async move {
-                let path = pending.path.clone();
+                let path = pending.socket.0.clone();
                 let master =
                     tokio::time::timeout(CONSOLE_TIMEOUT, receive_master(&pending.listener)).await;
-                let _ = std::fs::remove_file(&path);
+                drop(pending.socket);
                 let master = match master {
                     Ok(Ok(master)) => master,
                     Ok(Err(e)) => {
@@ -130,6 +155,7 @@ enum Target {
     None,
     Fifo(PathBuf),
     File(PathBuf),
+    Binary(Binary),
 }
 
 fn target(uri: &str, stream: &str) -> Result<Target> {
@@ -139,10 +165,8 @@ fn target(uri: &str, stream: &str) -> Result<Target> {
     if let Some(path) = uri.strip_prefix("file://") {
         return Ok(Target::File(PathBuf::from(path)));
     }
-    if uri.starts_with("binary://") {
-        return Err(Error::Unimplemented(format!(
-            "{stream}: binary:// log URIs are not supported yet"
-        )));
+    if let Some(rest) = uri.strip_prefix("binary://") {
+        return Ok(Target::Binary(Binary::parse(rest)?));
     }
     match uri.split_once("://") {
         Some((scheme, _)) if scheme != "fifo" => Err(Error::InvalidArgument(format!(
@@ -161,7 +185,7 @@ impl Io {
 
     /// Opens containerd's FIFOs and makes the pipes (or, for a terminal, the
     /// console socket in `console_dir`) the container gets.
-    pub async fn prepare(stdio: &Stdio, console_dir: &Path) -> Result<Prepared> {
+    pub async fn prepare(stdio: &Stdio, console_dir: &Path, owner: Owner<'_>) -> Result<Prepared> {
         let (done_tx, done_rx) = mpsc::channel(1);
         let io = Io::default();
         *io.drained.try_lock().expect("not shared yet") = Some(done_rx);
@@ -188,13 +212,19 @@ impl Io {
         };
 
         if stdio.terminal {
-            let stdout = match target(&stdio.stdout, "stdout")? {
+            let stdout: Option<Sink> = match target(&stdio.stdout, "stdout")? {
                 Target::None => None,
-                Target::Fifo(path) => Some(open_output_fifo(&path)?),
-                Target::File(_) => {
-                    return Err(Error::Unimplemented(
-                        "stdout: file:// logs of a terminal are not supported yet".into(),
-                    ))
+                Target::Fifo(path) => Some(Box::new(open_output_fifo(&path)?)),
+                Target::File(path) => Some(Box::new(tokio::fs::File::from_std(
+                    open_log(&path).await?.into(),
+                ))),
+                Target::Binary(binary) => {
+                    // A terminal has one output stream: the binary's stdout.
+                    let started = logger::start(&binary, owner.id, owner.namespace).await?;
+                    prepared.io.logger = Some(started.logger);
+                    let pipe = pipe::Sender::from_owned_fd(started.stdout)
+                        .map_err(|e| io_error("pipe", "the logging binary", e))?;
+                    Some(Box::new(pipe))
                 }
             };
             let path = console_dir.join(format!(
@@ -207,7 +237,7 @@ impl Io {
             prepared.paths.console_socket = Some(path.clone());
             prepared.console = Some(PendingConsole {
                 listener,
-                path,
+                socket: SocketFile(path),
                 stdin,
                 stdout,
                 done: done_tx,
@@ -224,9 +254,27 @@ impl Io {
             prepared.container_ends.push(rx);
             prepared.io.spawn(copy_stdin(fifo, tx));
         }
+        if let Target::Binary(binary) = target(&stdio.stdout, "stdout")? {
+            // One logging binary takes both streams, as in containerd's Go
+            // shim: stderr's URI is the same one.
+            let started = logger::start(&binary, owner.id, owner.namespace).await?;
+            prepared.io.logger = Some(started.logger);
+            prepared.paths.stdout = Some(fd_path(&started.stdout));
+            prepared.container_ends.push(started.stdout);
+            if !stdio.stderr.is_empty() {
+                prepared.paths.stderr = Some(fd_path(&started.stderr));
+                prepared.container_ends.push(started.stderr);
+            }
+            return Ok(prepared);
+        }
         for (uri, stream) in [(&stdio.stdout, "stdout"), (&stdio.stderr, "stderr")] {
             let path = match target(uri, stream)? {
                 Target::None => continue,
+                Target::Binary(_) => {
+                    return Err(Error::InvalidArgument(
+                        "stderr: a binary:// URI needs stdout to name the same binary".into(),
+                    ))
+                }
                 Target::File(path) => {
                     let file = open_log(&path).await?;
                     let path = fd_path(&file);
@@ -440,7 +488,7 @@ async fn open_log(path: &std::path::Path) -> Result<OwnedFd> {
 
 async fn copy_output(
     mut from: impl AsyncRead + Unpin,
-    mut to: pipe::Sender,
+    mut to: impl AsyncWrite + Unpin,
     _done: mpsc::Sender<()>,
 ) {
     if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
@@ -458,6 +506,173 @@ async fn copy_stdin(mut from: pipe::Receiver, mut to: impl AsyncWrite + Unpin) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OWNER: Owner<'static> = Owner {
+        id: "c1",
+        namespace: "k8s.io",
+    };
+
+    /// What libcontainer does with a terminal: sends the master of a new
+    /// pty over the console socket. Returns the slave, the process's side.
+    fn send_master(socket: &Path) -> std::fs::File {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let conn = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        let fds = [pty.master.as_raw_fd()];
+        nix::sys::socket::sendmsg::<()>(
+            conn.as_raw_fd(),
+            &[std::io::IoSlice::new(b"/dev/ptmx")],
+            &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        std::fs::File::from(pty.slave)
+    }
+
+    /// Waits up to 5 s for `done`.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: not within 5 s");
+    }
+
+    /// Whether `pid` has exited (gone, or a zombie nobody reaped).
+    fn has_exited(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
+    /// A logging binary: records its environment and arguments, says it
+    /// is ready, copies fd 3 and fd 4 to files, and says when it is done.
+    fn logging_script(dir: &Path, body: &str) -> PathBuf {
+        let script = dir.join("logger.sh");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        script
+    }
+
+    #[tokio::test]
+    async fn a_logging_binary_gets_both_streams_and_its_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = logging_script(
+            dir.path(),
+            r#"echo "$CONTAINER_ID $CONTAINER_NAMESPACE $LEVEL $*" > "$DIR/env"
+exec 5>&-
+cat <&3 > "$DIR/out" &
+cat <&4 > "$DIR/err"
+wait
+touch "$DIR/done""#,
+        );
+        let uri = format!(
+            "binary://{}?--mode=tail&env.DIR={}&env.LEVEL=info",
+            script.display(),
+            dir.path().display()
+        );
+        let stdio = Stdio {
+            stdout: uri.clone(),
+            stderr: uri,
+            ..Default::default()
+        };
+        let prepared = Io::prepare(&stdio, dir.path(), OWNER).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("env")).unwrap(),
+            "c1 k8s.io info --mode tail\n",
+            "ready only after it started"
+        );
+        let open = |path: &Option<PathBuf>| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path.as_ref().unwrap())
+                .unwrap()
+        };
+        let (mut out, mut err) = (open(&prepared.paths.stdout), open(&prepared.paths.stderr));
+        let io = prepared.release();
+        std::io::Write::write_all(&mut out, b"to stdout\n").unwrap();
+        std::io::Write::write_all(&mut err, b"to stderr\n").unwrap();
+        drop((out, err));
+        until("the logging binary ends with its input", || {
+            dir.path().join("done").exists()
+        })
+        .await;
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(read("out"), "to stdout\n");
+        assert_eq!(read("err"), "to stderr\n");
+        drop(io);
+    }
+
+    #[tokio::test]
+    async fn a_logging_binary_is_stopped_with_its_io() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = logging_script(dir.path(), "exec 5>&-\nexec sleep 60");
+        let stdio = Stdio {
+            stdout: format!("binary://{}", script.display()),
+            ..Default::default()
+        };
+        let prepared = Io::prepare(&stdio, dir.path(), OWNER).await.unwrap();
+        assert!(prepared.paths.stderr.is_none(), "no stderr was asked for");
+        let io = prepared.release();
+        let pid = io.logger.as_ref().unwrap().pid();
+        assert!(!has_exited(pid));
+        drop(io);
+        until("SIGTERM ends the logging binary", || has_exited(pid)).await;
+    }
+
+    #[tokio::test]
+    async fn a_binary_uri_for_stderr_alone_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let stdio = Stdio {
+            stderr: "binary:///bin/true".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Io::prepare(&stdio, dir.path(), OWNER).await,
+            Err(Error::InvalidArgument(m)) if m.contains("stderr")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_terminal_can_log_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/c1.log");
+        let stdio = Stdio {
+            stdout: format!("file://{}", log.display()),
+            terminal: true,
+            ..Default::default()
+        };
+        let prepared = Io::prepare(&stdio, dir.path(), OWNER).await.unwrap();
+        let socket = prepared.paths.console_socket.clone().unwrap();
+        let io = prepared.release();
+        let mut slave = send_master(&socket);
+        std::io::Write::write_all(&mut slave, b"logged\n").unwrap();
+        drop(slave);
+        tokio::time::timeout(Duration::from_secs(5), io.drained(Duration::from_secs(10)))
+            .await
+            .expect("drained once the slave is closed");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "logged\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_console_socket_goes_when_the_create_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let stdio = Stdio {
+            terminal: true,
+            ..Default::default()
+        };
+        let prepared = Io::prepare(&stdio, dir.path(), OWNER).await.unwrap();
+        let socket = prepared.paths.console_socket.clone().unwrap();
+        assert!(socket.exists());
+        drop(prepared);
+        assert!(!socket.exists());
+    }
 
     /// A FIFO named `stdout` in `dir`, with containerd's reader open on it.
     fn fifo_with_reader(dir: &Path) -> (PathBuf, pipe::Receiver) {
@@ -479,10 +694,9 @@ mod tests {
         assert!(
             matches!(target("file:///var/log/c.log", "stdout"), Ok(Target::File(p)) if p == std::path::Path::new("/var/log/c.log"))
         );
-        assert!(matches!(
-            target("binary:///bin/logger", "stdout"),
-            Err(Error::Unimplemented(_))
-        ));
+        assert!(
+            matches!(target("binary:///bin/logger?x", "stdout"), Ok(Target::Binary(b)) if b.path == std::path::Path::new("/bin/logger") && b.args == ["x"])
+        );
         assert!(
             matches!(target("http://x", "stderr"), Err(Error::InvalidArgument(m)) if m.contains("stderr"))
         );
@@ -496,7 +710,7 @@ mod tests {
             stdout: fifo.to_string_lossy().into_owned(),
             ..Default::default()
         };
-        let prepared = Io::prepare(&stdio, dir.path()).await.unwrap();
+        let prepared = Io::prepare(&stdio, dir.path(), OWNER).await.unwrap();
         let path = prepared.paths.stdout.clone().unwrap();
         // What the helper does: open the shim's end through /proc.
         let mut writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -522,7 +736,7 @@ mod tests {
             stdin: fifo.to_string_lossy().into_owned(),
             ..Default::default()
         };
-        let prepared = Io::prepare(&stdio, dir.path()).await.unwrap();
+        let prepared = Io::prepare(&stdio, dir.path(), OWNER).await.unwrap();
         let mut reader = std::fs::File::open(prepared.paths.stdin.clone().unwrap()).unwrap();
         let io = prepared.release();
         let data = vec![b'x'; 256 * 1024];
@@ -587,28 +801,14 @@ mod tests {
             terminal: true,
             ..Default::default()
         };
-        let prepared = Io::prepare(&stdio, dir.path()).await.unwrap();
+        let prepared = Io::prepare(&stdio, dir.path(), OWNER).await.unwrap();
         let socket = prepared.paths.console_socket.clone().unwrap();
         assert!(
             prepared.paths.stdout.is_none(),
             "a terminal's stdio is the pty"
         );
         let io = prepared.release();
-        // What libcontainer does: send the master over the console socket,
-        // then write to the slave.
-        let pty = nix::pty::openpty(None, None).unwrap();
-        let conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-        let fds = [pty.master.as_raw_fd()];
-        nix::sys::socket::sendmsg::<()>(
-            conn.as_raw_fd(),
-            &[std::io::IoSlice::new(b"/dev/ptmx")],
-            &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
-            nix::sys::socket::MsgFlags::empty(),
-            None,
-        )
-        .unwrap();
-        drop(pty.master);
-        let mut slave = std::fs::File::from(pty.slave);
+        let mut slave = send_master(&socket);
         std::io::Write::write_all(&mut slave, b"hi\n").unwrap();
         let mut got = vec![0; 4];
         tokio::time::timeout(

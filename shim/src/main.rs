@@ -7,6 +7,7 @@ mod engine;
 mod error;
 mod events;
 mod io;
+mod logger;
 mod metrics;
 mod oom;
 mod process;
