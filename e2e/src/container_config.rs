@@ -2,6 +2,7 @@
 //! CRI log file, in CRI's form.
 
 use k8s_cri::v1 as cri;
+use serde::Deserialize;
 
 use crate::images::BUSYBOX;
 use crate::pod_config::NamespaceMode;
@@ -20,8 +21,10 @@ const HTTP_CLIENT: &str = "for i in $(seq 100); do \
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
-    /// The command and its arguments (the image has no entrypoint).
+    /// The command (the image has no entrypoint).
     pub command: Vec<String>,
+    /// The command's arguments, after it.
+    pub args: Vec<String>,
     /// Relative to the pod's log directory.
     pub log_path: String,
     /// Whether the container has a PID namespace of its own (kubelet's
@@ -41,6 +44,7 @@ impl ContainerSpec {
             name: name.into(),
             image: BUSYBOX.into(),
             command: vec!["sh".into(), "-c".into(), script.into()],
+            args: Vec::new(),
             log_path: format!("{name}.log"),
             pid: NamespaceMode::Container,
             memory_limit: 0,
@@ -80,6 +84,28 @@ impl ContainerSpec {
         self
     }
 
+    /// Parses crictl-style `container-config.json`: snake_case keys, every
+    /// field optional; the fields berth-cri knows (name, image, command,
+    /// args, log_path, tty, the memory limit and the PID namespace mode).
+    pub fn from_json(text: &str) -> serde_json::Result<ContainerSpec> {
+        let file: ConfigFile = serde_json::from_str(text)?;
+        let linux = file.linux;
+        Ok(ContainerSpec {
+            name: file.metadata.name,
+            image: file.image.image,
+            command: file.command,
+            args: file.args,
+            log_path: file.log_path,
+            pid: linux
+                .security_context
+                .namespace_options
+                .pid
+                .unwrap_or(NamespaceMode::Container),
+            memory_limit: linux.resources.memory_limit_in_bytes,
+            tty: file.tty,
+        })
+    }
+
     /// The CRI `ContainerConfig`.
     pub fn to_cri(&self) -> cri::ContainerConfig {
         cri::ContainerConfig {
@@ -92,6 +118,7 @@ impl ContainerSpec {
                 ..Default::default()
             }),
             command: self.command.clone(),
+            args: self.args.clone(),
             log_path: self.log_path.clone(),
             tty: self.tty,
             // Kubelet always names the namespaces: without them CRI puts the
@@ -114,6 +141,56 @@ impl ContainerSpec {
             ..Default::default()
         }
     }
+}
+
+/// What [`ContainerSpec::from_json`] reads.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ConfigFile {
+    metadata: NameFile,
+    image: ImageFile,
+    command: Vec<String>,
+    args: Vec<String>,
+    log_path: String,
+    tty: bool,
+    linux: LinuxFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NameFile {
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ImageFile {
+    image: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LinuxFile {
+    resources: ResourcesFile,
+    security_context: SecurityFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ResourcesFile {
+    memory_limit_in_bytes: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SecurityFile {
+    namespace_options: NamespacesFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NamespacesFile {
+    pid: Option<NamespaceMode>,
 }
 
 /// The lines a container wrote, from a CRI log file (`<time> <stream> <tag>
@@ -145,6 +222,29 @@ mod tests {
                 ("stderr".to_string(), String::new())
             ]
         );
+    }
+
+    #[test]
+    fn reads_crictl_container_configs() {
+        let spec = ContainerSpec::from_json(
+            r#"{"metadata": {"name": "web"}, "image": {"image": "busybox"},
+                "command": ["httpd"], "args": ["-f"], "log_path": "web.0.log",
+                "linux": {"resources": {"memory_limit_in_bytes": 1048576},
+                          "security_context": {"namespace_options": {"pid": 0}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.name, "web");
+        assert_eq!(spec.image, "busybox");
+        assert_eq!(
+            (spec.command, spec.args),
+            (vec!["httpd".to_string()], vec!["-f".to_string()])
+        );
+        assert_eq!(spec.log_path, "web.0.log");
+        assert_eq!(spec.memory_limit, 1 << 20);
+        assert_eq!(spec.pid, NamespaceMode::Pod);
+        let bare = ContainerSpec::from_json(r#"{"metadata": {"name": "x"}}"#).unwrap();
+        assert_eq!(bare.pid, NamespaceMode::Container, "kubelet's default");
+        assert!(!bare.tty);
     }
 
     #[test]
