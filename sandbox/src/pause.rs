@@ -128,6 +128,23 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
     if let Some(hostname) = &spec.config.hostname {
         nix::unistd::sethostname(hostname).map_err(sys_err("sethostname"))?;
     }
+    // Written from inside the new namespaces: each sysctl file belongs to
+    // the namespace of whoever opens it.
+    for (path, value) in &spec.config.sysctls {
+        std::fs::write(Path::new("/proc/sys").join(path), value).map_err(|e| {
+            match e.kind() {
+                // No such sysctl, or a value it does not take.
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput => Error::invalid(
+                    format!("linux.sysctl[{}]", path.replace('/', ".")),
+                    format!("{value:?}: {e}"),
+                ),
+                _ => Error::Sys {
+                    op: format!("set sysctl {path} to {value:?}"),
+                    source: e,
+                },
+            }
+        })?;
+    }
     if spec.config.network != Network::Host {
         crate::netlink::loopback_up()?;
     }

@@ -125,6 +125,9 @@ pub struct SandboxConfig {
     pub new_pid: bool,
     /// cgroupfs path, relative to each hierarchy's root.
     pub cgroup: Option<String>,
+    /// Kernel parameters of the pod's namespaces, as (`/proc/sys` path
+    /// relative to it, value).
+    pub sysctls: Vec<(String, String)>,
 }
 
 impl SandboxConfig {
@@ -139,6 +142,7 @@ impl SandboxConfig {
             new_uts: false,
             new_pid: false,
             cgroup: None,
+            sysctls: Vec::new(),
         };
         for (i, ns) in namespaces.into_iter().flatten().enumerate() {
             let path = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty());
@@ -181,7 +185,68 @@ impl SandboxConfig {
         if let Some(path) = linux.and_then(|l| l.cgroups_path().as_ref()) {
             config.cgroup = Some(cgroupfs_path(&path.to_string_lossy())?);
         }
+        let mut sysctls: Vec<_> = linux
+            .and_then(|l| l.sysctl().as_ref())
+            .into_iter()
+            .flatten()
+            .collect();
+        sysctls.sort();
+        for (key, value) in sysctls {
+            config
+                .sysctls
+                .push((config.sysctl_path(key)?, value.clone()));
+        }
         Ok(config)
+    }
+
+    /// Where sysctl `key` is under `/proc/sys`, if it belongs to a namespace
+    /// the pod has of its own, as runc checks: a pod must not change the
+    /// host's kernel.
+    fn sysctl_path(&self, key: &str) -> Result<String> {
+        const IPC: [&str; 8] = [
+            "kernel.msgmax",
+            "kernel.msgmnb",
+            "kernel.msgmni",
+            "kernel.sem",
+            "kernel.shmall",
+            "kernel.shmmax",
+            "kernel.shmmni",
+            "kernel.shm_rmid_forced",
+        ];
+        let field = || format!("linux.sysctl[{key}]");
+        // A key with slashes is a path already (it may hold dotted names,
+        // such as a VLAN interface's).
+        let path = if key.contains('/') {
+            key.to_owned()
+        } else {
+            key.replace('.', "/")
+        };
+        if path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(Error::invalid(field(), "not a sysctl name"));
+        }
+        let dotted = path.replace('/', ".");
+        let owned = if dotted.starts_with("net.") {
+            self.network != Network::Host
+        } else if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+            self.new_ipc
+        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+            self.new_uts
+        } else {
+            return Err(Error::invalid(
+                field(),
+                "not a namespaced sysctl: it would change the host's kernel",
+            ));
+        };
+        if !owned {
+            return Err(Error::invalid(
+                field(),
+                "the pod shares this sysctl's namespace with the host",
+            ));
+        }
+        Ok(path)
     }
 }
 
@@ -298,6 +363,54 @@ mod tests {
             SandboxConfig::from_spec(&new_net).unwrap().network,
             Network::New
         );
+    }
+
+    #[test]
+    fn sysctls_must_be_the_pod_s_own() {
+        let pod = |sysctl: serde_json::Value, namespaces: serde_json::Value| {
+            SandboxConfig::from_spec(&spec(serde_json::json!({
+                "linux": {"sysctl": sysctl, "namespaces": namespaces}
+            })))
+        };
+        let own = serde_json::json!([{"type": "network"}, {"type": "ipc"}, {"type": "uts"}]);
+        let c = pod(
+            serde_json::json!({
+                "net.ipv4.ip_unprivileged_port_start": "0",
+                "kernel.shm_rmid_forced": "1",
+                "fs.mqueue.msg_max": "20",
+                "net/ipv4/conf/eth0.100/rp_filter": "2",
+                "kernel.hostname": "x"
+            }),
+            own.clone(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sysctls,
+            [
+                ("fs/mqueue/msg_max".to_string(), "20".to_string()),
+                ("kernel/hostname".into(), "x".into()),
+                ("kernel/shm_rmid_forced".into(), "1".into()),
+                ("net/ipv4/ip_unprivileged_port_start".into(), "0".into()),
+                ("net/ipv4/conf/eth0.100/rp_filter".into(), "2".into()),
+            ]
+        );
+        for (key, namespaces) in [
+            ("kernel.panic", own.clone()),
+            ("vm.swappiness", own),
+            ("net.ipv4.ip_forward", serde_json::json!([{"type": "ipc"}])),
+            ("kernel.sem", serde_json::json!([{"type": "network"}])),
+            (
+                "net.ipv4/../../vm",
+                serde_json::json!([{"type": "network"}]),
+            ),
+        ] {
+            match pod(serde_json::json!({ key: "1" }), namespaces) {
+                Err(Error::InvalidArgument { field, .. }) => {
+                    assert_eq!(field, format!("linux.sysctl[{key}]"))
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
     }
 
     #[test]
