@@ -13,10 +13,11 @@ use k8s_cri::v1::{
     ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest,
     ExecSyncResponse, Image, ImageSpec, ImageStatusRequest, LinuxContainerResources,
     ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandbox, PodSandboxConfig,
-    PodSandboxFilter, PodSandboxStatusRequest, PodSandboxStatusResponse, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
-    StatusResponse, StopContainerRequest, StopPodSandboxRequest, UpdateContainerResourcesRequest,
-    VersionRequest, VersionResponse,
+    PodSandboxFilter, PodSandboxStats, PodSandboxStatsRequest, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StatusRequest, StatusResponse,
+    StopContainerRequest, StopPodSandboxRequest, UpdateContainerResourcesRequest, VersionRequest,
+    VersionResponse,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -291,6 +292,21 @@ impl Cri {
             .await
             .with_context(|| format!("CRI UpdateContainerResources {id}"))?;
         Ok(())
+    }
+
+    pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodSandboxStats> {
+        let req = PodSandboxStatsRequest {
+            pod_sandbox_id: id.into(),
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .pod_sandbox_stats(req)
+            .await
+            .with_context(|| format!("CRI PodSandboxStats {id}"))?;
+        resp.into_inner()
+            .stats
+            .with_context(|| format!("PodSandboxStats {id} has no stats"))
     }
 
     /// ExecSync: runs `cmd` in container `id`, waiting at most `timeout` seconds.

@@ -268,8 +268,8 @@ async fn a_shared_pid_namespace_is_the_pods(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
-/// The memory cgroup directory of process `pid`.
-fn memory_cgroup(pid: i32) -> Result<std::path::PathBuf> {
+/// The v1 cgroup directory of process `pid` for `controller`.
+fn cgroup_dir(pid: i32, controller: &str) -> Result<std::path::PathBuf> {
     let cgroups = procs::cgroups(pid).with_context(|| format!("cgroups of {pid}"))?;
     let path = cgroups
         .lines()
@@ -279,18 +279,32 @@ fn memory_cgroup(pid: i32) -> Result<std::path::PathBuf> {
             let controllers = parts.next()?;
             controllers
                 .split(',')
-                .any(|c| c == "memory")
+                .any(|c| c == controller)
                 .then(|| parts.next())
                 .flatten()
+                .map(|path| (controllers, path))
         })
-        .with_context(|| format!("no memory cgroup for {pid}:\n{cgroups}"))?;
-    Ok(std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')))
+        .with_context(|| format!("no {controller} cgroup for {pid}:\n{cgroups}"))?;
+    let (mount, path) = path;
+    Ok(std::path::Path::new("/sys/fs/cgroup")
+        .join(mount)
+        .join(path.trim_start_matches('/')))
+}
+
+/// The contents of `file` in `pid`'s cgroup of `controller`, trimmed.
+fn cgroup_file(pid: i32, controller: &str, file: &str) -> Result<String> {
+    let path = cgroup_dir(pid, controller)?.join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    Ok(text.trim().to_owned())
 }
 
 async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
-    let config = scenario::pod_config(cd, "res")?;
+    // kubelet always gives a pod a cgroup parent: PodSandboxStats reads it.
+    let parent = cd.cgroup_parent("res");
+    let config = scenario::pod_config(cd, "res")?.cgroup_parent(&parent);
     let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
-    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let pod_trace = PodTrace::capture(cd, &pod, &parent).await?;
     let shim_fds = scenario::shim_fd_count(&pod_trace)?;
     let busy = ContainerSpec::shell(
         "busy",
@@ -313,6 +327,25 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
         "ContainerStats reports no CPU time for a container that counted to 200000"
     );
     ensure!(memory > 0, "ContainerStats reports no memory in use");
+    // The pod's stats carry its containers' (each one through berth's
+    // Stats).
+    let pod_stats = cd.cri().pod_sandbox_stats(&pod).await?;
+    let listed = pod_stats
+        .linux
+        .as_ref()
+        .map(|l| {
+            l.containers
+                .iter()
+                .map(|c| c.attributes.as_ref().map(|a| a.id.clone()))
+        })
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect::<Vec<_>>();
+    ensure!(
+        listed.contains(&busy_id),
+        "PodSandboxStats lists {listed:?}, not the running container"
+    );
 
     let limit: i64 = 48 * 1024 * 1024;
     cd.cri()
@@ -320,6 +353,9 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
             &busy_id,
             k8s_cri::v1::LinuxContainerResources {
                 memory_limit_in_bytes: limit,
+                cpu_period: 100_000,
+                cpu_quota: 50_000,
+                cpu_shares: 512,
                 ..Default::default()
             },
         )
@@ -329,14 +365,18 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
         .into_iter()
         .find(|&p| procs::cgroups(p).is_some_and(|c| c.contains(&busy_id)))
         .with_context(|| format!("no process of container {busy_id} ({:?})", status.state))?;
-    let file = memory_cgroup(pid)?.join("memory.limit_in_bytes");
-    let written =
-        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-    ensure!(
-        written.trim() == limit.to_string(),
-        "{} is {written:?} after the update to {limit}",
-        file.display()
-    );
+    for (controller, file, want) in [
+        ("memory", "memory.limit_in_bytes", limit.to_string()),
+        ("cpu", "cpu.cfs_period_us", "100000".into()),
+        ("cpu", "cpu.cfs_quota_us", "50000".into()),
+        ("cpu", "cpu.shares", "512".into()),
+    ] {
+        let written = cgroup_file(pid, controller, file)?;
+        ensure!(
+            written == want,
+            "{file} is {written:?} after the update to {want}"
+        );
+    }
 
     // Past its limit, a container is OOM-killed, and CRI says so: it saw
     // TaskOOM before TaskExit.
@@ -353,6 +393,13 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
         status.reason,
         status.exit_code,
         scenario::stdout_lines(&config, &hog)
+    );
+    // The reason came from berth's OOM watch (its shim log is in
+    // containerd's).
+    let log = std::fs::read_to_string(cd.instance().log_path())?;
+    ensure!(
+        log.contains(&format!("task {hog_id}: OOM kill in its memory cgroup")),
+        "berth saw no OOM kill of {hog_id}"
     );
 
     scenario::remove_containers(cd, &[busy_id, hog_id]).await?;
