@@ -135,22 +135,33 @@ impl Process {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use std::process::Command;
 
-    fn record_of(child: &std::process::Child) -> ProcessRecord {
+    /// A child that sleeps for a while, and its record.
+    pub fn sleeper() -> (std::process::Child, ProcessRecord) {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pid = child.id() as i32;
-        ProcessRecord {
+        let record = ProcessRecord {
             pid,
             start_time: berth_sandbox::process::start_time(pid).unwrap(),
-        }
+        };
+        (child, record)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::sleeper;
+    use super::*;
 
     #[test]
     fn follows_one_process_through_its_exit() {
-        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        let process = Process::track(record_of(&child));
+        let (mut child, record) = sleeper();
+        let process = Process::track(record);
         assert!(matches!(process.handle, Handle::Pidfd(_)));
         assert!(!process.may_have_exited(), "it runs");
         assert!(process.signal(Signal::SIGKILL).unwrap());
@@ -166,8 +177,7 @@ mod tests {
 
     #[test]
     fn a_record_of_another_process_is_taken_for_an_exit() {
-        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        let mut record = record_of(&child);
+        let (mut child, mut record) = sleeper();
         // Same pid, another start: a process that was, not this one.
         record.start_time += 1;
         let process = Process::track(record);

@@ -171,11 +171,8 @@ mod tests {
 
     #[tokio::test]
     async fn exits_of_an_earlier_holder_of_the_pid_are_not_the_process_s() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
+        let (mut child, record) = crate::process::testing::sleeper();
+        let pid = record.pid;
         let reaper = Reaper::new();
         let mut sub = reaper.subscribe();
         // An earlier process with this pid, reaped before the engine
@@ -186,10 +183,7 @@ mod tests {
             at: SystemTime::UNIX_EPOCH,
         };
         reaper.notify(stale);
-        let process = sub.track(ProcessRecord {
-            pid,
-            start_time: berth_sandbox::process::start_time(pid).unwrap(),
-        });
+        let process = sub.track(record);
         assert!(process.is_held());
         // And one that shows up while the process provably runs.
         reaper.notify(stale);
@@ -214,11 +208,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_earlier_holder_s_exit_is_dropped_even_when_the_wait_comes_late() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
+        let (mut child, record) = crate::process::testing::sleeper();
+        let pid = record.pid;
         let reaper = Reaper::new();
         let mut sub = reaper.subscribe();
         reaper.notify(Exit {
@@ -226,10 +217,7 @@ mod tests {
             status: 1,
             at: SystemTime::UNIX_EPOCH,
         });
-        let process = sub.track(ProcessRecord {
-            pid,
-            start_time: berth_sandbox::process::start_time(pid).unwrap(),
-        });
+        let process = sub.track(record);
         // The process exits before anyone waits for it.
         process.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
         child.wait().unwrap();

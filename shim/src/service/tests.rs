@@ -183,6 +183,17 @@ async fn next_event(events: &mut UnboundedReceiver<Event>) -> Event {
         .expect("publisher alive")
 }
 
+/// Creates and starts task `id`, and takes its TaskCreate and TaskStart.
+async fn create_and_start(f: &mut Fixture, id: &str) {
+    f.inner.create(create_req(id)).await.unwrap();
+    f.inner
+        .start(id_req(id, |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert!(matches!(next_event(&mut f.events).await, Event::Create(_)));
+    assert!(matches!(next_event(&mut f.events).await, Event::Start(_)));
+}
+
 #[tokio::test]
 async fn a_sandbox_task_lives_and_dies_with_its_events() {
     let mut f = fixture();
@@ -823,13 +834,7 @@ async fn an_oom_kill_is_published_once_and_before_the_exit_it_caused() {
     let dir = tempfile::tempdir().unwrap();
     let (watch, kernel) = crate::oom::testing::v1(&dir.path().join("cgroup.event_control"));
     *f.stub.oom.lock().unwrap() = Some(watch);
-    f.inner.create(create_req("c")).await.unwrap();
-    f.inner
-        .start(id_req("c", |r: &mut StartRequest, id| r.id = id))
-        .await
-        .unwrap();
-    assert!(matches!(next_event(&mut f.events).await, Event::Create(_)));
-    assert!(matches!(next_event(&mut f.events).await, Event::Start(_)));
+    create_and_start(&mut f, "c").await;
 
     // The kernel signals the OOM, then the victim dies at once.
     crate::oom::testing::signal(&kernel);
