@@ -325,6 +325,13 @@ async fn check(
 
     // Sysctls: the pod's are set in the namespaces the container shares
     // with it, and the container's own spec's are set too.
+    for key in pod_sysctls.keys() {
+        // Else the container's engine, not the pod's pause, would set it.
+        ensure!(
+            linux["sysctl"].get(key).is_none(),
+            "containerd copied the pod's sysctl {key} into the container's spec"
+        );
+    }
     let own = linux["sysctl"].as_object().into_iter().flatten();
     let own = own.map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()));
     let all: Vec<(String, String)> = pod_sysctls.clone().into_iter().chain(own).collect();
@@ -433,6 +440,9 @@ async fn check(
     // The cgroup: the spec's path, in every v1 hierarchy it names.
     let cgroups_path = linux["cgroupsPath"].as_str().context("cgroupsPath")?;
     let cgroup = inside.run("cat /proc/1/cgroup").await?;
+    // The v1 memory hierarchy's line (this project's hosts are v1 or
+    // hybrid), else the unified one, when the container has no cgroup
+    // namespace of its own.
     let memory = cgroup
         .lines()
         .find(|l| {
@@ -440,6 +450,7 @@ async fn check(
                 .nth(1)
                 .is_some_and(|c| c.split(',').any(|c| c == "memory"))
         })
+        .or_else(|| cgroup.lines().find(|l| l.starts_with("0::")))
         .with_context(|| format!("no memory hierarchy in {cgroup}"))?;
     ensure!(
         memory.ends_with(&format!(":{cgroups_path}")),

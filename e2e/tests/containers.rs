@@ -378,8 +378,8 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
         );
     }
 
-    // Past its limit, a container is OOM-killed, and CRI says so: it saw
-    // TaskOOM before TaskExit.
+    // Past its limit, a container is OOM-killed, and CRI says so. (That
+    // TaskOOM comes before TaskExit is proved by the service's unit test.)
     let hog = ContainerSpec::shell(
         "hog",
         "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",

@@ -214,12 +214,19 @@ impl SandboxConfig {
             "kernel.shm_rmid_forced",
         ];
         let field = || format!("linux.sysctl[{key}]");
-        // A key with slashes is a path already (it may hold dotted names,
-        // such as a VLAN interface's).
-        let path = if key.contains('/') {
-            key.to_owned()
-        } else {
-            key.replace('.', "/")
+        // As sysctl.d(5) reads names: the first separator says which one
+        // the key uses. kubelet writes `net/ipv4/conf/eth0.100/rp_filter` as
+        // `net.ipv4.conf.eth0/100.rp_filter`: dots and slashes swap.
+        let path = match key.find(['.', '/']) {
+            Some(i) if key.as_bytes()[i] == b'.' => key
+                .chars()
+                .map(|c| match c {
+                    '.' => '/',
+                    '/' => '.',
+                    c => c,
+                })
+                .collect(),
+            _ => key.to_owned(),
         };
         if path
             .split('/')
@@ -378,7 +385,8 @@ mod tests {
                 "net.ipv4.ip_unprivileged_port_start": "0",
                 "kernel.shm_rmid_forced": "1",
                 "fs.mqueue.msg_max": "20",
-                "net/ipv4/conf/eth0.100/rp_filter": "2",
+                "net.ipv4.conf.eth0/100.rp_filter": "2",
+                "net/ipv4/conf/eth0.200/rp_filter": "1",
                 "kernel.hostname": "x"
             }),
             own.clone(),
@@ -390,8 +398,9 @@ mod tests {
                 ("fs/mqueue/msg_max".to_string(), "20".to_string()),
                 ("kernel/hostname".into(), "x".into()),
                 ("kernel/shm_rmid_forced".into(), "1".into()),
-                ("net/ipv4/ip_unprivileged_port_start".into(), "0".into()),
                 ("net/ipv4/conf/eth0.100/rp_filter".into(), "2".into()),
+                ("net/ipv4/ip_unprivileged_port_start".into(), "0".into()),
+                ("net/ipv4/conf/eth0.200/rp_filter".into(), "1".into()),
             ]
         );
         for (key, namespaces) in [

@@ -189,6 +189,7 @@ fn a_container_joins_the_pods_namespaces() {
             new_uts: true,
             new_pid: true,
             cgroup: None,
+            sysctls: Vec::new(),
         },
     )
     .unwrap();

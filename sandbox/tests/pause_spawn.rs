@@ -18,6 +18,7 @@ fn pod_config(network: Network) -> SandboxConfig {
         new_uts: true,
         new_pid: true,
         cgroup: None,
+        sysctls: Vec::new(),
     }
 }
 
@@ -59,6 +60,53 @@ fn pause_is_pid_1_of_its_own_namespaces() {
     let environ = std::fs::read(format!("/proc/{}/environ", pod.pid())).unwrap();
     assert_eq!(environ, b"BERTH_SANDBOX_ID=ns\0");
     assert_eq!(pod.stop(), 0, "pause exits 0 on SIGTERM");
+}
+
+#[test]
+fn sysctls_are_set_in_the_pod_s_namespaces_only() {
+    let mut config = pod_config(Network::New);
+    config.sysctls = vec![
+        ("kernel/shm_rmid_forced".into(), "1".into()),
+        ("net/ipv4/ip_unprivileged_port_start".into(), "80".into()),
+    ];
+    let host = |path: &str| std::fs::read_to_string(format!("/proc/sys/{path}")).unwrap();
+    let before = (
+        host("kernel/shm_rmid_forced"),
+        host("net/ipv4/ip_unprivileged_port_start"),
+    );
+    let pod = TestPod::start("sysctl", config).unwrap();
+    for (ns, path, want) in [
+        ("-i", "kernel/shm_rmid_forced", "1"),
+        ("-n", "net/ipv4/ip_unprivileged_port_start", "80"),
+    ] {
+        let (ok, out, err) = run(Command::new("nsenter").args([
+            "-t",
+            &pod.pid().to_string(),
+            ns,
+            "cat",
+            &format!("/proc/sys/{path}"),
+        ]));
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), want, "{path} in the pod");
+    }
+    assert_eq!(
+        (
+            host("kernel/shm_rmid_forced"),
+            host("net/ipv4/ip_unprivileged_port_start")
+        ),
+        before,
+        "the host's sysctls are untouched"
+    );
+}
+
+#[test]
+fn a_sysctl_the_kernel_refuses_is_an_invalid_argument() {
+    let mut config = pod_config(Network::New);
+    config.sysctls = vec![("net/ipv4/no_such_sysctl".into(), "1".into())];
+    match TestPod::start("badsysctl", config) {
+        Err(e) => assert_eq!(e.kind(), berth_sandbox::ErrorKind::InvalidArgument, "{e}"),
+        Ok(_) => panic!("an unknown sysctl was accepted"),
+    }
 }
 
 #[test]

@@ -623,7 +623,10 @@ touch "$DIR/done""#,
         let pid = io.logger.as_ref().unwrap().pid();
         assert!(!has_exited(pid));
         drop(io);
-        until("SIGTERM ends the logging binary", || has_exited(pid)).await;
+        tokio::time::timeout(Duration::from_secs(5), logger::wait_stopped())
+            .await
+            .expect("SIGTERM ends it well before SIGKILL");
+        assert!(has_exited(pid));
     }
 
     #[tokio::test]

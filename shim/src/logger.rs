@@ -129,9 +129,32 @@ fn high_pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((high(r)?, high(w)?))
 }
 
+/// Keeps descriptors 3 to 5 open while it lives, so that nothing the spawn
+/// opens for itself (std's exec-error pipe) lands where the binary's
+/// descriptors are dup'ed to.
+struct LowFds {
+    _held: Vec<OwnedFd>,
+}
+
+impl LowFds {
+    fn hold() -> Result<LowFds> {
+        let mut held = Vec::new();
+        loop {
+            let fd: OwnedFd = std::fs::File::open("/dev/null")
+                .map_err(|e| Error::Internal(format!("open /dev/null: {e}")))?
+                .into();
+            if fd.as_raw_fd() > 5 {
+                return Ok(LowFds { _held: held });
+            }
+            held.push(fd);
+        }
+    }
+}
+
 /// Starts `binary` for container `id` of `namespace`, and waits until it is
 /// ready to read.
 pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<Started> {
+    let low_fds = LowFds::hold()?;
     let (stdout_r, stdout_w) = high_pipe()?;
     let (stderr_r, stderr_w) = high_pipe()?;
     let (ready_r, ready_w) = high_pipe()?;
@@ -169,6 +192,7 @@ pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<Started
             binary.path.display()
         ))
     })?;
+    drop(low_fds);
     // The shim's reaper collects it; the pidfd follows it.
     let pid = child.id() as i32;
     let process = Process::track(ProcessRecord {
@@ -199,11 +223,30 @@ pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<Started
             )))
         }
     }
+    if logger.process.has_exited() {
+        return Err(Error::Internal(format!(
+            "logging binary {} exited before it was ready",
+            binary.path.display()
+        )));
+    }
     Ok(Started {
         stdout: stdout_w,
         stderr: stderr_w,
         logger,
     })
+}
+
+/// Binaries being stopped: the shim waits for them before it exits.
+static STOPPING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits until every logging binary being stopped is gone (each one takes
+/// at most [`STOP_TIMEOUT`] before SIGKILL).
+pub async fn wait_stopped() {
+    let stopping = std::mem::take(&mut *STOPPING.lock().expect("stopping lock"));
+    for stop in stopping {
+        let _ = stop.await;
+    }
 }
 
 impl Logger {
@@ -218,7 +261,7 @@ impl Logger {
             return;
         }
         let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
-        while !process.may_have_exited() {
+        while !process.has_exited() {
             if tokio::time::Instant::now() >= deadline {
                 log::warn!(
                     "logging binary pid {} still there {STOP_TIMEOUT:?} after SIGTERM: killed",
@@ -237,7 +280,10 @@ impl Drop for Logger {
         let process = Arc::clone(&self.process);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(Logger::stop(process));
+                let stop = runtime.spawn(Logger::stop(process));
+                let mut stopping = STOPPING.lock().expect("stopping lock");
+                stopping.retain(|s| !s.is_finished());
+                stopping.push(stop);
             }
             Err(_) => {
                 let _ = process.signal(Signal::SIGKILL);

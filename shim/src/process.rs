@@ -69,6 +69,7 @@ impl Process {
     }
 
     /// Whether the process is held by a pidfd it was checked to run under.
+    #[cfg(test)]
     pub fn is_held(&self) -> bool {
         matches!(self.handle, Handle::Pidfd(_))
     }
@@ -83,6 +84,15 @@ impl Process {
                 !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
             }
             Handle::Gone | Handle::PidOnly => true,
+        }
+    }
+
+    /// Whether the process has certainly exited: with a pidfd, as soon as
+    /// it is a zombie; without, once it is reaped.
+    pub fn has_exited(&self) -> bool {
+        match &self.handle {
+            Handle::Pidfd(_) | Handle::Gone => self.may_have_exited(),
+            Handle::PidOnly => !berth_sandbox::process::is_same(self.pid, self.start_time),
         }
     }
 

@@ -35,21 +35,35 @@ pub struct Reaper {
     next_id: AtomicU64,
 }
 
-/// Exits seen since the subscription was made, until it is dropped.
+/// Exits seen since the subscription was made, until it is dropped. A
+/// subscription serves the one process it is taken for.
 pub struct Subscription {
     id: u64,
     rx: UnboundedReceiver<Exit>,
     reaper: Arc<Reaper>,
+    /// The process's exit, if it was already reaped when it was tracked.
+    found: Option<Exit>,
 }
 
 impl Subscription {
-    /// Takes hold of a process the engine started for this subscription.
-    /// If it still runs, every exit of its pid seen so far was an earlier
-    /// holder's of the pid: those are dropped.
+    /// Takes hold of the process the engine started for this subscription.
+    ///
+    /// Under the reaper's lock a reap and its notification are one step, so
+    /// the process is either not reaped yet, and every exit of its pid seen
+    /// so far was an earlier holder's of the pid (dropped), or reaped with
+    /// its exit queued here: the last one of its pid (kept).
     pub fn track(&mut self, record: ProcessRecord) -> Process {
+        let _no_reaping = self.reaper.subscribers.lock().expect("reaper lock");
         let process = Process::track(record);
-        if process.is_held() {
-            while self.rx.try_recv().is_ok() {}
+        let reaped = !berth_sandbox::process::is_same(record.pid, record.start_time);
+        let mut last = None;
+        while let Ok(exit) = self.rx.try_recv() {
+            if exit.pid == record.pid {
+                last = Some(exit);
+            }
+        }
+        if reaped {
+            self.found = last;
         }
         process
     }
@@ -57,6 +71,9 @@ impl Subscription {
     /// Waits for the exit of `process`, skipping every other exit, and an
     /// exit of its pid seen while it provably still runs.
     pub async fn wait_for(mut self, process: &Process) -> Option<Exit> {
+        if let Some(exit) = self.found.take() {
+            return Some(exit);
+        }
         while let Some(exit) = self.rx.recv().await {
             if exit.pid != process.pid {
                 continue;
@@ -105,32 +122,32 @@ impl Reaper {
             id,
             rx,
             reaper: Arc::clone(self),
+            found: None,
         }
     }
 
-    /// Hands an exit to every subscriber.
+    /// Hands an exit to every subscriber, as a reap does.
+    #[cfg(test)]
     pub fn notify(&self, exit: Exit) {
-        let subs = self.subscribers.lock().expect("reaper lock");
-        for (_, tx) in subs.iter() {
-            let _ = tx.send(exit);
-        }
+        send(&self.subscribers.lock().expect("reaper lock"), exit);
     }
 
     /// Collects every exited child: SIGCHLDs coalesce, so one signal may
-    /// stand for many exits.
+    /// stand for many exits. Each reap is notified under the same hold of
+    /// the lock (see [`Subscription::track`]).
     fn reap_all(&self) {
         loop {
+            let subs = self.subscribers.lock().expect("reaper lock");
+            let exit = |pid: Pid, status| Exit {
+                pid: pid.as_raw(),
+                status,
+                at: SystemTime::now(),
+            };
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => self.notify(Exit {
-                    pid: pid.as_raw(),
-                    status: code as u32,
-                    at: SystemTime::now(),
-                }),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => self.notify(Exit {
-                    pid: pid.as_raw(),
-                    status: 128 + signal as u32,
-                    at: SystemTime::now(),
-                }),
+                Ok(WaitStatus::Exited(pid, code)) => send(&subs, exit(pid, code as u32)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    send(&subs, exit(pid, 128 + signal as u32))
+                }
                 Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return,
                 Ok(_) => continue,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -143,9 +160,43 @@ impl Reaper {
     }
 }
 
+fn send(subscribers: &[(u64, UnboundedSender<Exit>)], exit: Exit) {
+    for (_, tx) in subscribers {
+        let _ = tx.send(exit);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_exit_reaped_before_the_process_was_tracked_is_its_exit() {
+        let (mut child, record) = crate::process::testing::sleeper();
+        let pid = record.pid;
+        let reaper = Reaper::new();
+        let mut sub = reaper.subscribe();
+        // An earlier holder's exit, then the process's own: a short exec
+        // that was reaped before the engine's answer was read.
+        reaper.notify(Exit {
+            pid,
+            status: 1,
+            at: SystemTime::UNIX_EPOCH,
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reaper.notify(Exit {
+            pid,
+            status: 137,
+            at: SystemTime::now(),
+        });
+        let process = sub.track(record);
+        assert!(!process.is_held(), "reaped: no pidfd to hold");
+        let exit = tokio::time::timeout(std::time::Duration::from_secs(5), sub.wait_for(&process))
+            .await
+            .expect("the queued exit is the process's");
+        assert_eq!(exit.unwrap().status, 137);
+    }
 
     #[tokio::test]
     async fn a_subscription_sees_exits_made_before_it_asked_for_the_pid() {

@@ -95,6 +95,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         _ = term.recv() => false,
     };
     let _ = server.shutdown().await;
+    crate::logger::wait_stopped().await;
     if !outbox.flush(FLUSH_TIMEOUT).await {
         log::warn!("events still undelivered after {FLUSH_TIMEOUT:?}");
     }
