@@ -12,10 +12,12 @@ usage: berth-bench [--runs N] [--memory-rounds N] [--smoke] [--containerd 2.1|1.
 
 Starts one private containerd (default 2.1) with runtime handlers berth and runc and
 runs the same pod workload against both, alternating berth and runc:
-  latency  N runs (default 30) of RunPodSandbox, then StopPodSandbox+RemovePodSandbox
+  latency  N runs (default 30) of RunPodSandbox, CreateContainer+StartContainer,
+           50 pods with a container each (one and 8 at a time),
+           StopPodSandbox+RemovePodSandbox, and a container's exit until CRI sees it
   memory   N rounds (default: the runs) bringing 1, 10 and 50 pods up: shim RSS and PSS
            per pod, pause RSS per pod
---smoke is 3 runs, 3 rounds and 1 and 3 pods (for CI). Prints the table (median and
+--smoke is 3 runs, 3 rounds, 1 and 3 pods, and 5 instead of 50 (for CI). Prints the table (median and
 p99 per handler, berth/runc, targets) and writes results.json, table.md and
 results.png into DIR (default target/bench).";
 
@@ -28,6 +30,8 @@ pub struct Options {
     pub memory_rounds: usize,
     /// Pod counts the memory figure is measured at, ascending.
     pub pod_counts: Vec<usize>,
+    /// Pods (with a container each) figure 3 brings up per sample.
+    pub batch_pods: usize,
     pub smoke: bool,
     pub version: Version,
     pub out_dir: PathBuf,
@@ -39,6 +43,7 @@ impl Options {
             runs: 30,
             memory_rounds: 30,
             pod_counts: vec![1, 10, 50],
+            batch_pods: 50,
             smoke: false,
             version: Version::V2_1,
             out_dir: paths::workspace().join("target/bench"),
@@ -80,6 +85,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
         opts.runs = 3;
         opts.memory_rounds = 3;
         opts.pod_counts = vec![1, 3];
+        opts.batch_pods = 5;
     }
     if let Some(n) = runs {
         opts.runs = n;
@@ -120,7 +126,7 @@ mod tests {
     fn smoke_is_small_and_runs_override() {
         let o = parse_args("--smoke").unwrap().unwrap();
         assert_eq!((o.runs, o.memory_rounds), (3, 3));
-        assert_eq!(o.pod_counts, [1, 3]);
+        assert_eq!((o.pod_counts.as_slice(), o.batch_pods), (&[1, 3][..], 5));
         let o = parse_args("--runs 5 --smoke").unwrap().unwrap();
         assert_eq!((o.runs, o.memory_rounds, o.mode()), (5, 5, "smoke"));
         let o = parse_args("--runs 40 --memory-rounds 4 --out /tmp/b")

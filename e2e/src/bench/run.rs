@@ -82,12 +82,12 @@ async fn measure(cd: &Containerd, opts: &Options) -> Result<Measured> {
 }
 
 /// The figures in table order. Figures 2, 3 and 5 need app containers
-/// (`containers.rs`); each is one function to fill in.
+/// (`containers.rs`).
 async fn figures(pods: &Pods<'_>, opts: &Options) -> Result<Measured> {
     let lifecycle = latency::pod_lifecycle(pods, opts.runs).await?;
     let mut rows = vec![lifecycle.run_pod];
     rows.extend(containers::create_start(pods, opts.runs).await?);
-    rows.extend(containers::fifty_pods(pods, opts.runs).await?);
+    rows.extend(containers::fifty_pods(pods, opts.batch_pods, opts.runs).await?);
     rows.push(lifecycle.stop_remove);
     rows.extend(containers::exit_detection(pods, opts.runs).await?);
     let (memory_rows, observations) =
