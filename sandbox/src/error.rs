@@ -55,6 +55,14 @@ pub enum Error {
         source: Box<libcontainer::error::LibcontainerError>,
     },
 
+    /// A cgroup did not freeze in time; it was thawed again if `thawed`.
+    #[error("freeze {}: not frozen within {timeout:?}; {}", path.display(), if *thawed { "thawed again" } else { "and thawing it failed" })]
+    FreezeTimeout {
+        path: PathBuf,
+        timeout: std::time::Duration,
+        thawed: bool,
+    },
+
     /// What was asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),

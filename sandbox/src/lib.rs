@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod error;
+pub mod freezer;
 pub mod helper;
 pub mod mount;
 mod netlink;
