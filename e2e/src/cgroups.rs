@@ -65,6 +65,28 @@ pub fn find_named_anywhere(needle: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Thaws every frozen cgroup at or below `cgroup_path` (v1 `freezer.state`, v2
+/// `cgroup.freeze`), so that the processes in them can be killed. Returns what failed.
+pub fn thaw_tree(cgroup_path: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    for top in in_every_hierarchy(cgroup_path) {
+        let mut dirs = find_named(&top, "");
+        dirs.push(top);
+        for dir in dirs {
+            for (knob, thawed) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
+                let path = dir.join(knob);
+                let frozen = fs::read_to_string(&path).is_ok_and(|v| v.trim() != thawed);
+                if frozen {
+                    if let Err(e) = fs::write(&path, thawed) {
+                        errors.push(format!("thaw {}: {e}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
 /// Removes the cgroup `cgroup_path` (with everything below it) from every hierarchy,
 /// deepest first. A cgroup that still holds processes cannot be removed: those are
 /// returned as errors, together with any other failure. Absent directories are fine.

@@ -198,6 +198,8 @@ impl Instance {
     /// over or could not be removed. Best effort: never fails.
     pub fn sweep(&self) -> Vec<String> {
         let mut report = Vec::new();
+        // A process in a frozen cgroup dies only once thawed.
+        report.extend(cgroups::thaw_tree(&self.cgroup_root()));
         report.extend(self.kill_processes());
         report.extend(self.delete_runc_containers());
         report.extend(self.unmount_all());

@@ -13,11 +13,12 @@ use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use berth_proto::bootstrap_api::{BootstrapParams, BootstrapResult};
 use berth_proto::protobuf::Message;
 use berth_sandbox::container;
+use berth_sandbox::freezer::Freezer;
 use berth_sandbox::helper::Helper;
 use berth_sandbox::state::{self, PodDir};
 use containerd_shim::Flags;
@@ -343,6 +344,13 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
         }
     }
     if let Some(cgroup) = &record.cgroup {
+        // A pod paused when its shim died: pause dies only once thawed.
+        let freezer = Freezer::of_path(cgroup);
+        if freezer.exists() {
+            if let Err(e) = freezer.thaw(Duration::from_secs(5)) {
+                failures.push(e);
+            }
+        }
         if let Err(e) = berth_sandbox::pod::remove_cgroup(cgroup) {
             failures.push(e);
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_sandbox::container::{self, ContainerRef, NewContainer};
+use berth_sandbox::freezer::Freezer;
 use berth_sandbox::helper::Helper;
 use berth_sandbox::mount::Mount;
 use berth_sandbox::spec::{self, Kind, SandboxConfig};
@@ -39,6 +40,8 @@ pub struct Created {
     pub cgroup: Option<TaskCgroup>,
     /// OOM kills in the task's memory cgroup, where they can be watched.
     pub oom: Option<OomWatch>,
+    /// The freezer of the task's cgroup, for Pause and Resume.
+    pub freezer: Option<Freezer>,
 }
 
 impl Created {
@@ -49,6 +52,7 @@ impl Created {
             io,
             cgroup: None,
             oom: None,
+            freezer: None,
         }
     }
 
@@ -66,6 +70,7 @@ impl Created {
         Created {
             process,
             io,
+            freezer: cgroup.as_ref().and_then(TaskCgroup::freezer),
             cgroup,
             oom,
         }
@@ -87,6 +92,8 @@ pub trait Engine: Send + Sync + 'static {
     async fn exited(&self, id: &str) -> Result<()>;
     /// Removes what a stopped task leaves behind.
     async fn remove(&self, id: &str) -> Result<()>;
+    /// Whether task `id` is the pod's sandbox: pausing it pauses the pod.
+    fn is_sandbox(&self, id: &str) -> bool;
 }
 
 /// The real engine: berth-sandbox, through helper processes.
@@ -258,7 +265,9 @@ impl Sandbox {
 }
 
 /// Runs blocking sandbox work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
@@ -351,6 +360,10 @@ impl Engine for Arc<Sandbox> {
         .await?;
         log::info!("container {id}: killed what its init left in the shared PID namespace");
         Ok(())
+    }
+
+    fn is_sandbox(&self, id: &str) -> bool {
+        !self.is_container(id) && self.record.lock().expect("record lock").sandbox_id == id
     }
 
     async fn remove(&self, id: &str) -> Result<()> {

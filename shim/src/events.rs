@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use berth_proto::api::ForwardRequest;
 use berth_proto::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use berth_proto::protobuf::well_known_types::timestamp::Timestamp;
 use berth_proto::protobuf::MessageDyn;
@@ -29,6 +30,8 @@ pub enum Event {
     ExecAdded(TaskExecAdded),
     ExecStarted(TaskExecStarted),
     Oom(TaskOOM),
+    Paused(TaskPaused),
+    Resumed(TaskResumed),
 }
 
 impl Event {
@@ -41,6 +44,8 @@ impl Event {
             Event::ExecAdded(_) => topics::TASK_EXEC_ADDED_EVENT_TOPIC,
             Event::ExecStarted(_) => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
             Event::Oom(_) => topics::TASK_OOM_EVENT_TOPIC,
+            Event::Paused(_) => topics::TASK_PAUSED_EVENT_TOPIC,
+            Event::Resumed(_) => topics::TASK_RESUMED_EVENT_TOPIC,
         }
     }
 
@@ -53,6 +58,8 @@ impl Event {
             Event::ExecAdded(e) => Box::new(e),
             Event::ExecStarted(e) => Box::new(e),
             Event::Oom(e) => Box::new(e),
+            Event::Paused(e) => Box::new(e),
+            Event::Resumed(e) => Box::new(e),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use berth_proto::protobuf::well_known_types::any::Any;
+use berth_sandbox::freezer::Freezer;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
 use cgroups_rs::fs::{hierarchies, Cgroup};
 use containerd_shim::cgroup;
@@ -64,11 +65,26 @@ impl TaskCgroup {
 
     /// The v1 memory controller's directory, where OOM kills are signalled.
     pub fn memory_v1(&self) -> Option<PathBuf> {
+        self.v1_dir("memory")
+    }
+
+    /// The directory of a v1 controller's cgroup, on a v1 host.
+    fn v1_dir(&self, controller: &str) -> Option<PathBuf> {
         match self {
-            TaskCgroup::V1(paths) => paths
-                .get("memory")
-                .map(|p| Path::new("/sys/fs/cgroup/memory").join(p.trim_start_matches('/'))),
+            TaskCgroup::V1(paths) => paths.get(controller).map(|p| {
+                Path::new("/sys/fs/cgroup")
+                    .join(controller)
+                    .join(p.trim_start_matches('/'))
+            }),
             TaskCgroup::V2(_) => None,
+        }
+    }
+
+    /// The cgroup's freezer: the v1 freezer controller, or v2's own.
+    pub fn freezer(&self) -> Option<Freezer> {
+        match self {
+            TaskCgroup::V1(_) => self.v1_dir("freezer").map(Freezer::V1),
+            TaskCgroup::V2(_) => self.unified().map(Freezer::V2),
         }
     }
 
@@ -149,10 +165,15 @@ mod tests {
         assert_eq!(paths["cpuacct"], "/k8s.io/a:b");
         assert_eq!(paths["pids"], "/k8s.io/a:b");
         assert_eq!(cg.memory_v1(), None);
-        let with_memory = TaskCgroup::parse("4:cpu,memory:/x\n", false).unwrap();
+        assert_eq!(cg.freezer(), None);
+        let with_memory = TaskCgroup::parse("4:cpu,memory:/x\n3:freezer:/x\n", false).unwrap();
         assert_eq!(
             with_memory.memory_v1(),
             Some(PathBuf::from("/sys/fs/cgroup/memory/x"))
+        );
+        assert_eq!(
+            with_memory.freezer(),
+            Some(Freezer::V1(PathBuf::from("/sys/fs/cgroup/freezer/x")))
         );
     }
 
@@ -163,6 +184,12 @@ mod tests {
         assert_eq!(
             cg.unified(),
             Some(PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1"))
+        );
+        assert_eq!(
+            cg.freezer(),
+            Some(Freezer::V2(PathBuf::from(
+                "/sys/fs/cgroup/kubepods/pod1/c1"
+            )))
         );
         assert_eq!(TaskCgroup::parse("0::/only/v2\n", false), None);
     }

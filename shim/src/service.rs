@@ -11,22 +11,25 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use berth_proto::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse,
-    ResizePtyRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse,
-    StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
+    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest,
+    PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse,
+    StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest,
+    WaitResponse,
 };
 use berth_proto::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use berth_proto::protobuf::well_known_types::empty::Empty;
 use berth_proto::shim_async::Task as TaskApi;
 use berth_proto::ttrpc::r#async::TtrpcContext;
 use berth_proto::ttrpc::{self};
 use berth_proto::types::task::ProcessInfo;
+use berth_sandbox::freezer::{self, Freezer, FreezerState};
 use berth_sandbox::mount::Mount;
 use tokio::sync::Notify;
 
-use crate::engine::{CreateRequest, Created, Engine};
+use crate::engine::{blocking, CreateRequest, Created, Engine};
 use crate::error::{Error, Result};
 use crate::events::{timestamp, Event, Publisher};
 use crate::metrics::TaskCgroup;
@@ -37,6 +40,10 @@ use crate::task::{describe, Exec, Started, State, Stdio, Task};
 /// How long an exit waits for the process's output to be copied: processes
 /// that outlive the init may hold its stdout open for ever.
 const OUTPUT_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a freeze may take before it is undone, and a thaw before it
+/// fails.
+const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long an init's exit waits for its exec processes' exits.
 const EXEC_EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -153,11 +160,13 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             io,
             cgroup,
             oom,
+            freezer,
         } = created;
         let pid = process.pid as u32;
         let process = exits.track(process);
-        let task =
-            Arc::new(Task::new(&req.id, &req.bundle, stdio, process, io).with_cgroup(cgroup, oom));
+        let task = Arc::new(
+            Task::new(&req.id, &req.bundle, stdio, process, io).with_cgroup(cgroup, oom, freezer),
+        );
         {
             // Held from the moment the task is visible until TaskCreate is
             // queued, so a racing Start cannot announce the task first.
@@ -367,7 +376,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 id: exec.id.clone(),
                 bundle: task.bundle.clone(),
                 pid: exec.pid() as u32,
-                status: state.status().into(),
+                status: task.status_of(&exec.life).into(),
                 stdin: exec.stdio.stdin.clone(),
                 stdout: exec.stdio.stdout.clone(),
                 stderr: exec.stdio.stderr.clone(),
@@ -384,7 +393,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             id: task.id.clone(),
             bundle: task.bundle.clone(),
             pid: task.process.pid as u32,
-            status: state.status().into(),
+            status: task.status_of(&task.life).into(),
             stdin: task.stdio.stdin.clone(),
             stdout: task.stdio.stdout.clone(),
             stderr: task.stdio.stderr.clone(),
@@ -482,6 +491,121 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             req.signal,
             task.process.pid
         );
+        if req.signal == libc::SIGKILL as u32 {
+            // A frozen process dies only once thawed.
+            self.thaw_if_frozen(&task).await?;
+        }
+        Ok(())
+    }
+
+    /// Thaws the task's cgroup if it is frozen, so that a kill lands.
+    async fn thaw_if_frozen(&self, task: &Task) -> Result<()> {
+        let Some(freezer) = task.freezer.clone() else {
+            return Ok(());
+        };
+        if task.frozen() == FreezerState::Thawed {
+            return Ok(());
+        }
+        blocking(move || Ok(freezer.thaw(FREEZE_TIMEOUT)?)).await?;
+        log::info!("task {}: thawed so that it can die", task.id);
+        Ok(())
+    }
+
+    /// The tasks Pause and Resume of `task` act on: the task itself, or for
+    /// the pod's sandbox every task of the pod. Sorted by id, the order in
+    /// which their event locks are taken.
+    fn freeze_targets(&self, task: &Arc<Task>) -> Vec<Arc<Task>> {
+        if !self.engine.is_sandbox(&task.id) {
+            return vec![Arc::clone(task)];
+        }
+        let mut all: Vec<Arc<Task>> = self
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .live
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Pause (`freeze`) or Resume: freezes or thaws the task's cgroup, or
+    /// every running task's for the sandbox, all or none, and announces
+    /// each task whose state changed.
+    async fn set_frozen(&self, id: &str, freeze: bool) -> Result<()> {
+        let (verb, done) = if freeze {
+            ("pause", "paused")
+        } else {
+            ("resume", "resumed")
+        };
+        let task = self.task(id)?;
+        if task.freezer.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {id} has no cgroup of its own to {verb}"
+            )));
+        }
+        let targets = self.freeze_targets(&task);
+        let mut order = Vec::with_capacity(targets.len());
+        for t in &targets {
+            order.push(t.events.lock().await);
+        }
+        match (task.life.state(), task.frozen()) {
+            (State::Running, FreezerState::Thawed) if freeze => {}
+            (State::Running, FreezerState::Frozen | FreezerState::Freezing) if !freeze => {}
+            (State::Running, _) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "task {id} is {}",
+                    if freeze {
+                        "paused already"
+                    } else {
+                        "not paused"
+                    }
+                )))
+            }
+            (state, _) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "task {id} is {}: only a running task can {verb}",
+                    describe(state)
+                )))
+            }
+        }
+        // Running tasks only: a created one's init must stay free to start.
+        let changing: Vec<&Arc<Task>> = targets
+            .iter()
+            .filter(|t| {
+                t.life.state() == State::Running
+                    && t.freezer.is_some()
+                    && (t.frozen() == FreezerState::Thawed) == freeze
+            })
+            .collect();
+        let freezers: Vec<Freezer> = changing.iter().filter_map(|t| t.freezer.clone()).collect();
+        blocking(move || {
+            let done = if freeze {
+                freezer::freeze_all(&freezers, FREEZE_TIMEOUT)
+            } else {
+                freezer::thaw_all(&freezers, FREEZE_TIMEOUT)
+            };
+            Ok(done?)
+        })
+        .await?;
+        for t in changing {
+            log::info!("task {}: {done}", t.id);
+            let container_id = t.id.clone();
+            self.publisher
+                .publish(if freeze {
+                    Event::Paused(TaskPaused {
+                        container_id,
+                        ..Default::default()
+                    })
+                } else {
+                    Event::Resumed(TaskResumed {
+                        container_id,
+                        ..Default::default()
+                    })
+                })
+                .await;
+        }
         Ok(())
     }
 
@@ -561,6 +685,8 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 .await?;
         }
         let exit = task.life.wait().await;
+        // What is left in a frozen cgroup could not be killed.
+        self.thaw_if_frozen(task).await?;
         self.engine.remove(&task.id).await?;
         task.deleted.notify_one();
         Ok(exit)
@@ -602,9 +728,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
 
     async fn stats(&self, req: StatsRequest) -> Result<StatsResponse> {
         let cgroup = self.cgroup(&req.id)?;
-        let stats = tokio::task::spawn_blocking(move || crate::metrics::collect(&cgroup))
-            .await
-            .map_err(|e| Error::Internal(format!("stats: {e}")))??;
+        let stats = blocking(move || crate::metrics::collect(&cgroup)).await?;
         Ok(StatsResponse {
             stats: Some(stats).into(),
             ..Default::default()
@@ -618,9 +742,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             .as_ref()
             .map(|any| any.value.clone())
             .ok_or_else(|| Error::InvalidArgument("resources: missing".into()))?;
-        tokio::task::spawn_blocking(move || crate::metrics::update(&cgroup, &resources))
-            .await
-            .map_err(|e| Error::Internal(format!("update: {e}")))??;
+        blocking(move || crate::metrics::update(&cgroup, &resources)).await?;
         log::info!("task {}: resources updated", req.id);
         Ok(())
     }
@@ -637,13 +759,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             .map(|any| any.value.clone())
             .ok_or_else(|| Error::InvalidArgument("spec: an exec needs a process".into()))?;
         let _order = task.events.lock().await;
-        if let state @ (State::Created | State::Stopped { .. }) = task.life.state() {
-            return Err(Error::FailedPrecondition(format!(
-                "task {} is {}: exec needs a running task",
-                req.id,
-                describe(state)
-            )));
-        }
+        task.check_runnable("exec needs a running task")?;
         {
             let mut execs = task.execs.lock().expect("execs lock");
             if execs.contains_key(&req.exec_id) {
@@ -678,13 +794,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
     ) -> Result<StartResponse> {
         let exec = task.exec(exec_id)?;
         let _order = task.events.lock().await;
-        if task.life.state() != State::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "task {} is {}: its execs cannot start",
-                task.id,
-                describe(task.life.state())
-            )));
-        }
+        task.check_runnable("its execs cannot start")?;
         if let state @ (State::Running | State::Stopped { .. }) = exec.life.state() {
             return Err(Error::FailedPrecondition(format!(
                 "exec {exec_id} of task {} is {}, not created",
@@ -826,6 +936,16 @@ impl<E: Engine, P: Publisher> TaskApi for Service<E, P> {
 
     async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
         Ok(self.inner.pids(req)?)
+    }
+
+    async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        self.inner.set_frozen(&req.id, true).await?;
+        Ok(Empty::new())
+    }
+
+    async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        self.inner.set_frozen(&req.id, false).await?;
+        Ok(Empty::new())
     }
 
     async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {

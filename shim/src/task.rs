@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use berth_proto::api::Status;
+use berth_sandbox::freezer::{Freezer, FreezerState};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -118,6 +119,8 @@ pub struct Task {
     pub cgroup: Option<TaskCgroup>,
     /// OOM kills in the task's memory cgroup.
     pub oom: Option<OomWatch>,
+    /// The freezer of the task's cgroup, for Pause and Resume.
+    pub freezer: Option<Freezer>,
     /// Signalled when Delete removes the task.
     pub deleted: tokio::sync::Notify,
     pub life: Lifecycle,
@@ -139,6 +142,7 @@ impl Task {
             io,
             cgroup: None,
             oom: None,
+            freezer: None,
             deleted: tokio::sync::Notify::new(),
             life: Lifecycle::new(format!("task {id}")),
             execs: Mutex::new(HashMap::new()),
@@ -146,12 +150,58 @@ impl Task {
         }
     }
 
-    /// The task's cgroup, and the OOM watch on it.
-    pub fn with_cgroup(self, cgroup: Option<TaskCgroup>, oom: Option<OomWatch>) -> Self {
+    /// The task's cgroup, the OOM watch on it and its freezer.
+    pub fn with_cgroup(
+        self,
+        cgroup: Option<TaskCgroup>,
+        oom: Option<OomWatch>,
+        freezer: Option<Freezer>,
+    ) -> Self {
         Task {
             cgroup,
             oom,
+            freezer,
             ..self
+        }
+    }
+
+    /// Where the task's freezer is: frozen, freezing or thawed. A task
+    /// without a cgroup, or whose cgroup is gone, is never frozen.
+    pub fn frozen(&self) -> FreezerState {
+        self.freezer
+            .as_ref()
+            .and_then(|f| f.state().ok())
+            .unwrap_or(FreezerState::Thawed)
+    }
+
+    /// The status State reports for a process of the task (its init's
+    /// `life`, or an exec's): a running process in a frozen cgroup is
+    /// paused, or pausing while the kernel is still at it.
+    pub fn status_of(&self, life: &Lifecycle) -> Status {
+        match life.state() {
+            State::Running => match self.frozen() {
+                FreezerState::Frozen => Status::PAUSED,
+                FreezerState::Freezing => Status::PAUSING,
+                FreezerState::Thawed => Status::RUNNING,
+            },
+            state => state.status(),
+        }
+    }
+
+    /// Fails unless the task runs and is not frozen: what Exec and the start
+    /// of an exec need.
+    pub fn check_runnable(&self, what: &str) -> Result<()> {
+        match (self.life.state(), self.frozen()) {
+            (State::Running, FreezerState::Thawed) => Ok(()),
+            (State::Running, _) => Err(Error::FailedPrecondition(format!(
+                "task {} is paused: {what}",
+                self.id
+            ))),
+            (state, _) => Err(Error::FailedPrecondition(format!(
+                "task {} is {}: {what}",
+                self.id,
+                describe(state)
+            ))),
         }
     }
 

@@ -28,6 +28,11 @@ struct Stub {
     hold_create: StdMutex<Option<Arc<Notify>>>,
     /// Given to the next created task.
     oom: StdMutex<Option<crate::oom::OomWatch>>,
+    /// The task that is the pod's sandbox.
+    sandbox: StdMutex<Option<String>>,
+    /// Each task's freezer: a v1 `freezer.state` that is a plain file, so
+    /// a freeze or thaw completes as soon as it is asked for.
+    cgroups: tempfile::TempDir,
 }
 
 #[async_trait]
@@ -56,6 +61,10 @@ impl Engine for Arc<Stub> {
             crate::io::Io::none(),
         );
         created.oom = self.oom.lock().unwrap().take();
+        let freezer = self.cgroups.path().join(pid.to_string());
+        std::fs::create_dir(&freezer).unwrap();
+        std::fs::write(freezer.join("freezer.state"), "THAWED\n").unwrap();
+        created.freezer = Some(berth_sandbox::freezer::Freezer::V1(freezer));
         Ok(created)
     }
 
@@ -101,6 +110,10 @@ impl Engine for Arc<Stub> {
         self.removed.lock().unwrap().push(id.to_owned());
         Ok(())
     }
+
+    fn is_sandbox(&self, id: &str) -> bool {
+        self.sandbox.lock().unwrap().as_deref() == Some(id)
+    }
 }
 
 use berth_sandbox::state::ProcessRecord;
@@ -122,6 +135,8 @@ impl Stub {
             fail_start: StdMutex::new(None),
             hold_create: StdMutex::new(None),
             oom: StdMutex::new(None),
+            sandbox: StdMutex::new(None),
+            cgroups: tempfile::tempdir().unwrap(),
         })
     }
 }
@@ -858,4 +873,127 @@ async fn an_oom_kill_is_published_once_and_before_the_exit_it_caused() {
         matches!(next_event(&mut f.events).await, Event::Delete(_)),
         "one kill is one TaskOOM"
     );
+}
+
+fn state_of(f: &Fixture, id: &str) -> Status {
+    f.inner
+        .state(id_req(id, |r: &mut StateRequest, id| r.id = id))
+        .unwrap()
+        .status
+        .enum_value()
+        .unwrap()
+}
+
+/// The ids of the next `n` events, which must be TaskPaused or TaskResumed.
+async fn frozen_events(f: &mut Fixture, n: usize, paused: bool) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        match next_event(&mut f.events).await {
+            Event::Paused(e) if paused => ids.push(e.container_id),
+            Event::Resumed(e) if !paused => ids.push(e.container_id),
+            other => panic!("expected paused={paused}, got {other:?}"),
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn pause_and_resume_freeze_a_task_and_say_so() {
+    let mut f = fixture();
+    create_and_start(&mut f, "c").await;
+    f.inner.set_frozen("c", true).await.unwrap();
+    assert_eq!(frozen_events(&mut f, 1, true).await, ["c"]);
+    assert_eq!(state_of(&f, "c"), Status::PAUSED);
+    assert_eq!(
+        code(f.inner.set_frozen("c", true).await),
+        Code::FAILED_PRECONDITION,
+        "pause twice"
+    );
+    assert_eq!(
+        code(f.inner.exec(exec_req("c", "e")).await),
+        Code::FAILED_PRECONDITION,
+        "exec into a paused task"
+    );
+    f.inner.set_frozen("c", false).await.unwrap();
+    assert_eq!(frozen_events(&mut f, 1, false).await, ["c"]);
+    assert_eq!(state_of(&f, "c"), Status::RUNNING);
+    assert_eq!(
+        code(f.inner.set_frozen("c", false).await),
+        Code::FAILED_PRECONDITION,
+        "resume a running task"
+    );
+    f.inner.exec(exec_req("c", "e")).await.unwrap();
+}
+
+#[tokio::test]
+async fn only_a_running_task_pauses() {
+    let mut f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    assert_eq!(
+        code(f.inner.set_frozen("c", true).await),
+        Code::FAILED_PRECONDITION,
+        "created"
+    );
+    assert_eq!(code(f.inner.set_frozen("x", true).await), Code::NOT_FOUND);
+    f.inner
+        .start(id_req("c", |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    f.inner.kill(kill_req("c", 15)).await.unwrap();
+    f.inner
+        .wait(id_req("c", |r: &mut WaitRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(f.inner.set_frozen("c", true).await),
+        Code::FAILED_PRECONDITION,
+        "stopped"
+    );
+    let _ = next_event(&mut f.events).await;
+}
+
+#[tokio::test]
+async fn pausing_the_sandbox_pauses_every_running_task_of_the_pod() {
+    let mut f = fixture();
+    *f.stub.sandbox.lock().unwrap() = Some("pod".into());
+    for id in ["pod", "a", "b"] {
+        create_and_start(&mut f, id).await;
+    }
+    f.inner.create(create_req("new")).await.unwrap();
+    assert!(matches!(next_event(&mut f.events).await, Event::Create(_)));
+
+    f.inner.set_frozen("pod", true).await.unwrap();
+    assert_eq!(frozen_events(&mut f, 3, true).await, ["a", "b", "pod"]);
+    for id in ["pod", "a", "b"] {
+        assert_eq!(state_of(&f, id), Status::PAUSED, "{id}");
+    }
+    assert_eq!(
+        state_of(&f, "new"),
+        Status::CREATED,
+        "a created task stays free to start"
+    );
+
+    // A container resumed on its own is left alone by the pod's resume.
+    f.inner.set_frozen("a", false).await.unwrap();
+    assert_eq!(frozen_events(&mut f, 1, false).await, ["a"]);
+    f.inner.set_frozen("pod", false).await.unwrap();
+    assert_eq!(frozen_events(&mut f, 2, false).await, ["b", "pod"]);
+    for id in ["pod", "a", "b"] {
+        assert_eq!(state_of(&f, id), Status::RUNNING, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn sigkill_thaws_a_paused_task_so_it_dies() {
+    let mut f = fixture();
+    create_and_start(&mut f, "c").await;
+    f.inner.set_frozen("c", true).await.unwrap();
+    frozen_events(&mut f, 1, true).await;
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    assert_eq!(
+        f.inner.task("c").unwrap().frozen(),
+        berth_sandbox::freezer::FreezerState::Thawed
+    );
+    assert!(matches!(next_event(&mut f.events).await, Event::Exit(_)));
+    assert_eq!(state_of(&f, "c"), Status::STOPPED);
 }

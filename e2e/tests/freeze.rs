@@ -1,0 +1,206 @@
+#![cfg(feature = "e2e")]
+//! Freezing and thawing through containerd's task API (`ctr task pause` and
+//! `resume`): a container of its own, and a whole CRI pod through its
+//! sandbox task. A paused task refuses execs and still dies of SIGKILL.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use berth_e2e::container_config::ContainerSpec;
+use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::images::BUSYBOX;
+use berth_e2e::leaks;
+use berth_e2e::pod_trace::PodTrace;
+use berth_e2e::{e2e_test, scenario, Containerd};
+
+const BERTH: &str = "io.containerd.berth.v2";
+
+/// Runs ctr and fails unless it succeeds; returns its stdout.
+fn ctr(cd: &Containerd, args: &[&str]) -> Result<String> {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let out = cd.ctr(&args)?;
+    ensure!(
+        out.status.success(),
+        "ctr {args:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Each task's status, as `ctr task ls` shows it.
+fn task_statuses(cd: &Containerd) -> Result<HashMap<String, String>> {
+    Ok(ctr(cd, &["task", "ls"])?
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [id, _pid, status] => Some((id.to_string(), status.to_string())),
+                _ => None,
+            }
+        })
+        .collect())
+}
+
+/// Fails unless every task in `ids` shows `want`.
+fn expect_statuses(cd: &Containerd, ids: &[&str], want: &str) -> Result<()> {
+    let all = task_statuses(cd)?;
+    for id in ids {
+        let status = all.get(*id).map(String::as_str);
+        ensure!(
+            status == Some(want),
+            "task {id} is {status:?}, expected {want}"
+        );
+    }
+    Ok(())
+}
+
+/// The v1 freezer state (or v2 `cgroup.freeze`) of cgroup `path`.
+fn freezer_state(path: &str) -> Result<String> {
+    let rel = path.trim_start_matches('/');
+    let v1 = Path::new("/sys/fs/cgroup/freezer")
+        .join(rel)
+        .join("freezer.state");
+    let v2 = Path::new("/sys/fs/cgroup").join(rel).join("cgroup.freeze");
+    let file = if v1.exists() { v1 } else { v2 };
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    Ok(match text.trim() {
+        "1" => "FROZEN".to_owned(),
+        "0" => "THAWED".to_owned(),
+        other => other.to_owned(),
+    })
+}
+
+async fn a_container_pauses_and_resumes(cd: &Containerd) -> Result<()> {
+    cd.require_berth()?;
+    let id = format!("frozen-{}", cd.instance().slot());
+    ctr(
+        cd,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            BERTH,
+            BUSYBOX,
+            &id,
+            "sleep",
+            "600",
+        ],
+    )?;
+    let result = pause_resume_and_kill(cd, &id).await;
+    // Whatever happened, nothing stays frozen or running.
+    let _ = cd.ctr(&[
+        OsStr::new("task"),
+        OsStr::new("kill"),
+        OsStr::new("-s"),
+        OsStr::new("SIGKILL"),
+        OsStr::new(&id),
+    ]);
+    let _ = cd.ctr(&[
+        OsStr::new("task"),
+        OsStr::new("rm"),
+        OsStr::new("-f"),
+        OsStr::new(&id),
+    ]);
+    let _ = cd.ctr(&[OsStr::new("container"), OsStr::new("rm"), OsStr::new(&id)]);
+    result?;
+    let trace = PodTrace {
+        id: id.clone(),
+        ..Default::default()
+    };
+    leaks::check_pod_removed(cd, &trace).await?;
+    leaks::wait_state_root_empty(&cd.berth_state_root()).await
+}
+
+async fn pause_resume_and_kill(cd: &Containerd, id: &str) -> Result<()> {
+    // ctr puts the container in cgroup /<namespace>/<id>.
+    let cgroup = format!("/k8s.io/{id}");
+    ctr(cd, &["task", "pause", id])?;
+    expect_statuses(cd, &[id], "PAUSED")?;
+    ensure!(
+        freezer_state(&cgroup)? == "FROZEN",
+        "the cgroup of paused task {id} is {}",
+        freezer_state(&cgroup)?
+    );
+    let exec = cd.ctr(&[
+        OsStr::new("task"),
+        OsStr::new("exec"),
+        OsStr::new("--exec-id"),
+        OsStr::new("e"),
+        OsStr::new(id),
+        OsStr::new("true"),
+    ])?;
+    let refusal = String::from_utf8_lossy(&exec.stderr);
+    ensure!(
+        !exec.status.success() && refusal.contains("paused"),
+        "an exec into a paused task ended {} with {refusal:?}",
+        exec.status
+    );
+    ctr(cd, &["task", "resume", id])?;
+    expect_statuses(cd, &[id], "RUNNING")?;
+    ensure!(freezer_state(&cgroup)? == "THAWED");
+    ctr(cd, &["task", "exec", "--exec-id", "e", id, "true"])?;
+
+    // SIGKILL lands on a paused task.
+    ctr(cd, &["task", "pause", id])?;
+    ctr(cd, &["task", "kill", "-s", "SIGKILL", id])?;
+    scenario::wait_until(
+        "the paused task to die of SIGKILL",
+        Duration::from_secs(20),
+        || task_statuses(cd).is_ok_and(|s| s.get(id).map(String::as_str) == Some("STOPPED")),
+    )
+    .await
+}
+
+e2e_test!(ctr_pause, a_container_pauses_and_resumes);
+
+async fn pausing_the_sandbox_pauses_the_pod(cd: &Containerd) -> Result<()> {
+    let parent = cd.cgroup_parent("frozen");
+    let config = scenario::pod_config(cd, "frozen")?.cgroup_parent(&parent);
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let trace = PodTrace::capture(cd, &pod, &parent).await?;
+    let mut containers = Vec::new();
+    for name in ["one", "two"] {
+        let spec = ContainerSpec::shell(name, "echo ready; exec sleep 1000");
+        containers.push(scenario::run_container(cd, &pod, &config, &spec).await?);
+        scenario::wait_ready(&config, &spec).await?;
+    }
+    let mut tasks: Vec<&str> = containers.iter().map(String::as_str).collect();
+    tasks.push(&pod);
+    // CRI names each cgroup <parent>/<id>.
+    let frozen = |want: &str| -> Result<()> {
+        for id in &tasks {
+            let state = freezer_state(&format!("{parent}/{id}"))?;
+            if state != want {
+                bail!("the cgroup of {id} is {state}, expected {want}");
+            }
+        }
+        Ok(())
+    };
+
+    ctr(cd, &["task", "pause", &pod])?;
+    expect_statuses(cd, &tasks, "PAUSED")?;
+    frozen("FROZEN")?;
+    let exec = cd.cri().exec_sync(&containers[0], &["true"], 10).await;
+    ensure!(
+        exec.is_err(),
+        "ExecSync into a container of a paused pod: {exec:?}"
+    );
+    ctr(cd, &["task", "resume", &pod])?;
+    expect_statuses(cd, &tasks, "RUNNING")?;
+    frozen("THAWED")?;
+    let exec = cd.cri().exec_sync(&containers[0], &["true"], 10).await?;
+    ensure!(exec.exit_code == 0, "ExecSync after the resume: {exec:?}");
+
+    // A frozen pod still stops: each SIGKILL thaws its task.
+    ctr(cd, &["task", "pause", &pod])?;
+    frozen("FROZEN")?;
+    scenario::remove_and_check(cd, &trace).await
+}
+
+e2e_test!(pod_pause, pausing_the_sandbox_pauses_the_pod);
