@@ -126,6 +126,9 @@ async fn start(flags: &Flags) -> Result<()> {
             })?;
         }
     }
+    // containerd 1.7 reconnects after a restart through this file (2.x
+    // through its own bootstrap.json), as it does with Go shims.
+    state::write_atomic(&bundle.join("address"), address.as_bytes())?;
     let containerd_version = params
         .as_ref()
         .map_or("", |p| p.containerd_version.as_str());
