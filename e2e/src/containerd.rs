@@ -145,6 +145,39 @@ impl Containerd {
         Ok(())
     }
 
+    /// Stops containerd with `signal` (SIGKILL for a crash, SIGTERM for a clean
+    /// stop), leaving its shims running, until [`Containerd::restart`].
+    pub fn halt(&mut self, signal: i32) -> Result<()> {
+        self.daemon.halt(signal)
+    }
+
+    /// Starts containerd again after [`Containerd::halt`] and waits until CRI
+    /// answers ready, as it does after a node's containerd restarts.
+    pub async fn restart(&mut self) -> Result<()> {
+        let started = Instant::now();
+        self.daemon.respawn()?;
+        self.cri = wait_ready(&mut self.daemon).await?;
+        eprintln!(
+            "berth-e2e: {} restarted, CRI ready after {:?}",
+            self.version(),
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    /// The size of containerd's log so far: what it logs later starts there.
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(self.log_path()).map_or(0, |m| m.len())
+    }
+
+    /// containerd's log from byte `offset` on.
+    pub fn log_since(&self, offset: u64) -> Result<String> {
+        let log = std::fs::read(self.log_path())
+            .with_context(|| format!("read {}", self.log_path().display()))?;
+        let from = (offset as usize).min(log.len());
+        Ok(String::from_utf8_lossy(&log[from..]).into_owned())
+    }
+
     /// Stops containerd now and sweeps the instance; returns what was left over.
     pub fn stop(mut self) -> Vec<String> {
         self.daemon.stop()

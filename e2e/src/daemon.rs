@@ -54,28 +54,7 @@ impl Daemon {
         let config = containerd_config::render(version, &instance, &settings);
         fs::write(instance.config_path(), config)
             .with_context(|| format!("write {}", instance.config_path().display()))?;
-        let log = File::create(instance.log_path())
-            .with_context(|| format!("create {}", instance.log_path().display()))?;
-        let child = Command::new(&binary)
-            .arg("--config")
-            .arg(instance.config_path())
-            .arg("--log-level")
-            .arg(LOG_LEVEL)
-            .env("PATH", search_path(version))
-            .env("BERTH_STATE_ROOT", instance.berth_state_root())
-            .env("BERTH_BIN_DIR", paths::bin_dir())
-            .env("BERTH_PAUSE", pause_binary())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {}", binary.display()))?;
-        eprintln!(
-            "berth-e2e: {version} pid {} in {} (log {})",
-            child.id(),
-            instance.dir().display(),
-            instance.log_path().display()
-        );
+        let child = start(version, &instance, false)?;
         Ok(Daemon {
             version,
             instance,
@@ -86,6 +65,36 @@ impl Daemon {
 
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    /// Sends `signal` to containerd (its shims live on) and waits up to
+    /// [`STOP_TIMEOUT`] for it to exit.
+    pub fn halt(&mut self, signal: i32) -> Result<()> {
+        let mut child = self.child.take().context("containerd is not running")?;
+        // SAFETY: kill(2) on our own child, not reaped yet, so the pid is ours.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                eprintln!(
+                    "berth-e2e: {} halted with signal {signal}: {status}",
+                    self.version
+                );
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::bail!("containerd took more than {STOP_TIMEOUT:?} to exit on signal {signal}")
+    }
+
+    /// Starts containerd again on the same instance, after [`Daemon::halt`];
+    /// its log goes on in the same file.
+    pub fn respawn(&mut self) -> Result<()> {
+        ensure!(self.child.is_none(), "containerd is running already");
+        self.child = Some(start(self.version, &self.instance, true)?);
+        Ok(())
     }
 
     pub fn instance(&self) -> &Instance {
@@ -170,6 +179,40 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts containerd `version` on `instance`, its stdout and stderr going to the
+/// instance's log (appended to with `append`).
+fn start(version: Version, instance: &Instance, append: bool) -> Result<Child> {
+    let binary = version.bin_dir().join("containerd");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(instance.log_path())
+        .with_context(|| format!("open {}", instance.log_path().display()))?;
+    let child = Command::new(&binary)
+        .arg("--config")
+        .arg(instance.config_path())
+        .arg("--log-level")
+        .arg(LOG_LEVEL)
+        .env("PATH", search_path(version))
+        .env("BERTH_STATE_ROOT", instance.berth_state_root())
+        .env("BERTH_BIN_DIR", paths::bin_dir())
+        .env("BERTH_PAUSE", pause_binary())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("spawn {}", binary.display()))?;
+    eprintln!(
+        "berth-e2e: {version} pid {} in {} (log {})",
+        child.id(),
+        instance.dir().display(),
+        instance.log_path().display()
+    );
+    Ok(child)
 }
 
 /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL.

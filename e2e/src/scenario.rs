@@ -34,6 +34,20 @@ macro_rules! e2e_test {
             }
         }
     };
+    // A scenario that stops and restarts containerd: it takes `&mut Containerd`.
+    ($name:ident, $scenario:ident, restarts) => {
+        mod $name {
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn containerd_2_1() -> ::anyhow::Result<()> {
+                $crate::scenario::run_mut($crate::Version::V2_1, super::$scenario).await
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn containerd_1_7() -> ::anyhow::Result<()> {
+                $crate::scenario::run_mut($crate::Version::V1_7, super::$scenario).await
+            }
+        }
+    };
 }
 
 /// Runs `scenario` against a fresh containerd of `version`, then stops containerd and
@@ -42,8 +56,16 @@ pub async fn run(
     version: Version,
     scenario: impl AsyncFnOnce(&Containerd) -> Result<()>,
 ) -> Result<()> {
-    let cd = Containerd::start(version).await?;
-    let mut result = scenario(&cd).await;
+    run_mut(version, async |cd: &mut Containerd| scenario(cd).await).await
+}
+
+/// [`run`], for a scenario that may stop and restart containerd.
+pub async fn run_mut(
+    version: Version,
+    scenario: impl AsyncFnOnce(&mut Containerd) -> Result<()>,
+) -> Result<()> {
+    let mut cd = Containerd::start(version).await?;
+    let mut result = scenario(&mut cd).await;
     if result.is_ok() {
         // Every scenario removes its pods: none may leave berth state behind.
         result = leaks::wait_state_root_empty(&cd.berth_state_root()).await;

@@ -3,7 +3,9 @@
 //! The service speaks to a [`Publisher`]; the real one, [`Outbox`], forwards
 //! to containerd's ttrpc event service, tests use a channel.
 
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use berth_proto::api::ForwardRequest;
@@ -49,6 +51,21 @@ impl Event {
         }
     }
 
+    /// The task the event is about.
+    pub fn container_id(&self) -> &str {
+        match self {
+            Event::Create(e) => &e.container_id,
+            Event::Start(e) => &e.container_id,
+            Event::Exit(e) => &e.container_id,
+            Event::Delete(e) => &e.container_id,
+            Event::ExecAdded(e) => &e.container_id,
+            Event::ExecStarted(e) => &e.container_id,
+            Event::Oom(e) => &e.container_id,
+            Event::Paused(e) => &e.container_id,
+            Event::Resumed(e) => &e.container_id,
+        }
+    }
+
     fn into_message(self) -> Box<dyn MessageDyn> {
         match self {
             Event::Create(e) => Box::new(e),
@@ -78,15 +95,34 @@ pub trait Publisher: Send + Sync + 'static {
 /// event containerd answers with an error is logged and dropped, since
 /// sending it again would be refused again. The connection is made lazily,
 /// so the shim serves even while containerd is down.
+///
+/// The queue is bounded at [`CAPACITY`] events. Past it, events other than
+/// TaskExit are dropped, each with an error in the log; exits are always
+/// queued (there are no more of them than processes), and the exit journal
+/// keeps them besides. Events that waited out an outage are logged when
+/// containerd takes them.
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Item>,
     namespace: String,
+    /// Events queued and not yet delivered.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 enum Item {
-    Event(Envelope),
+    Event(Queued),
     Flush(oneshot::Sender<()>),
 }
+
+struct Queued {
+    envelope: Envelope,
+    /// What the event is, for the log: its topic and task.
+    what: String,
+    at: Instant,
+}
+
+/// How many undelivered events the outbox holds before it drops any.
+pub const CAPACITY: usize = 10_000;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -96,16 +132,23 @@ impl Outbox {
     /// Starts delivering to containerd's ttrpc `address` (a path or a
     /// `unix://` URL).
     pub fn start(address: &str, namespace: &str) -> Self {
+        Outbox::with_capacity(address, namespace, CAPACITY)
+    }
+
+    fn with_capacity(address: &str, namespace: &str, capacity: usize) -> Self {
         let address = if address.contains("://") {
             address.to_owned()
         } else {
             format!("unix://{address}")
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(deliver(address, rx));
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(deliver(address, rx, Arc::clone(&queued)));
         Outbox {
             tx,
             namespace: namespace.to_owned(),
+            queued,
+            capacity,
         }
     }
 
@@ -122,27 +165,33 @@ impl Outbox {
     }
 }
 
-async fn deliver(address: String, mut rx: mpsc::UnboundedReceiver<Item>) {
+async fn deliver(address: String, mut rx: mpsc::UnboundedReceiver<Item>, queued: Arc<AtomicUsize>) {
     let mut client: Option<EventsClient> = None;
     let mut backoff = MIN_BACKOFF;
+    // When containerd last became reachable again after an outage: events
+    // queued before then waited it out.
+    let mut back_at: Option<Instant> = None;
     while let Some(item) = rx.recv().await {
-        let envelope = match item {
+        let queued_event = match item {
             Item::Flush(done) => {
                 let _ = done.send(());
                 continue;
             }
-            Item::Event(envelope) => envelope,
+            Item::Event(queued_event) => queued_event,
         };
+        let Queued { envelope, what, at } = queued_event;
         let request = ForwardRequest {
             envelope: Some(envelope).into(),
             ..Default::default()
         };
+        let mut down_since: Option<Instant> = None;
         loop {
             let events = match &client {
                 Some(c) => c,
                 None => match Client::connect(&address).await {
                     Ok(c) => client.insert(EventsClient::new(c)),
                     Err(e) => {
+                        down_since.get_or_insert_with(Instant::now);
                         log::warn!("connect to containerd's events at {address}: {e}; retrying in {backoff:?}");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -154,27 +203,33 @@ async fn deliver(address: String, mut rx: mpsc::UnboundedReceiver<Item>) {
             match events.forward(ctx, &request).await {
                 Ok(_) => {
                     backoff = MIN_BACKOFF;
+                    if let Some(since) = down_since {
+                        log::info!(
+                            "containerd takes events again after {:?}; {} queued",
+                            since.elapsed(),
+                            queued.load(Ordering::SeqCst)
+                        );
+                        back_at = Some(Instant::now());
+                    }
+                    if back_at.is_some_and(|back| at < back) {
+                        log::info!("delivered held event {what}, queued {:?} ago", at.elapsed());
+                    }
                     break;
                 }
                 Err(ttrpc::Error::RpcStatus(status)) => {
-                    log::error!(
-                        "containerd refused event {}: {}",
-                        request.envelope.topic,
-                        status.message()
-                    );
+                    log::error!("containerd refused event {what}: {}", status.message());
                     break;
                 }
                 Err(e) => {
-                    log::warn!(
-                        "publish {}: {e}; retrying in {backoff:?}",
-                        request.envelope.topic
-                    );
+                    down_since.get_or_insert_with(Instant::now);
+                    log::warn!("publish {what}: {e}; retrying in {backoff:?}");
                     client = None;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+        queued.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -182,6 +237,15 @@ async fn deliver(address: String, mut rx: mpsc::UnboundedReceiver<Item>) {
 impl Publisher for Outbox {
     async fn publish(&self, event: Event) {
         let topic = event.topic();
+        let what = format!("{topic} of {}", event.container_id());
+        let exit = matches!(event, Event::Exit(_));
+        if !exit && self.queued.load(Ordering::SeqCst) >= self.capacity {
+            log::error!(
+                "event outbox full ({} events wait for containerd): dropped {what}",
+                self.capacity
+            );
+            return;
+        }
         let any = match convert_to_any(event.into_message()) {
             Ok(any) => any,
             Err(e) => {
@@ -196,7 +260,14 @@ impl Publisher for Outbox {
             event: Some(any).into(),
             ..Default::default()
         };
-        if self.tx.send(Item::Event(envelope)).is_err() {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let queued = Queued {
+            envelope,
+            what,
+            at: Instant::now(),
+        };
+        if self.tx.send(Item::Event(queued)).is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
             log::error!("publish {topic}: the outbox has stopped");
         }
     }
@@ -226,7 +297,7 @@ mod tests {
     use berth_proto::api::Empty;
     use berth_proto::shim_async::{create_events, Events};
     use berth_proto::ttrpc::r#async::{Server, TtrpcContext};
-    use tokio::sync::mpsc::UnboundedSender;
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
     use super::*;
 
@@ -249,6 +320,26 @@ mod tests {
         })
     }
 
+    /// Serves containerd's event service on `socket`; the topics it is
+    /// forwarded arrive on the receiver.
+    async fn containerd(socket: &std::path::Path) -> (Server, UnboundedReceiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut server = Server::new()
+            .bind(&format!("unix://{}", socket.display()))
+            .unwrap()
+            .register_service(create_events(Arc::new(Containerd(tx))));
+        server.start().await.unwrap();
+        (server, rx)
+    }
+
+    fn received(rx: &mut UnboundedReceiver<String>) -> Vec<String> {
+        let mut topics = Vec::new();
+        while let Ok(t) = rx.try_recv() {
+            topics.push(t);
+        }
+        topics
+    }
+
     #[tokio::test]
     async fn events_wait_for_containerd_and_arrive_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -263,21 +354,43 @@ mod tests {
             "nothing can be delivered yet"
         );
 
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut server = Server::new()
-            .bind(&format!("unix://{}", socket.display()))
-            .unwrap()
-            .register_service(create_events(Arc::new(Containerd(tx))));
-        server.start().await.unwrap();
+        let (mut server, mut rx) = containerd(&socket).await;
         assert!(
             outbox.flush(Duration::from_secs(10)).await,
             "delivered once containerd listens"
         );
-        let mut topics = Vec::new();
-        while let Ok(t) = rx.try_recv() {
-            topics.push(t);
-        }
-        assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit"]);
+        assert_eq!(
+            received(&mut rx),
+            ["/tasks/create", "/tasks/start", "/tasks/exit"]
+        );
+        server.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_other_events_but_keeps_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("containerd.sock.ttrpc");
+        let outbox = Outbox::with_capacity(socket.to_str().unwrap(), "k8s.io", 2);
+        outbox.publish(Event::Create(TaskCreate::default())).await;
+        outbox.publish(start("a")).await;
+        outbox.publish(Event::Exit(TaskExit::default())).await;
+        outbox.publish(start("dropped")).await;
+        outbox.publish(Event::Exit(TaskExit::default())).await;
+        let (mut server, mut rx) = containerd(&socket).await;
+        assert!(outbox.flush(Duration::from_secs(10)).await);
+        assert_eq!(
+            received(&mut rx),
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exit",
+                "/tasks/exit"
+            ]
+        );
+        // Delivered events make room again.
+        outbox.publish(start("b")).await;
+        assert!(outbox.flush(Duration::from_secs(10)).await);
+        assert_eq!(received(&mut rx), ["/tasks/start"]);
         server.shutdown().await.unwrap();
     }
 }
