@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod freezer;
 pub mod helper;
+pub mod journal;
 pub mod mount;
 mod netlink;
 pub mod pause;

@@ -129,6 +129,15 @@ impl PodDir {
         write_json(&self.path.join(POD_FILE), record)
     }
 
+    /// Removes the pod's record: the pod is gone, its directory not yet.
+    pub fn remove_record(&self) -> Result<()> {
+        let path = self.path.join(POD_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
+            _ => Ok(()),
+        }
+    }
+
     pub fn read_record(&self) -> Result<Option<PodRecord>> {
         read_json(&self.path.join(POD_FILE))
     }

@@ -20,6 +20,7 @@ use berth_proto::protobuf::Message;
 use berth_sandbox::container;
 use berth_sandbox::freezer::Freezer;
 use berth_sandbox::helper::Helper;
+use berth_sandbox::journal;
 use berth_sandbox::state::{self, PodDir};
 use containerd_shim::Flags;
 use sha2::{Digest, Sha256};
@@ -273,19 +274,28 @@ fn probe_served(bundle: &Path, flags: &Flags) -> bool {
 }
 
 /// containerd's clean-up after a shim died: kill what is left of the task,
-/// remove its cgroup and state, and report an exit.
+/// remove its cgroup and state, and report its exit: the journal's real one
+/// where the shim recorded it, else SIGKILL now (the clean-up killed it).
 async fn delete(flags: &Flags) -> Result<()> {
     let bundle = bundle_dir(flags);
     let grouping = berth_sandbox::spec::grouping(&bundle, &flags.id);
     let dir = pod_dir(&flags.address, &flags.namespace, &grouping);
     let id = flags.id.clone();
-    let pid = tokio::task::spawn_blocking(move || cleanup_dead_pod(&dir, &id))
+    let cleaned = tokio::task::spawn_blocking(move || cleanup_dead_pod(&dir, &id))
         .await
         .map_err(|e| Error::Internal(format!("clean-up task: {e}")))??;
+    let (pid, status, at) = match cleaned.exit {
+        Some(exit) => (exit.pid as u32, exit.status, exit.at()),
+        None => (
+            cleaned.pid.unwrap_or(0) as u32,
+            128 + libc::SIGKILL as u32,
+            SystemTime::now(),
+        ),
+    };
     let response = berth_proto::api::DeleteResponse {
-        pid: pid.unwrap_or(0) as u32,
-        exit_status: 128 + libc::SIGKILL as u32,
-        exited_at: Some(timestamp(SystemTime::now())).into(),
+        pid,
+        exit_status: status,
+        exited_at: Some(timestamp(at)).into(),
         ..Default::default()
     };
     let bytes = response
@@ -298,14 +308,41 @@ async fn delete(flags: &Flags) -> Result<()> {
         .map_err(|e| Error::Internal(format!("write the delete response: {e}")))
 }
 
-fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
+/// What the clean-up of a dead shim's task found.
+#[derive(Debug, Default, PartialEq)]
+struct Cleaned {
+    /// The task's exit, as the shim journaled it.
+    exit: Option<journal::Exit>,
+    /// The pid of the pod's berth-pause, for the sandbox task.
+    pid: Option<i32>,
+}
+
+fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Cleaned> {
     if !dir.path().exists() {
-        return Ok(None);
+        return Ok(Cleaned::default());
+    }
+    // containerd runs `delete` for each task of the pod, maybe at once.
+    let _lock = match dir.lock() {
+        Ok(lock) => lock,
+        // Removed by the `delete` of another task meanwhile.
+        Err(_) if !dir.path().exists() => return Ok(Cleaned::default()),
+        Err(e) => return Err(e.into()),
+    };
+    if !dir.path().exists() {
+        return Ok(Cleaned::default());
     }
     if probe(&dir.socket()) == Probe::Serving {
         log::warn!("task {id}: its pod is still served by a live shim; leaving it alone");
-        return Ok(None);
+        return Ok(Cleaned::default());
     }
+    let records = journal::read(dir);
+    let mut cleaned = Cleaned {
+        exit: journal::exit_of(&records, id),
+        pid: None,
+    };
+    // The pod's directory outlives this clean-up while the journal holds
+    // an exit another task's `delete` is still to report.
+    let others_unreported = !journal::unreported(&records, id).is_empty();
     let helper = Helper::new("/proc/self/exe", true);
     if dir.container_ids().iter().any(|c| c == id) {
         // An app container: its processes, cgroup, rootfs and state.
@@ -317,13 +354,16 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
         None
     });
     let Some(record) = record else {
-        if dir.container_ids().is_empty() {
+        if dir.container_ids().is_empty() && !others_unreported {
             dir.remove()?;
+        } else {
+            journal::append(dir, &journal::Record::Deleted { id: id.to_owned() })?;
         }
-        return Ok(None);
+        return Ok(cleaned);
     };
     if !record.sandbox_id.is_empty() && record.sandbox_id != id {
-        return Ok(None);
+        journal::append(dir, &journal::Record::Deleted { id: id.to_owned() })?;
+        return Ok(cleaned);
     }
     // Every step is tried; the directory goes last, and only once pause is
     // gone, so a failed clean-up can be retried from what is left.
@@ -359,13 +399,24 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Option<i32>> {
         }
     }
     if pause_gone {
-        if let Err(e) = dir.remove() {
+        let removed = if others_unreported {
+            // Only the journal stays, for the other tasks' `delete`.
+            dir.remove_record().and_then(|()| {
+                journal::append(dir, &journal::Record::Deleted { id: id.to_owned() })
+            })
+        } else {
+            dir.remove()
+        };
+        if let Err(e) = removed {
             failures.push(e);
         }
     }
     match failures.into_iter().next() {
         Some(e) => Err(e.into()),
-        None => Ok(record.pause.map(|p| p.pid)),
+        None => {
+            cleaned.pid = record.pause.map(|p| p.pid);
+            Ok(cleaned)
+        }
     }
 }
 
@@ -412,7 +463,7 @@ mod tests {
     fn cleanup_of_an_unknown_pod_is_a_no_op() {
         let root = tempfile::tempdir().unwrap();
         let dir = PodDir::new(root.path(), "x");
-        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), None);
+        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), Cleaned::default());
     }
 
     #[test]
@@ -421,7 +472,7 @@ mod tests {
         let dir = PodDir::new(root.path(), "x");
         dir.create().unwrap();
         std::fs::write(dir.socket(), b"").unwrap();
-        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), None);
+        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), Cleaned::default());
         assert!(!dir.path().exists());
     }
 
@@ -432,8 +483,61 @@ mod tests {
         dir.create().unwrap();
         let _listener = UnixListener::bind(dir.socket()).unwrap();
         assert_eq!(probe(&dir.socket()), Probe::Serving);
-        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), None);
+        assert_eq!(cleanup_dead_pod(&dir, "c1").unwrap(), Cleaned::default());
         assert!(dir.path().exists());
+    }
+
+    /// A dead pod whose shim journaled the exits of its sandbox (0) and of
+    /// container c1 (42).
+    fn dead_pod(root: &Path) -> PodDir {
+        let dir = PodDir::new(root, "x");
+        dir.create().unwrap();
+        dir.write_record(&state::PodRecord {
+            sandbox_id: "pod".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (id, status) in [("pod", 0), ("c1", 42)] {
+            let exit = journal::Exit::new(id, "", 7, status, at);
+            journal::append(&dir, &journal::Record::Exit(exit)).unwrap();
+        }
+        dir
+    }
+
+    fn status(cleaned: Cleaned) -> Option<u32> {
+        cleaned.exit.map(|e| e.status)
+    }
+
+    #[test]
+    fn cleanup_reports_journaled_exits_in_any_order() {
+        for order in [["pod", "c1"], ["c1", "pod"]] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = dead_pod(root.path());
+            let first = cleanup_dead_pod(&dir, order[0]).unwrap();
+            assert!(
+                dir.path().exists(),
+                "{order:?}: the journal stays for the other task"
+            );
+            let second = cleanup_dead_pod(&dir, order[1]).unwrap();
+            let (pod, c1) = if order[0] == "pod" {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            assert_eq!((status(pod), status(c1)), (Some(0), Some(42)), "{order:?}");
+            assert!(
+                !dir.path().exists(),
+                "{order:?}: the last delete removes it"
+            );
+        }
+    }
+
+    #[test]
+    fn a_task_without_a_journaled_exit_is_reported_killed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dead_pod(root.path());
+        assert_eq!(cleanup_dead_pod(&dir, "c2").unwrap().exit, None);
     }
 
     #[test]

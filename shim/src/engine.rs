@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use berth_sandbox::container::{self, ContainerRef, NewContainer};
 use berth_sandbox::freezer::Freezer;
 use berth_sandbox::helper::Helper;
+use berth_sandbox::journal::{Journal, Record};
 use berth_sandbox::mount::Mount;
 use berth_sandbox::spec::{self, Kind, SandboxConfig};
 use berth_sandbox::state::{PodDir, PodRecord, ProcessRecord};
@@ -94,6 +95,8 @@ pub trait Engine: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<()>;
     /// Whether task `id` is the pod's sandbox: pausing it pauses the pod.
     fn is_sandbox(&self, id: &str) -> bool;
+    /// Appends `record` to the pod's exit journal, durably.
+    async fn journal(&self, record: Record) -> Result<()>;
 }
 
 /// The real engine: berth-sandbox, through helper processes.
@@ -105,6 +108,7 @@ pub struct Sandbox {
     record: std::sync::Mutex<PodRecord>,
     /// The pod's app containers, by id.
     containers: std::sync::Mutex<HashMap<String, ContainerInfo>>,
+    journal: Arc<std::sync::Mutex<Journal>>,
 }
 
 impl Sandbox {
@@ -112,10 +116,11 @@ impl Sandbox {
         Sandbox {
             helper,
             pause_binary,
-            dir,
             namespace: namespace.to_owned(),
             record: Default::default(),
             containers: Default::default(),
+            journal: Arc::new(std::sync::Mutex::new(Journal::new(&dir))),
+            dir,
         }
     }
 
@@ -360,6 +365,11 @@ impl Engine for Arc<Sandbox> {
         .await?;
         log::info!("container {id}: killed what its init left in the shared PID namespace");
         Ok(())
+    }
+
+    async fn journal(&self, record: Record) -> Result<()> {
+        let journal = Arc::clone(&self.journal);
+        blocking(move || Ok(journal.lock().expect("journal lock").append(&record)?)).await
     }
 
     fn is_sandbox(&self, id: &str) -> bool {

@@ -26,6 +26,7 @@ use berth_proto::ttrpc::r#async::TtrpcContext;
 use berth_proto::ttrpc::{self};
 use berth_proto::types::task::ProcessInfo;
 use berth_sandbox::freezer::{self, Freezer, FreezerState};
+use berth_sandbox::journal::{self, Record};
 use berth_sandbox::mount::Mount;
 use tokio::sync::Notify;
 
@@ -289,26 +290,19 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         // The kernel signals an OOM kill before it kills: one that ended
         // the init is published before its exit.
         self.publish_oom(task).await;
-        self.announce_exit(
-            task,
-            &task.id,
-            task.process.pid,
-            &task.io,
-            &task.life,
-            status,
-            at,
-        )
-        .await;
+        self.announce_exit(task, "", task.process.pid, &task.io, &task.life, status, at)
+            .await;
     }
 
-    /// Marks a process of `task` (its init, or exec `id`) stopped and
-    /// publishes its TaskExit, once its output is copied and in order with
-    /// the task's other events. A second exit of the process is ignored.
+    /// Marks a process of `task` (its init, or exec `exec_id`) stopped,
+    /// journals its exit and publishes its TaskExit, once its output is
+    /// copied and in order with the task's other events. A second exit of
+    /// the process is ignored.
     #[allow(clippy::too_many_arguments)]
     async fn announce_exit(
         &self,
         task: &Task,
-        id: &str,
+        exec_id: &str,
         pid: i32,
         io: &crate::io::Io,
         life: &crate::task::Lifecycle,
@@ -321,6 +315,17 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         if !life.exited(status, at) {
             return;
         }
+        // Durable before it is announced: a shim that dies from here on
+        // still lets `delete` report it.
+        let exit = journal::Exit::new(&task.id, exec_id, pid, status, at);
+        if let Err(e) = self.engine.journal(Record::Exit(exit)).await {
+            log::error!("task {}: journal the exit of pid {pid}: {e}", task.id);
+        }
+        let id = if exec_id.is_empty() {
+            &task.id
+        } else {
+            exec_id
+        };
         log::info!(
             "task {}: process {id} (pid {pid}) exited with status {status}",
             task.id
@@ -657,6 +662,13 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 return Err(e);
             }
         };
+        if let Err(e) = self
+            .engine
+            .journal(Record::Deleted { id: req.id.clone() })
+            .await
+        {
+            log::error!("task {}: journal its delete: {e}", req.id);
+        }
         let pid = task.process.pid as u32;
         let _order = task.events.lock().await;
         self.publisher

@@ -30,6 +30,8 @@ struct Stub {
     oom: StdMutex<Option<crate::oom::OomWatch>>,
     /// The task that is the pod's sandbox.
     sandbox: StdMutex<Option<String>>,
+    /// The exit journal.
+    journal: StdMutex<Vec<berth_sandbox::journal::Record>>,
     /// Each task's freezer: a v1 `freezer.state` that is a plain file, so
     /// a freeze or thaw completes as soon as it is asked for.
     cgroups: tempfile::TempDir,
@@ -111,6 +113,11 @@ impl Engine for Arc<Stub> {
         Ok(())
     }
 
+    async fn journal(&self, record: berth_sandbox::journal::Record) -> Result<()> {
+        self.journal.lock().unwrap().push(record);
+        Ok(())
+    }
+
     fn is_sandbox(&self, id: &str) -> bool {
         self.sandbox.lock().unwrap().as_deref() == Some(id)
     }
@@ -136,6 +143,7 @@ impl Stub {
             hold_create: StdMutex::new(None),
             oom: StdMutex::new(None),
             sandbox: StdMutex::new(None),
+            journal: StdMutex::new(Vec::new()),
             cgroups: tempfile::tempdir().unwrap(),
         })
     }
@@ -996,4 +1004,51 @@ async fn sigkill_thaws_a_paused_task_so_it_dies() {
     );
     assert!(matches!(next_event(&mut f.events).await, Event::Exit(_)));
     assert_eq!(state_of(&f, "c"), Status::STOPPED);
+}
+
+#[tokio::test]
+async fn exits_are_journaled_before_they_are_announced() {
+    use berth_sandbox::journal::{exit_of, Record};
+    let mut f = fixture();
+    create_and_start(&mut f, "c").await;
+    f.inner.exec(exec_req("c", "e")).await.unwrap();
+    f.inner
+        .start(StartRequest {
+            id: "c".into(),
+            exec_id: "e".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    f.inner
+        .kill(KillRequest {
+            id: "c".into(),
+            exec_id: "e".into(),
+            signal: 9,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    f.inner.kill(kill_req("c", 15)).await.unwrap();
+    let mut exits = 0;
+    while exits < 2 {
+        if let Event::Exit(e) = next_event(&mut f.events).await {
+            exits += 1;
+            let journaled = f.stub.journal.lock().unwrap().clone();
+            assert!(
+                journaled.iter().any(|r| matches!(r, Record::Exit(j)
+                    if j.status == e.exit_status && j.pid as u32 == e.pid)),
+                "TaskExit {e:?} announced before it was journaled: {journaled:?}"
+            );
+        }
+    }
+    let journaled = f.stub.journal.lock().unwrap().clone();
+    assert_eq!(exit_of(&journaled, "c").unwrap().status, 128 + 15);
+    f.inner
+        .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id))
+        .await
+        .unwrap();
+    let journaled = f.stub.journal.lock().unwrap().clone();
+    assert_eq!(journaled.last(), Some(&Record::Deleted { id: "c".into() }));
+    assert_eq!(exit_of(&journaled, "c"), None);
 }
