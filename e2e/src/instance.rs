@@ -218,11 +218,13 @@ impl Instance {
     }
 
     /// The processes of this instance: containerd and anything that names the instance
-    /// directory in its arguments (shims: `-address <dir>/c.sock`) or inherited this
-    /// instance's `BERTH_STATE_ROOT`.
+    /// directory in its arguments (shims: `-address <dir>/c.sock`), inherited this
+    /// instance's `BERTH_STATE_ROOT`, or is in one of its cgroups.
     pub fn processes(&self) -> Vec<i32> {
         let prefix = format!("{}/", self.dir.display());
         let state_root = format!("BERTH_STATE_ROOT={}", self.berth_state_root().display());
+        // Containers whose shim is gone are known by their cgroup.
+        let in_cgroup = format!(":{}/", self.cgroup_root());
         let me = std::process::id() as i32;
         procs::all_pids()
             .into_iter()
@@ -230,6 +232,7 @@ impl Instance {
             .filter(|&pid| {
                 procs::cmdline(pid).is_some_and(|a| a.iter().any(|s| s.contains(&prefix)))
                     || procs::environ(pid).is_some_and(|e| e.contains(&state_root))
+                    || procs::cgroups(pid).is_some_and(|c| c.contains(&in_cgroup))
             })
             .collect()
     }

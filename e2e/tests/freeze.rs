@@ -13,7 +13,7 @@ use berth_e2e::container_config::ContainerSpec;
 use berth_e2e::containerd_config::BERTH_HANDLER;
 use berth_e2e::images::BUSYBOX;
 use berth_e2e::leaks;
-use berth_e2e::pod_trace::PodTrace;
+use berth_e2e::pod_trace::{self, PodTrace};
 use berth_e2e::{e2e_test, scenario, Containerd};
 
 const BERTH: &str = "io.containerd.berth.v2";
@@ -204,3 +204,73 @@ async fn pausing_the_sandbox_pauses_the_pod(cd: &Containerd) -> Result<()> {
 }
 
 e2e_test!(pod_pause, pausing_the_sandbox_pauses_the_pod);
+
+/// Paused tasks across a containerd restart. A container of its own stays
+/// PAUSED (the state is read from the freezer), resumes and dies of
+/// SIGKILL. A CRI pod found paused is killed by containerd's CRI when it
+/// recovers (it only keeps running or stopped sandboxes): the kill must
+/// land on the frozen pause, and the frozen container must still stop and
+/// go with the pod.
+async fn paused_tasks_across_a_containerd_restart(cd: &mut Containerd) -> Result<()> {
+    cd.require_berth()?;
+    let solo = format!("frozen-solo-{}", cd.instance().slot());
+    ctr(
+        cd,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            BERTH,
+            BUSYBOX,
+            &solo,
+            "sleep",
+            "600",
+        ],
+    )?;
+    let parent = cd.cgroup_parent("restarted");
+    let config = scenario::pod_config(cd, "restarted")?.cgroup_parent(&parent);
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let trace = PodTrace::capture(cd, &pod, &parent).await?;
+    let spec = ContainerSpec::shell("one", "echo ready; exec sleep 1000");
+    let container = scenario::run_container(cd, &pod, &config, &spec).await?;
+    scenario::wait_ready(&config, &spec).await?;
+
+    ctr(cd, &["task", "pause", &solo])?;
+    ctr(cd, &["task", "pause", &pod])?;
+    expect_statuses(cd, &[&solo, &container, &pod], "PAUSED")?;
+    cd.halt(libc::SIGKILL)?;
+    cd.restart().await?;
+
+    expect_statuses(cd, &[&solo], "PAUSED")?;
+    ensure!(freezer_state(&format!("/k8s.io/{solo}"))? == "FROZEN");
+    ctr(cd, &["task", "resume", &solo])?;
+    expect_statuses(cd, &[&solo], "RUNNING")?;
+    ctr(cd, &["task", "exec", "--exec-id", "e", &solo, "true"])?;
+    ctr(cd, &["task", "pause", &solo])?;
+    ctr(cd, &["task", "kill", "-s", "SIGKILL", &solo])?;
+    scenario::wait_until(
+        "the paused task to die of SIGKILL",
+        Duration::from_secs(20),
+        || task_statuses(cd).is_ok_and(|s| s.get(&solo).map(String::as_str) == Some("STOPPED")),
+    )
+    .await?;
+    ctr(cd, &["task", "rm", &solo])?;
+    ctr(cd, &["container", "rm", &solo])?;
+
+    scenario::wait_until("CRI to end the paused pod", Duration::from_secs(20), || {
+        pod_trace::pause_pids(&pod).is_empty()
+    })
+    .await?;
+    scenario::remove_and_check(cd, &trace).await?;
+    let solo_trace = PodTrace {
+        id: solo.clone(),
+        ..Default::default()
+    };
+    leaks::check_pod_removed(cd, &solo_trace).await
+}
+
+e2e_test!(
+    pause_restart,
+    paused_tasks_across_a_containerd_restart,
+    restarts
+);

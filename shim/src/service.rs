@@ -68,6 +68,10 @@ struct Inner<E, P> {
 struct Tasks {
     live: HashMap<String, Arc<Task>>,
     creating: HashSet<String>,
+    /// containerd asked the shim to shut down while tasks remained: it
+    /// does once the last one is deleted. (containerd 2.x sends Shutdown
+    /// only with the sandbox's delete, which CRI's recovery may do first.)
+    shutdown_deferred: bool,
 }
 
 impl<E: Engine, P: Publisher> Service<E, P> {
@@ -680,6 +684,8 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 ..Default::default()
             }))
             .await;
+        drop(_order);
+        self.shutdown_if_deferred();
         Ok(DeleteResponse {
             pid,
             exit_status: status,
@@ -895,16 +901,30 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
 
     fn shutdown(&self, _req: ShutdownRequest) -> Result<()> {
         let remaining = {
-            let tasks = self.tasks.lock().expect("tasks lock");
-            tasks.live.len() + tasks.creating.len()
+            let mut tasks = self.tasks.lock().expect("tasks lock");
+            let remaining = tasks.live.len() + tasks.creating.len();
+            tasks.shutdown_deferred = remaining > 0;
+            remaining
         };
         if remaining == 0 {
             log::info!("shutdown: no task left, exiting");
             self.shutdown.notify_one();
         } else {
-            log::debug!("shutdown ignored: {remaining} task(s) remain");
+            log::info!("shutdown deferred: {remaining} task(s) remain");
         }
         Ok(())
+    }
+
+    /// Ends a deferred shutdown once the last task is gone.
+    fn shutdown_if_deferred(&self) {
+        let done = {
+            let tasks = self.tasks.lock().expect("tasks lock");
+            tasks.shutdown_deferred && tasks.live.is_empty() && tasks.creating.is_empty()
+        };
+        if done {
+            log::info!("shutdown: the last task is deleted, exiting");
+            self.shutdown.notify_one();
+        }
     }
 }
 
