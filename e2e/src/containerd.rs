@@ -221,6 +221,19 @@ impl Containerd {
             .with_context(|| format!("run {}", ctr.display()))
     }
 
+    /// Runs `ctr <args>` and fails unless it succeeds; returns its stdout.
+    pub fn ctr_ok(&self, args: &[&str]) -> Result<String> {
+        let os: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let out = self.ctr(&os)?;
+        ensure!(
+            out.status.success(),
+            "ctr {args:?}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Runs `ctr` with a pty as its stdin, stdout and stderr, as a user at
     /// a terminal would (`ctr run -t` needs one). Returns how it ended and
     /// everything it wrote to the terminal.

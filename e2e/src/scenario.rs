@@ -281,3 +281,44 @@ pub async fn expect_shim_fds(trace: &PodTrace, before: usize) -> Result<()> {
         )
     })
 }
+
+/// berth's runtime type, for `ctr run --runtime`.
+pub const BERTH_RUNTIME: &str = "io.containerd.berth.v2";
+
+/// `ctr run -d` of a busybox `sleep 600` with berth: a container of its own.
+pub fn run_solo(cd: &Containerd, id: &str) -> Result<()> {
+    cd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        BERTH_RUNTIME,
+        crate::images::BUSYBOX,
+        id,
+        "sleep",
+        "600",
+    ])
+    .map(drop)
+}
+
+/// Kills and removes container `id` of its own, whatever state it is in;
+/// best effort, for the end of a test.
+pub fn force_remove_solo(cd: &Containerd, id: &str) {
+    for args in [
+        ["task", "kill", "-s", "SIGKILL", id].as_slice(),
+        &["task", "rm", "-f", id],
+        &["container", "rm", id],
+    ] {
+        let _ = cd.ctr_ok(args);
+    }
+}
+
+/// Fails unless nothing of container `id` of its own is left: no process,
+/// mount, cgroup or berth state.
+pub async fn expect_solo_gone(cd: &Containerd, id: &str) -> Result<()> {
+    let trace = PodTrace {
+        id: id.to_owned(),
+        ..Default::default()
+    };
+    leaks::check_pod_removed(cd, &trace).await?;
+    leaks::wait_state_root_empty(&cd.berth_state_root()).await
+}

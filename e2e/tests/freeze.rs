@@ -11,29 +11,13 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
 use berth_e2e::containerd_config::BERTH_HANDLER;
-use berth_e2e::images::BUSYBOX;
-use berth_e2e::leaks;
 use berth_e2e::pod_trace::{self, PodTrace};
 use berth_e2e::{e2e_test, scenario, Containerd};
 
-const BERTH: &str = "io.containerd.berth.v2";
-
-/// Runs ctr and fails unless it succeeds; returns its stdout.
-fn ctr(cd: &Containerd, args: &[&str]) -> Result<String> {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    let out = cd.ctr(&args)?;
-    ensure!(
-        out.status.success(),
-        "ctr {args:?}: {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Each task's status, as `ctr task ls` shows it.
 fn task_statuses(cd: &Containerd) -> Result<HashMap<String, String>> {
-    Ok(ctr(cd, &["task", "ls"])?
+    Ok(cd
+        .ctr_ok(&["task", "ls"])?
         .lines()
         .skip(1)
         .filter_map(|line| {
@@ -79,48 +63,18 @@ fn freezer_state(path: &str) -> Result<String> {
 async fn a_container_pauses_and_resumes(cd: &Containerd) -> Result<()> {
     cd.require_berth()?;
     let id = format!("frozen-{}", cd.instance().slot());
-    ctr(
-        cd,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            BERTH,
-            BUSYBOX,
-            &id,
-            "sleep",
-            "600",
-        ],
-    )?;
+    scenario::run_solo(cd, &id)?;
     let result = pause_resume_and_kill(cd, &id).await;
     // Whatever happened, nothing stays frozen or running.
-    let _ = cd.ctr(&[
-        OsStr::new("task"),
-        OsStr::new("kill"),
-        OsStr::new("-s"),
-        OsStr::new("SIGKILL"),
-        OsStr::new(&id),
-    ]);
-    let _ = cd.ctr(&[
-        OsStr::new("task"),
-        OsStr::new("rm"),
-        OsStr::new("-f"),
-        OsStr::new(&id),
-    ]);
-    let _ = cd.ctr(&[OsStr::new("container"), OsStr::new("rm"), OsStr::new(&id)]);
+    scenario::force_remove_solo(cd, &id);
     result?;
-    let trace = PodTrace {
-        id: id.clone(),
-        ..Default::default()
-    };
-    leaks::check_pod_removed(cd, &trace).await?;
-    leaks::wait_state_root_empty(&cd.berth_state_root()).await
+    scenario::expect_solo_gone(cd, &id).await
 }
 
 async fn pause_resume_and_kill(cd: &Containerd, id: &str) -> Result<()> {
     // ctr puts the container in cgroup /<namespace>/<id>.
     let cgroup = format!("/k8s.io/{id}");
-    ctr(cd, &["task", "pause", id])?;
+    cd.ctr_ok(&["task", "pause", id])?;
     expect_statuses(cd, &[id], "PAUSED")?;
     ensure!(
         freezer_state(&cgroup)? == "FROZEN",
@@ -141,14 +95,14 @@ async fn pause_resume_and_kill(cd: &Containerd, id: &str) -> Result<()> {
         "an exec into a paused task ended {} with {refusal:?}",
         exec.status
     );
-    ctr(cd, &["task", "resume", id])?;
+    cd.ctr_ok(&["task", "resume", id])?;
     expect_statuses(cd, &[id], "RUNNING")?;
     ensure!(freezer_state(&cgroup)? == "THAWED");
-    ctr(cd, &["task", "exec", "--exec-id", "e", id, "true"])?;
+    cd.ctr_ok(&["task", "exec", "--exec-id", "e", id, "true"])?;
 
     // SIGKILL lands on a paused task.
-    ctr(cd, &["task", "pause", id])?;
-    ctr(cd, &["task", "kill", "-s", "SIGKILL", id])?;
+    cd.ctr_ok(&["task", "pause", id])?;
+    cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", id])?;
     scenario::wait_until(
         "the paused task to die of SIGKILL",
         Duration::from_secs(20),
@@ -183,7 +137,7 @@ async fn pausing_the_sandbox_pauses_the_pod(cd: &Containerd) -> Result<()> {
         Ok(())
     };
 
-    ctr(cd, &["task", "pause", &pod])?;
+    cd.ctr_ok(&["task", "pause", &pod])?;
     expect_statuses(cd, &tasks, "PAUSED")?;
     frozen("FROZEN")?;
     let exec = cd.cri().exec_sync(&containers[0], &["true"], 10).await;
@@ -191,14 +145,14 @@ async fn pausing_the_sandbox_pauses_the_pod(cd: &Containerd) -> Result<()> {
         exec.is_err(),
         "ExecSync into a container of a paused pod: {exec:?}"
     );
-    ctr(cd, &["task", "resume", &pod])?;
+    cd.ctr_ok(&["task", "resume", &pod])?;
     expect_statuses(cd, &tasks, "RUNNING")?;
     frozen("THAWED")?;
     let exec = cd.cri().exec_sync(&containers[0], &["true"], 10).await?;
     ensure!(exec.exit_code == 0, "ExecSync after the resume: {exec:?}");
 
     // A frozen pod still stops: each SIGKILL thaws its task.
-    ctr(cd, &["task", "pause", &pod])?;
+    cd.ctr_ok(&["task", "pause", &pod])?;
     frozen("FROZEN")?;
     scenario::remove_and_check(cd, &trace).await
 }
@@ -214,19 +168,7 @@ e2e_test!(pod_pause, pausing_the_sandbox_pauses_the_pod);
 async fn paused_tasks_across_a_containerd_restart(cd: &mut Containerd) -> Result<()> {
     cd.require_berth()?;
     let solo = format!("frozen-solo-{}", cd.instance().slot());
-    ctr(
-        cd,
-        &[
-            "run",
-            "-d",
-            "--runtime",
-            BERTH,
-            BUSYBOX,
-            &solo,
-            "sleep",
-            "600",
-        ],
-    )?;
+    scenario::run_solo(cd, &solo)?;
     let parent = cd.cgroup_parent("restarted");
     let config = scenario::pod_config(cd, "restarted")?.cgroup_parent(&parent);
     let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
@@ -235,38 +177,34 @@ async fn paused_tasks_across_a_containerd_restart(cd: &mut Containerd) -> Result
     let container = scenario::run_container(cd, &pod, &config, &spec).await?;
     scenario::wait_ready(&config, &spec).await?;
 
-    ctr(cd, &["task", "pause", &solo])?;
-    ctr(cd, &["task", "pause", &pod])?;
+    cd.ctr_ok(&["task", "pause", &solo])?;
+    cd.ctr_ok(&["task", "pause", &pod])?;
     expect_statuses(cd, &[&solo, &container, &pod], "PAUSED")?;
     cd.halt(libc::SIGKILL)?;
     cd.restart().await?;
 
     expect_statuses(cd, &[&solo], "PAUSED")?;
     ensure!(freezer_state(&format!("/k8s.io/{solo}"))? == "FROZEN");
-    ctr(cd, &["task", "resume", &solo])?;
+    cd.ctr_ok(&["task", "resume", &solo])?;
     expect_statuses(cd, &[&solo], "RUNNING")?;
-    ctr(cd, &["task", "exec", "--exec-id", "e", &solo, "true"])?;
-    ctr(cd, &["task", "pause", &solo])?;
-    ctr(cd, &["task", "kill", "-s", "SIGKILL", &solo])?;
+    cd.ctr_ok(&["task", "exec", "--exec-id", "e", &solo, "true"])?;
+    cd.ctr_ok(&["task", "pause", &solo])?;
+    cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", &solo])?;
     scenario::wait_until(
         "the paused task to die of SIGKILL",
         Duration::from_secs(20),
         || task_statuses(cd).is_ok_and(|s| s.get(&solo).map(String::as_str) == Some("STOPPED")),
     )
     .await?;
-    ctr(cd, &["task", "rm", &solo])?;
-    ctr(cd, &["container", "rm", &solo])?;
+    cd.ctr_ok(&["task", "rm", &solo])?;
+    cd.ctr_ok(&["container", "rm", &solo])?;
 
     scenario::wait_until("CRI to end the paused pod", Duration::from_secs(20), || {
         pod_trace::pause_pids(&pod).is_empty()
     })
     .await?;
     scenario::remove_and_check(cd, &trace).await?;
-    let solo_trace = PodTrace {
-        id: solo.clone(),
-        ..Default::default()
-    };
-    leaks::check_pod_removed(cd, &solo_trace).await
+    scenario::expect_solo_gone(cd, &solo).await
 }
 
 e2e_test!(

@@ -7,7 +7,6 @@
 //! was not deleted, `delete` reports the exit the shim journaled, and
 //! containerd passes it on in its TaskExit event.
 
-use std::ffi::OsStr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -119,14 +118,9 @@ async fn delete_reports_the_journaled_exit(cd: &Containerd) -> Result<()> {
     let result = journaled_exit(cd, &id, &rx).await;
     let _ = events.kill();
     let _ = events.wait();
-    let _ = cd.ctr(&[OsStr::new("container"), OsStr::new("rm"), OsStr::new(&id)]);
+    scenario::force_remove_solo(cd, &id);
     result?;
-    let trace = PodTrace {
-        id: id.clone(),
-        ..Default::default()
-    };
-    leaks::check_pod_removed(cd, &trace).await?;
-    leaks::wait_state_root_empty(&cd.berth_state_root()).await
+    scenario::expect_solo_gone(cd, &id).await
 }
 
 /// The exit status and time of the next TaskExit of task `id` on the event
@@ -151,22 +145,17 @@ async fn journaled_exit(
     id: &str,
     rx: &std::sync::mpsc::Receiver<String>,
 ) -> Result<()> {
-    let run = cd.ctr(&[
-        OsStr::new("run"),
-        OsStr::new("-d"),
-        OsStr::new("--runtime"),
-        OsStr::new("io.containerd.berth.v2"),
-        OsStr::new(berth_e2e::images::BUSYBOX),
-        OsStr::new(id),
-        OsStr::new("sh"),
-        OsStr::new("-c"),
-        OsStr::new("exit 42"),
+    cd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        scenario::BERTH_RUNTIME,
+        berth_e2e::images::BUSYBOX,
+        id,
+        "sh",
+        "-c",
+        "exit 42",
     ])?;
-    ensure!(
-        run.status.success(),
-        "ctr run: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     let (status, exited_at) = next_exit(rx, id)?;
     ensure!(status == 42, "the live shim reported exit {status}");
     let shims = berth_e2e::procs::shims_of(&cd.address(), id);

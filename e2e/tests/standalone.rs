@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::images::BUSYBOX;
-use berth_e2e::leaks;
-use berth_e2e::pod_trace::PodTrace;
-use berth_e2e::{e2e_test, Containerd};
+use berth_e2e::{e2e_test, scenario, Containerd};
 
 const BERTH: &str = "io.containerd.berth.v2";
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,16 +23,6 @@ fn os_args<'a>(args: &[&'a str]) -> Vec<&'a OsStr> {
 /// must differ between instances running at once.
 fn solo_id(cd: &Containerd, name: &str) -> String {
     format!("{name}-{}", cd.instance().slot())
-}
-
-/// Nothing of container `id` is left: no process, mount, cgroup or state.
-async fn expect_gone(cd: &Containerd, id: &str) -> Result<()> {
-    let trace = PodTrace {
-        id: id.to_owned(),
-        ..Default::default()
-    };
-    leaks::check_pod_removed(cd, &trace).await?;
-    leaks::wait_state_root_empty(&cd.berth_state_root()).await
 }
 
 async fn ctr_run_is_a_pod_of_one(cd: &Containerd) -> Result<()> {
@@ -67,7 +55,7 @@ async fn ctr_run_is_a_pod_of_one(cd: &Containerd) -> Result<()> {
         "the container's stdout, from PID 1 of its own namespace, is {stdout:?}"
     );
     // `--rm` deleted the task and container.
-    expect_gone(cd, &id).await
+    scenario::expect_solo_gone(cd, &id).await
 }
 
 e2e_test!(ctr_run, ctr_run_is_a_pod_of_one);
@@ -98,24 +86,10 @@ async fn ctr_run_and_exec_on_a_terminal(cd: &Containerd) -> Result<()> {
         screen.contains("/dev/pts/"),
         "the container's stdin is a terminal: {screen:?}"
     );
-    expect_gone(cd, &id).await?;
+    scenario::expect_solo_gone(cd, &id).await?;
 
     // An exec with a terminal, in a running container.
-    let run = cd.ctr(&os_args(&[
-        "run",
-        "-d",
-        "--runtime",
-        BERTH,
-        BUSYBOX,
-        &id,
-        "sleep",
-        "600",
-    ]))?;
-    ensure!(
-        run.status.success(),
-        "ctr run -d: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    scenario::run_solo(cd, &id)?;
     let exec = cd.ctr_on_terminal(
         &os_args(&[
             "task",
@@ -153,7 +127,7 @@ async fn ctr_run_and_exec_on_a_terminal(cd: &Containerd) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    expect_gone(cd, &id).await
+    scenario::expect_solo_gone(cd, &id).await
 }
 
 e2e_test!(ctr_terminal, ctr_run_and_exec_on_a_terminal);
@@ -215,7 +189,7 @@ async fn ctr_run_logs_to_a_binary(cd: &Containerd) -> Result<()> {
         read("stdout")?
     );
     ensure!(read("err")? == "to stderr\n", "stderr: {:?}", read("err")?);
-    expect_gone(cd, &id).await
+    scenario::expect_solo_gone(cd, &id).await
 }
 
 e2e_test!(ctr_binary_log, ctr_run_logs_to_a_binary);
