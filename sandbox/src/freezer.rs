@@ -36,6 +36,10 @@ pub enum FreezerState {
     Frozen,
 }
 
+/// How long a freeze may take before it is undone, and a thaw before it
+/// fails, unless a caller knows better.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The longest wait between two looks at a v1 freezer, or between two
 /// reads of `cgroup.events` should an inotify event go missing.
 const MAX_NAP: Duration = Duration::from_millis(10);
@@ -73,10 +77,13 @@ impl Freezer {
                     "THAWED" => Ok(FreezerState::Thawed),
                     "FREEZING" => Ok(FreezerState::Freezing),
                     "FROZEN" => Ok(FreezerState::Frozen),
-                    other => Err(Error::invalid(
-                        dir.join("freezer.state").display().to_string(),
-                        format!("unknown state {other:?}"),
-                    )),
+                    other => Err(Error::Sys {
+                        op: format!("read {}", dir.join("freezer.state").display()),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("unknown freezer state {other:?}"),
+                        ),
+                    }),
                 }
             }
             Freezer::V2(dir) => {
@@ -200,18 +207,6 @@ pub fn freeze_all(freezers: &[Freezer], timeout: Duration) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Thaws each cgroup, trying all of them; the first failure is returned.
-pub fn thaw_all(freezers: &[Freezer], timeout: Duration) -> Result<()> {
-    let mut first = None;
-    for freezer in freezers {
-        if let Err(e) = freezer.thaw(timeout) {
-            log::warn!("{e}");
-            first.get_or_insert(e);
-        }
-    }
-    first.map_or(Ok(()), Err)
 }
 
 /// Whether `cgroup.events` says the cgroup is frozen.

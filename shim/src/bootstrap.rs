@@ -13,7 +13,7 @@ use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use berth_proto::bootstrap_api::{BootstrapParams, BootstrapResult};
 use berth_proto::protobuf::Message;
@@ -390,7 +390,7 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Cleaned> {
         // A pod paused when its shim died: pause dies only once thawed.
         let freezer = Freezer::of_path(cgroup);
         if freezer.exists() {
-            if let Err(e) = freezer.thaw(Duration::from_secs(5)) {
+            if let Err(e) = freezer.thaw(berth_sandbox::freezer::TIMEOUT) {
                 failures.push(e);
             }
         }
@@ -434,6 +434,7 @@ pub fn pause_binary() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn pods_are_keyed_by_containerd_namespace_and_group() {

@@ -42,10 +42,6 @@ use crate::task::{describe, Exec, Started, State, Stdio, Task};
 /// that outlive the init may hold its stdout open for ever.
 const OUTPUT_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// How long a freeze may take before it is undone, and a thaw before it
-/// fails.
-const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// How long an init's exit waits for its exec processes' exits.
 const EXEC_EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -157,6 +153,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                     .expect("tasks lock")
                     .creating
                     .remove(&req.id);
+                self.shutdown_if_deferred();
                 return Err(e);
             }
         };
@@ -316,15 +313,16 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         // Everything the process wrote reaches containerd before its exit.
         io.drained(OUTPUT_DRAIN_LIMIT).await;
         let _order = task.events.lock().await;
-        if !life.exited(status, at) {
+        if matches!(life.state(), State::Stopped { .. }) {
             return;
         }
-        // Durable before it is announced: a shim that dies from here on
-        // still lets `delete` report it.
+        // Durable before anyone learns of it (Wait, State, TaskExit): a
+        // shim that dies from here on still lets `delete` report it.
         let exit = journal::Exit::new(&task.id, exec_id, pid, status, at);
         if let Err(e) = self.engine.journal(Record::Exit(exit)).await {
             log::error!("task {}: journal the exit of pid {pid}: {e}", task.id);
         }
+        life.exited(status, at);
         let id = if exec_id.is_empty() {
             &task.id
         } else {
@@ -484,6 +482,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 req.id
             )));
         }
+        let paused = task.frozen() != FreezerState::Thawed;
         if !self
             .engine
             .kill(&req.id, &task.process, req.signal, req.all)
@@ -503,6 +502,12 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         if req.signal == libc::SIGKILL as u32 {
             // A frozen process dies only once thawed.
             self.thaw_if_frozen(&task).await?;
+        } else if paused && req.all && task.frozen() == FreezerState::Thawed {
+            // libcontainer freezes, signals and thaws for `all`: a paused
+            // task stays paused, its signals wait for Resume.
+            if let Some(freezer) = task.freezer.clone() {
+                blocking(move || Ok(freezer.freeze(freezer::TIMEOUT)?)).await?;
+            }
         }
         Ok(())
     }
@@ -515,7 +520,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         if task.frozen() == FreezerState::Thawed {
             return Ok(());
         }
-        blocking(move || Ok(freezer.thaw(FREEZE_TIMEOUT)?)).await?;
+        blocking(move || Ok(freezer.thaw(freezer::TIMEOUT)?)).await?;
         log::info!("task {}: thawed so that it can die", task.id);
         Ok(())
     }
@@ -537,6 +542,16 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
             .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
+    }
+
+    /// [`Inner::set_frozen`] on a task of its own: a caller that gives up
+    /// must not leave cgroups frozen with no TaskPaused said.
+    async fn set_frozen_detached(self: &Arc<Self>, id: String, freeze: bool) -> Result<Empty> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.set_frozen(&id, freeze).await })
+            .await
+            .map_err(|e| Error::Internal(format!("pause or resume failed: {e}")))??;
+        Ok(Empty::new())
     }
 
     /// Pause (`freeze`) or Resume: freezes or thaws the task's cgroup, or
@@ -588,17 +603,30 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                     && (t.frozen() == FreezerState::Thawed) == freeze
             })
             .collect();
-        let freezers: Vec<Freezer> = changing.iter().filter_map(|t| t.freezer.clone()).collect();
-        blocking(move || {
-            let done = if freeze {
-                freezer::freeze_all(&freezers, FREEZE_TIMEOUT)
-            } else {
-                freezer::thaw_all(&freezers, FREEZE_TIMEOUT)
-            };
-            Ok(done?)
-        })
-        .await?;
-        for t in changing {
+        let mut failed = None;
+        let changed: Vec<&Arc<Task>> = if freeze {
+            let freezers: Vec<Freezer> =
+                changing.iter().filter_map(|t| t.freezer.clone()).collect();
+            blocking(move || Ok(freezer::freeze_all(&freezers, freezer::TIMEOUT)?)).await?;
+            changing
+        } else {
+            // Each on its own: one that will not thaw keeps no other frozen.
+            let mut thawed = Vec::new();
+            for t in changing {
+                let Some(freezer) = t.freezer.clone() else {
+                    continue;
+                };
+                match blocking(move || Ok(freezer.thaw(freezer::TIMEOUT)?)).await {
+                    Ok(()) => thawed.push(t),
+                    Err(e) => {
+                        log::error!("task {}: {e}", t.id);
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            thawed
+        };
+        for t in changed {
             log::info!("task {}: {done}", t.id);
             let container_id = t.id.clone();
             self.publisher
@@ -615,7 +643,7 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 })
                 .await;
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     async fn wait(&self, req: WaitRequest) -> Result<WaitResponse> {
@@ -666,6 +694,9 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
                 return Err(e);
             }
         };
+        let pid = task.process.pid as u32;
+        // The exit was journaled under this lock: its Deleted comes after.
+        let _order = task.events.lock().await;
         if let Err(e) = self
             .engine
             .journal(Record::Deleted { id: req.id.clone() })
@@ -673,8 +704,6 @@ impl<E: Engine, P: Publisher> Inner<E, P> {
         {
             log::error!("task {}: journal its delete: {e}", req.id);
         }
-        let pid = task.process.pid as u32;
-        let _order = task.events.lock().await;
         self.publisher
             .publish(Event::Delete(TaskDelete {
                 container_id: req.id.clone(),
@@ -971,13 +1000,11 @@ impl<E: Engine, P: Publisher> TaskApi for Service<E, P> {
     }
 
     async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
-        self.inner.set_frozen(&req.id, true).await?;
-        Ok(Empty::new())
+        Ok(self.inner.set_frozen_detached(req.id, true).await?)
     }
 
     async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
-        self.inner.set_frozen(&req.id, false).await?;
-        Ok(Empty::new())
+        Ok(self.inner.set_frozen_detached(req.id, false).await?)
     }
 
     async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {

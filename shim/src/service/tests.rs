@@ -32,6 +32,9 @@ struct Stub {
     sandbox: StdMutex<Option<String>>,
     /// The exit journal.
     journal: StdMutex<Vec<berth_sandbox::journal::Record>>,
+    /// Tasks whose cgroup is frozen for good: a v2 freezer whose
+    /// `cgroup.events` never changes.
+    stuck: StdMutex<Vec<String>>,
     /// Each task's freezer: a v1 `freezer.state` that is a plain file, so
     /// a freeze or thaw completes as soon as it is asked for.
     cgroups: tempfile::TempDir,
@@ -39,7 +42,7 @@ struct Stub {
 
 #[async_trait]
 impl Engine for Arc<Stub> {
-    async fn create(&self, _req: CreateRequest) -> Result<Created> {
+    async fn create(&self, req: CreateRequest) -> Result<Created> {
         let hold = self.hold_create.lock().unwrap().clone();
         if let Some(hold) = hold {
             hold.notified().await;
@@ -65,8 +68,14 @@ impl Engine for Arc<Stub> {
         created.oom = self.oom.lock().unwrap().take();
         let freezer = self.cgroups.path().join(pid.to_string());
         std::fs::create_dir(&freezer).unwrap();
-        std::fs::write(freezer.join("freezer.state"), "THAWED\n").unwrap();
-        created.freezer = Some(berth_sandbox::freezer::Freezer::V1(freezer));
+        created.freezer = Some(if self.stuck.lock().unwrap().contains(&req.id) {
+            std::fs::write(freezer.join("cgroup.freeze"), "1\n").unwrap();
+            std::fs::write(freezer.join("cgroup.events"), "frozen 1\n").unwrap();
+            berth_sandbox::freezer::Freezer::V2(freezer)
+        } else {
+            std::fs::write(freezer.join("freezer.state"), "THAWED\n").unwrap();
+            berth_sandbox::freezer::Freezer::V1(freezer)
+        });
         Ok(created)
     }
 
@@ -144,6 +153,7 @@ impl Stub {
             oom: StdMutex::new(None),
             sandbox: StdMutex::new(None),
             journal: StdMutex::new(Vec::new()),
+            stuck: StdMutex::new(Vec::new()),
             cgroups: tempfile::tempdir().unwrap(),
         })
     }
@@ -1059,4 +1069,22 @@ async fn exits_are_journaled_before_they_are_announced() {
     let journaled = f.stub.journal.lock().unwrap().clone();
     assert_eq!(journaled.last(), Some(&Record::Deleted { id: "c".into() }));
     assert_eq!(exit_of(&journaled, "c"), None);
+}
+
+#[tokio::test]
+async fn a_resume_announces_the_tasks_it_thawed_when_one_fails() {
+    let mut f = fixture();
+    *f.stub.sandbox.lock().unwrap() = Some("pod".into());
+    // b's cgroup is frozen from the start and never thaws.
+    f.stub.stuck.lock().unwrap().push("b".into());
+    for id in ["pod", "a", "b"] {
+        create_and_start(&mut f, id).await;
+    }
+    f.inner.set_frozen("pod", true).await.unwrap();
+    assert_eq!(frozen_events(&mut f, 2, true).await, ["a", "pod"]);
+    assert_eq!(state_of(&f, "b"), Status::PAUSED);
+    assert!(f.inner.set_frozen("pod", false).await.is_err());
+    assert_eq!(frozen_events(&mut f, 2, false).await, ["a", "pod"]);
+    assert_eq!(state_of(&f, "a"), Status::RUNNING);
+    assert_eq!(state_of(&f, "pod"), Status::RUNNING);
 }
