@@ -43,21 +43,24 @@ fn expect_statuses(cd: &Containerd, ids: &[&str], want: &str) -> Result<()> {
     Ok(())
 }
 
-/// The v1 freezer state (or v2 `cgroup.freeze`) of cgroup `path`.
+/// The freezer state of cgroup `path` as the kernel reports it: v1
+/// `freezer.state`, else v2 `cgroup.events`.
 fn freezer_state(path: &str) -> Result<String> {
     let rel = path.trim_start_matches('/');
     let v1 = Path::new("/sys/fs/cgroup/freezer")
         .join(rel)
         .join("freezer.state");
-    let v2 = Path::new("/sys/fs/cgroup").join(rel).join("cgroup.freeze");
-    let file = if v1.exists() { v1 } else { v2 };
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-    Ok(match text.trim() {
-        "1" => "FROZEN".to_owned(),
-        "0" => "THAWED".to_owned(),
-        other => other.to_owned(),
-    })
+    if v1.exists() {
+        return Ok(std::fs::read_to_string(&v1)?.trim().to_owned());
+    }
+    let v2 = Path::new("/sys/fs/cgroup").join(rel).join("cgroup.events");
+    let events = std::fs::read_to_string(&v2).with_context(|| format!("read {}", v2.display()))?;
+    Ok(if events.lines().any(|l| l.trim() == "frozen 1") {
+        "FROZEN"
+    } else {
+        "THAWED"
+    }
+    .to_owned())
 }
 
 async fn a_container_pauses_and_resumes(cd: &Containerd) -> Result<()> {
@@ -95,6 +98,10 @@ async fn pause_resume_and_kill(cd: &Containerd, id: &str) -> Result<()> {
         "an exec into a paused task ended {} with {refusal:?}",
         exec.status
     );
+    // A signal to all its processes leaves it paused (PID 1 of the
+    // container ignores SIGTERM once it runs again).
+    cd.ctr_ok(&["task", "kill", "--all", "-s", "SIGTERM", id])?;
+    expect_statuses(cd, &[id], "PAUSED")?;
     cd.ctr_ok(&["task", "resume", id])?;
     expect_statuses(cd, &[id], "RUNNING")?;
     ensure!(freezer_state(&cgroup)? == "THAWED");
