@@ -18,11 +18,11 @@ deps: ## install what building and testing need (idempotent)
 	@bash e2e/scripts/install-deps.sh
 
 .PHONY: build
-build: deps ## build the shim and berth-pause (release) into target/berth/bin
-	$(CARGO) build --release -p berth-shim -p berth-e2e --bins
+build: deps ## build the shim, its helper and berth-pause (release) into target/berth/bin
+	$(CARGO) build --release -p berth-shim -p berth-sandbox -p berth-e2e --features berth-sandbox/helper --bins
 	$(CARGO) build --profile pause --target $(MUSL_TARGET) -p berth-pause
 	@mkdir -p $(BIN_DIR)
-	@install -m 0755 target/release/containerd-shim-berth-v2 $(BIN_DIR)/
+	@install -m 0755 target/release/containerd-shim-berth-v2 target/release/berth-sandbox-helper $(BIN_DIR)/
 	@install -m 0755 target/$(MUSL_TARGET)/pause/berth-pause $(BIN_DIR)/
 	@ls -l $(BIN_DIR)
 
@@ -50,6 +50,7 @@ unit: ## run only the unit tests (no root needed)
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --features $(TEST_FEATURES) -- -D warnings
+	$(CARGO) clippy -p berth-shim -p berth-sandbox --all-targets -- -D warnings
 
 .PHONY: clean
 clean: ## remove build output (keeps fetched containerd releases)

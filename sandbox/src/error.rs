@@ -47,6 +47,7 @@ pub enum Error {
     Helper(#[from] crate::helper::HelperError),
 
     /// The OCI engine (libcontainer) failed.
+    #[cfg(feature = "helper")]
     #[error("{op} container {id}")]
     Engine {
         op: &'static str,
@@ -92,6 +93,7 @@ impl Error {
         move |source| Error::Io { op, path, source }
     }
 
+    #[cfg(feature = "helper")]
     pub(crate) fn engine(
         op: &'static str,
         id: &str,
@@ -119,7 +121,8 @@ impl Error {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::Unsupported { .. } => ErrorKind::Unimplemented,
             Error::Helper(e) => e.kind,
-            Error::Engine { source, .. } => crate::container::engine_kind(source),
+            #[cfg(feature = "helper")]
+            Error::Engine { source, .. } => crate::engine::engine_kind(source),
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Io { source, .. } | Error::Sys { source, .. }
                 if source.kind() == std::io::ErrorKind::NotFound =>

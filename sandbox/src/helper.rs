@@ -1,9 +1,9 @@
 //! The helper process: where every fork, unshare and setns happens.
 //!
 //! The shim is multi-threaded, and namespaces are per thread, so it never
-//! changes its own. It runs its own binary again with [`HELPER_ARG`] as the
-//! first argument; `main()` dispatches that to [`main`] before any runtime or
-//! thread exists. The request is one JSON document on the helper's stdin, the
+//! changes its own. It runs the `berth-sandbox-helper` binary with
+//! [`HELPER_ARG`] as the first argument, whose `main()` calls [`main`] before
+//! any runtime or thread exists. The request is one JSON document on the helper's stdin, the
 //! answer one on its stdout: a result, or a structured [`HelperError`], never
 //! a bare exit code. Children the helper leaves behind reparent to the shim,
 //! which is their subreaper.
@@ -20,8 +20,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pause::PauseSpec;
 use crate::state::ProcessRecord;
 
-/// First argument that turns the shim binary into the helper.
+/// First argument of every helper run.
 pub const HELPER_ARG: &str = "__berth-helper";
+
+/// The helper binary's file name, and its `argv[0]` however it is reached.
+pub const HELPER_NAME: &str = "berth-sandbox-helper";
 
 /// What the shim asks of a helper.
 #[derive(Debug, Serialize, Deserialize)]
@@ -116,11 +119,7 @@ impl Helper {
     /// Runs one helper for `request` and returns its answer.
     pub fn call(&self, request: &Request) -> Result<Response> {
         let mut child = Command::new(&self.exe)
-            .arg0(
-                std::env::args_os()
-                    .next()
-                    .unwrap_or_else(|| self.exe.clone().into()),
-            )
+            .arg0(HELPER_NAME)
             .arg(HELPER_ARG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -161,6 +160,7 @@ impl Helper {
 /// The helper's entry point: reads one request, serves it, answers, exits.
 ///
 /// Must run before any other thread exists in the process.
+#[cfg(feature = "helper")]
 pub fn main() -> ! {
     let mut input = Vec::new();
     let response = match std::io::stdin().read_to_end(&mut input) {
@@ -182,27 +182,26 @@ pub fn main() -> ! {
     std::process::exit(0)
 }
 
+#[cfg(feature = "helper")]
 fn serve(request: Request) -> Response {
     let result = match request {
         Request::SpawnPause(spec) => crate::pause::spawn(&spec).map(|p| Response::Pause {
             pid: p.pid,
             start_time: p.start_time,
         }),
-        Request::CreateContainer(spec) => {
-            crate::container::create(&spec).map(|p| Response::Created {
-                pid: p.pid,
-                start_time: p.start_time,
-            })
-        }
-        Request::ExecContainer(spec) => crate::container::exec(&spec).map(|p| Response::Created {
+        Request::CreateContainer(spec) => crate::engine::create(&spec).map(|p| Response::Created {
             pid: p.pid,
             start_time: p.start_time,
         }),
-        Request::StartContainer(c) => crate::container::start(&c).map(|()| Response::Done),
+        Request::ExecContainer(spec) => crate::engine::exec(&spec).map(|p| Response::Created {
+            pid: p.pid,
+            start_time: p.start_time,
+        }),
+        Request::StartContainer(c) => crate::engine::start(&c).map(|()| Response::Done),
         Request::KillContainer { container, signal } => {
-            crate::container::kill_all(&container, signal).map(|()| Response::Done)
+            crate::engine::kill_all(&container, signal).map(|()| Response::Done)
         }
-        Request::DeleteContainer(c) => crate::container::delete(&c).map(|()| Response::Done),
+        Request::DeleteContainer(c) => crate::engine::delete(&c).map(|()| Response::Done),
     };
     result.unwrap_or_else(|e| Response::Error(HelperError::from(&e)))
 }

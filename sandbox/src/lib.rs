@@ -7,6 +7,8 @@
 
 pub mod cgroup;
 pub mod container;
+#[cfg(feature = "helper")]
+mod engine;
 pub mod error;
 pub mod freezer;
 pub mod helper;

@@ -19,7 +19,7 @@ use berth_proto::bootstrap_api::{BootstrapParams, BootstrapResult};
 use berth_proto::protobuf::Message;
 use berth_sandbox::container;
 use berth_sandbox::freezer::Freezer;
-use berth_sandbox::helper::Helper;
+use berth_sandbox::helper::{Helper, HELPER_NAME};
 use berth_sandbox::journal;
 use berth_sandbox::state::{self, PodDir};
 use containerd_shim::Flags;
@@ -343,7 +343,7 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Cleaned> {
     // The pod's directory outlives this clean-up while the journal holds
     // an exit another task's `delete` is still to report.
     let others_unreported = !journal::unreported(&records, id).is_empty();
-    let helper = Helper::new("/proc/self/exe", true);
+    let helper = Helper::new(helper_binary(), true);
     if dir.container_ids().iter().any(|c| c == id) {
         // An app container: its processes, cgroup, rootfs and state.
         container::remove_from_pod(&helper, dir, id)?;
@@ -422,13 +422,24 @@ fn cleanup_dead_pod(dir: &PodDir, id: &str) -> Result<Cleaned> {
 
 /// The berth-pause binary: `$BERTH_PAUSE`, else beside this binary.
 pub fn pause_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_PAUSE").filter(|p| !p.is_empty()) {
+    companion_binary("BERTH_PAUSE", "berth-pause")
+}
+
+/// The helper binary: `$BERTH_HELPER`, else beside this binary.
+pub fn helper_binary() -> PathBuf {
+    companion_binary("BERTH_HELPER", HELPER_NAME)
+}
+
+/// A binary installed with the shim: `$<var>` if set, else `name` in the
+/// shim's own directory.
+fn companion_binary(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("berth-pause")))
-        .unwrap_or_else(|| PathBuf::from("berth-pause"))
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 #[cfg(test)]

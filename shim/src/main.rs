@@ -17,13 +17,6 @@ mod service;
 mod task;
 
 fn main() {
-    // The helper must start before any thread exists: dispatch it first.
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == berth_sandbox::helper::HELPER_ARG)
-    {
-        berth_sandbox::helper::main();
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

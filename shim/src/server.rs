@@ -1,7 +1,9 @@
 //! Serving one pod: the ttrpc server, the reaper, and orderly exit.
 
 use std::collections::HashMap;
-use std::os::fd::FromRawFd;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,10 +68,10 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     };
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
+    let (_helper_file, helper) = open_helper()?;
     let outbox = Arc::new(Outbox::start(&ttrpc_address, &flags.namespace));
     let engine = Arc::new(Sandbox::new(
-        // The running binary, even if the file was replaced since.
-        Helper::new("/proc/self/exe", false),
+        helper.clone(),
         bootstrap::pause_binary(),
         dir.clone(),
         &flags.namespace,
@@ -105,10 +107,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         // no one else: it goes now, and the directory only if it went.
         let leftovers = dir.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            berth_sandbox::container::remove_all_in_pod(
-                &Helper::new("/proc/self/exe", false),
-                &leftovers,
-            )
+            berth_sandbox::container::remove_all_in_pod(&helper, &leftovers)
         })
         .await
         .map_err(|e| Error::Internal(format!("remove leftover containers: {e}")))?;
@@ -119,6 +118,28 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     }
     log::info!("shim for pod {grouping} exits");
     Ok(())
+}
+
+/// Opens the helper binary for the life of the shim and names it through
+/// that descriptor, so every helper this shim runs is the one it started
+/// with, even after an upgrade replaces the file. A missing helper fails the
+/// shim's start rather than its first pod.
+fn open_helper() -> Result<(File, Helper)> {
+    let path = bootstrap::helper_binary();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(&path)
+        .map_err(|e| {
+            Error::Internal(format!(
+                "open the helper binary {} (install it beside the shim or set BERTH_HELPER): {e}",
+                path.display()
+            ))
+        })?;
+    // Children resolve the link in their own inherited table before exec
+    // closes it (the descriptor is close-on-exec).
+    let helper = Helper::new(format!("/proc/self/fd/{}", file.as_raw_fd()), false);
+    Ok((file, helper))
 }
 
 /// The socket to serve: the one `start` bound and handed over, else (run by

@@ -1,0 +1,226 @@
+//! The helper's side of app containers: the calls into the OCI engine
+//! (libcontainer). Compiled only with the `helper` feature, into
+//! `berth-sandbox-helper`; the shim links none of it.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::error::LibcontainerError;
+use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::Spec;
+
+use crate::container::{remove_dir, ContainerRef, ContainerSpec, ExecSpec};
+use crate::error::{Error, Result};
+use crate::state::ProcessRecord;
+
+/// The container's directory in the engine's state root.
+fn dir(container: &ContainerRef) -> PathBuf {
+    container.engine_root.join(&container.id)
+}
+
+/// The container's engine state, if the engine ever recorded it.
+fn load(container: &ContainerRef) -> Result<Option<Container>> {
+    let dir = dir(container);
+    if !dir.join("state.json").exists() {
+        return Ok(None);
+    }
+    Container::load(dir)
+        .map(Some)
+        .map_err(Error::engine("load", &container.id))
+}
+
+/// The spec libcontainer runs: containerd's, with the root made absolute and
+/// an oom_score_adj the shim may not set raised to what it may.
+fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
+    let mut oci = crate::spec::load(&spec.bundle)?;
+    if let Some(mut root) = oci.root().clone() {
+        if root.path().is_relative() {
+            root.set_path(spec.bundle.join(root.path()));
+            oci.set_root(Some(root));
+        }
+    }
+    if let Some(mut process) = oci.process().clone() {
+        if let Some(wanted) = process.oom_score_adj() {
+            let clamped = clamp_oom_score_adj(wanted, own_oom_score_adj()?, may_lower_oom()?);
+            if clamped != wanted {
+                log::warn!(
+                    "container {}: oom_score_adj {wanted} raised to {clamped}: this host does not let berth lower it",
+                    spec.id
+                );
+                process.set_oom_score_adj(Some(clamped));
+                oci.set_process(Some(process));
+            }
+        }
+    }
+    Ok(oci)
+}
+
+/// Without CAP_SYS_RESOURCE a process may not go below its own score.
+fn clamp_oom_score_adj(wanted: i32, own: i32, may_lower: bool) -> i32 {
+    if may_lower {
+        wanted
+    } else {
+        wanted.max(own)
+    }
+}
+
+fn own_oom_score_adj() -> Result<i32> {
+    let path = "/proc/self/oom_score_adj";
+    let text = fs::read_to_string(path).map_err(Error::io("read", path))?;
+    text.trim()
+        .parse()
+        .map_err(|_| Error::invalid(path, format!("not a number: {text:?}")))
+}
+
+/// Whether this process holds CAP_SYS_RESOURCE, which lowering needs.
+fn may_lower_oom() -> Result<bool> {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let path = "/proc/self/status";
+    let status = fs::read_to_string(path).map_err(Error::io("read", path))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or_else(|| Error::invalid(path, "no CapEff line"))?;
+    Ok(effective & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+/// Opens one stdio path; `None` is /dev/null, never the helper's own stdio
+/// (its request and answer pipes).
+fn open_stdio(path: &Option<PathBuf>, write: bool) -> Result<File> {
+    let path = path.as_deref().unwrap_or(Path::new("/dev/null"));
+    // Append: a reopened log file does not keep the shim's O_APPEND, and
+    // stdout and stderr must not write over each other. Pipes ignore it.
+    OpenOptions::new()
+        .read(!write)
+        .append(write)
+        .open(path)
+        .map_err(Error::io("open stdio", path))
+}
+
+/// Creates the container: its init waits for [`start`] before it execs the
+/// spec's process. Runs in the helper.
+pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
+    let oci = effective_spec(spec)?;
+    fs::create_dir_all(&spec.work_dir).map_err(Error::io("create", &spec.work_dir))?;
+    crate::state::write_json(&spec.work_dir.join("config.json"), &oci)?;
+    let engine_root = &spec.engine_root;
+    fs::create_dir_all(engine_root).map_err(Error::io("create", engine_root))?;
+
+    let builder = ContainerBuilder::new(spec.id.clone(), SyscallType::Linux)
+        .validate_id()
+        .map_err(Error::engine("create", &spec.id))?
+        .with_root_path(engine_root)
+        .map_err(Error::engine("create", &spec.id))?
+        .with_console_socket(spec.stdio.console_socket.as_ref())
+        .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
+        .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
+        .with_stderr(open_stdio(&spec.stdio.stderr, true)?);
+    let built = builder
+        .as_init(&spec.work_dir)
+        .with_systemd(false)
+        .with_detach(true)
+        .build();
+    let container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            // libcontainer leaves its directory (and maybe a cgroup) behind.
+            let cleanup = ContainerRef {
+                id: spec.id.clone(),
+                engine_root: engine_root.clone(),
+            };
+            if let Err(undo) = delete(&cleanup) {
+                log::warn!("container {}: clean up a failed create: {undo}", spec.id);
+            }
+            return Err(Error::engine("create", &spec.id)(e));
+        }
+    };
+    let pid = container
+        .pid()
+        .ok_or_else(|| Error::invalid("container", "libcontainer created no init process"))?
+        .as_raw();
+    let start_time =
+        crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
+    Ok(ProcessRecord { pid, start_time })
+}
+
+/// Runs an extra process in a container, in its namespaces and cgroup.
+/// Returns once the process has exec'd. Runs in the helper.
+pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
+    let id = &spec.container.id;
+    let pid = ContainerBuilder::new(id.clone(), SyscallType::Linux)
+        .with_root_path(&spec.container.engine_root)
+        .map_err(Error::engine("exec in", id))?
+        .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
+        .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
+        .with_stderr(open_stdio(&spec.stdio.stderr, true)?)
+        .with_console_socket(spec.stdio.console_socket.as_ref())
+        .as_tenant()
+        .with_process(Some(&spec.process))
+        .with_detach(true)
+        .build()
+        .map_err(Error::engine("exec in", id))?
+        .as_raw();
+    let start_time =
+        crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
+    Ok(ProcessRecord { pid, start_time })
+}
+
+/// Lets a created container's init exec its process. Runs in the helper.
+pub(crate) fn start(container: &ContainerRef) -> Result<()> {
+    let mut c =
+        load(container)?.ok_or_else(|| Error::not_found(format!("container {}", container.id)))?;
+    c.start().map_err(Error::engine("start", &container.id))
+}
+
+/// Sends `signal` to every process of the container. Runs in the helper.
+pub(crate) fn kill_all(container: &ContainerRef, signal: i32) -> Result<()> {
+    let mut c =
+        load(container)?.ok_or_else(|| Error::not_found(format!("container {}", container.id)))?;
+    let signal = libcontainer::signal::Signal::try_from(signal)
+        .map_err(|_| Error::invalid("signal", format!("{signal} is not a signal")))?;
+    c.kill(signal, true)
+        .map_err(Error::engine("kill", &container.id))
+}
+
+/// Removes the container's cgroup and libcontainer state, killing what is
+/// left of it. A container libcontainer never recorded is already gone.
+pub(crate) fn delete(container: &ContainerRef) -> Result<()> {
+    match load(container)? {
+        Some(mut c) => c
+            .delete(true)
+            .map_err(Error::engine("delete", &container.id))?,
+        None => remove_dir(&dir(container))?,
+    }
+    Ok(())
+}
+
+/// The error class of a libcontainer failure.
+pub(crate) fn engine_kind(e: &LibcontainerError) -> crate::ErrorKind {
+    use crate::ErrorKind;
+    match e {
+        LibcontainerError::InvalidID(_)
+        | LibcontainerError::MissingSpec(_)
+        | LibcontainerError::InvalidSpec(_)
+        | LibcontainerError::InvalidInput(_)
+        | LibcontainerError::Spec(_) => ErrorKind::InvalidArgument,
+        LibcontainerError::IncorrectStatus(_) => ErrorKind::FailedPrecondition,
+        LibcontainerError::Exist => ErrorKind::FailedPrecondition,
+        _ => ErrorKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_score_adj_is_raised_only_when_it_may_not_be_lowered() {
+        assert_eq!(clamp_oom_score_adj(-997, 0, false), 0);
+        assert_eq!(clamp_oom_score_adj(-997, 0, true), -997);
+        assert_eq!(clamp_oom_score_adj(1000, 0, false), 1000);
+        assert_eq!(clamp_oom_score_adj(-500, -999, false), -500);
+    }
+}
