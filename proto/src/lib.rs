@@ -5,6 +5,6 @@
 //! workspace names one place for protobuf types.
 
 pub use containerd_shim_protos::{
-    api, bootstrap_api, cgroups, events, protobuf, sandbox_api, sandbox_async, shim, shim_async,
-    topics, ttrpc, types, TASK_API_VERSION,
+    api, bootstrap_api, cgroups, cgroups_v2, events, protobuf, sandbox_api, sandbox_async, shim,
+    shim_async, topics, ttrpc, types, TASK_API_VERSION,
 };

@@ -13,14 +13,29 @@ use berth_proto::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
+use berth_proto::protobuf::well_known_types::any::Any;
 use berth_proto::protobuf::well_known_types::timestamp::Timestamp;
-use berth_proto::protobuf::MessageDyn;
+use berth_proto::protobuf::Message;
 use berth_proto::shim::event::Envelope;
 use berth_proto::shim_async::{Client, EventsClient};
 use berth_proto::topics;
 use berth_proto::ttrpc::{self, context};
-use containerd_shim::util::convert_to_any;
 use tokio::sync::{mpsc, oneshot};
+
+/// The protobuf package of containerd's task events.
+const EVENTS_PACKAGE: &str = "containerd.events";
+
+/// Packs `message` as an `Any` whose type is `<package>.<message name>`,
+/// which is how containerd names its types. The name is spelled out rather
+/// than read from the message's descriptor: that would build protobuf's
+/// reflection tables for the whole file, in every shim, for one string.
+pub fn pack<M: Message>(message: &M, package: &str) -> berth_proto::protobuf::Result<Any> {
+    Ok(Any {
+        type_url: format!("{package}.{}", M::NAME),
+        value: message.write_to_bytes()?,
+        ..Default::default()
+    })
+}
 
 /// An event about a task, as the shim knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,17 +81,18 @@ impl Event {
         }
     }
 
-    fn into_message(self) -> Box<dyn MessageDyn> {
+    /// The event as the `Any` containerd's envelope carries.
+    fn to_any(&self) -> berth_proto::protobuf::Result<Any> {
         match self {
-            Event::Create(e) => Box::new(e),
-            Event::Start(e) => Box::new(e),
-            Event::Exit(e) => Box::new(e),
-            Event::Delete(e) => Box::new(e),
-            Event::ExecAdded(e) => Box::new(e),
-            Event::ExecStarted(e) => Box::new(e),
-            Event::Oom(e) => Box::new(e),
-            Event::Paused(e) => Box::new(e),
-            Event::Resumed(e) => Box::new(e),
+            Event::Create(e) => pack(e, EVENTS_PACKAGE),
+            Event::Start(e) => pack(e, EVENTS_PACKAGE),
+            Event::Exit(e) => pack(e, EVENTS_PACKAGE),
+            Event::Delete(e) => pack(e, EVENTS_PACKAGE),
+            Event::ExecAdded(e) => pack(e, EVENTS_PACKAGE),
+            Event::ExecStarted(e) => pack(e, EVENTS_PACKAGE),
+            Event::Oom(e) => pack(e, EVENTS_PACKAGE),
+            Event::Paused(e) => pack(e, EVENTS_PACKAGE),
+            Event::Resumed(e) => pack(e, EVENTS_PACKAGE),
         }
     }
 }
@@ -246,7 +262,7 @@ impl Publisher for Outbox {
             );
             return;
         }
-        let any = match convert_to_any(event.into_message()) {
+        let any = match event.to_any() {
             Ok(any) => any,
             Err(e) => {
                 log::error!("encode {topic}: {e}");
@@ -295,11 +311,40 @@ mod tests {
     use std::sync::Arc;
 
     use berth_proto::api::Empty;
+    use berth_proto::protobuf::MessageFull;
     use berth_proto::shim_async::{create_events, Events};
     use berth_proto::ttrpc::r#async::{Server, TtrpcContext};
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
     use super::*;
+
+    /// `pack` names a message as its descriptor does.
+    fn assert_named_by_descriptor<M: MessageFull>(message: M) {
+        let any = pack(&message, EVENTS_PACKAGE).unwrap();
+        assert_eq!(any.type_url, M::descriptor().full_name());
+        assert_eq!(any.value, message.write_to_bytes().unwrap());
+    }
+
+    #[test]
+    fn events_are_packed_under_their_descriptors_names() {
+        assert_named_by_descriptor(TaskCreate::default());
+        assert_named_by_descriptor(TaskStart::default());
+        assert_named_by_descriptor(TaskDelete::default());
+        assert_named_by_descriptor(TaskExecAdded::default());
+        assert_named_by_descriptor(TaskExecStarted::default());
+        assert_named_by_descriptor(TaskOOM::default());
+        assert_named_by_descriptor(TaskPaused::default());
+        assert_named_by_descriptor(TaskResumed::default());
+        let exit = TaskExit {
+            container_id: "c".into(),
+            exit_status: 42,
+            ..Default::default()
+        };
+        assert_named_by_descriptor(exit.clone());
+        let any = Event::Exit(exit.clone()).to_any().unwrap();
+        assert_eq!(any.type_url, "containerd.events.TaskExit");
+        assert_eq!(TaskExit::parse_from_bytes(&any.value).unwrap(), exit);
+    }
 
     /// containerd's event service, as far as the shim can tell.
     struct Containerd(UnboundedSender<String>);

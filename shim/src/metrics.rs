@@ -13,9 +13,9 @@ use berth_sandbox::freezer::Freezer;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
 use cgroups_rs::fs::{hierarchies, Cgroup};
 use containerd_shim::cgroup;
-use containerd_shim::util::convert_to_any;
 
 use crate::error::{Error, Result};
+use crate::events::pack;
 
 /// Where a task's cgroup is. Read from its init's `/proc/<pid>/cgroup` when
 /// the task is created, so that Stats, Update and Pids still find it after
@@ -115,12 +115,19 @@ impl TaskCgroup {
     }
 }
 
+/// The protobuf packages of containerd's cgroup metrics.
+const METRICS_V1: &str = "io.containerd.cgroups.v1";
+const METRICS_V2: &str = "io.containerd.cgroups.v2";
+
 /// The metrics of the task's cgroup.
 pub fn collect(cgroup: &TaskCgroup) -> Result<Any> {
     let cg = cgroup.load();
     let failed = |e: containerd_shim::Error| Error::Internal(format!("cgroup metrics: {e}"));
     let any = if cg.v2() {
-        convert_to_any(Box::new(cgroup::collect_metrics_v2(&cg).map_err(failed)?))
+        pack(
+            &cgroup::collect_metrics_v2(&cg).map_err(failed)?,
+            METRICS_V2,
+        )
     } else {
         let mut metrics = cgroup::collect_metrics(&cg).map_err(failed)?;
         // collect_metrics reads CPU time the v2 way; v1 keeps it in cpuacct.
@@ -132,7 +139,7 @@ pub fn collect(cgroup: &TaskCgroup) -> Result<Any> {
             usage.user = acct.usage_user;
             usage.kernel = acct.usage_sys;
         }
-        convert_to_any(Box::new(metrics))
+        pack(&metrics, METRICS_V1)
     };
     any.map_err(|e| Error::Internal(format!("encode metrics: {e}")))
 }
@@ -152,6 +159,22 @@ pub fn update(cgroup: &TaskCgroup, resources: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_packed_under_their_descriptors_names() {
+        use berth_proto::protobuf::MessageFull;
+        use berth_proto::{cgroups, cgroups_v2};
+        let v1 = pack(&cgroups::metrics::Metrics::default(), METRICS_V1).unwrap();
+        assert_eq!(
+            v1.type_url,
+            cgroups::metrics::Metrics::descriptor().full_name()
+        );
+        let v2 = pack(&cgroups_v2::metrics::Metrics::default(), METRICS_V2).unwrap();
+        assert_eq!(
+            v2.type_url,
+            cgroups_v2::metrics::Metrics::descriptor().full_name()
+        );
+    }
 
     #[test]
     fn reads_every_v1_controller_and_colons_in_paths() {
