@@ -136,12 +136,13 @@ impl Containerd {
 
     /// Fails with a clear message unless berth's shim is where containerd will look.
     pub fn require_berth(&self) -> Result<()> {
-        let shim = paths::shim_binary();
-        ensure!(
-            shim.exists(),
-            "the `{BERTH_HANDLER}` runtime needs {}: run `make build` or set BERTH_BIN_DIR",
-            shim.display()
-        );
+        for binary in [paths::shim_binary(), paths::helper_binary()] {
+            ensure!(
+                binary.exists(),
+                "the `{BERTH_HANDLER}` runtime needs {}: run `make build` or set BERTH_BIN_DIR",
+                binary.display()
+            );
+        }
         Ok(())
     }
 

@@ -8,7 +8,8 @@ pub fn workspace() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
-/// `BERTH_BIN_DIR`: holds `containerd-shim-berth-v2` and `berth-pause`.
+/// `BERTH_BIN_DIR`: holds `containerd-shim-berth-v2`, `berth-sandbox-helper`
+/// and `berth-pause`.
 pub fn bin_dir() -> PathBuf {
     env_or("BERTH_BIN_DIR", || workspace().join("target/berth/bin"))
 }
@@ -36,6 +37,11 @@ pub fn instances_root() -> PathBuf {
 /// The berth shim binary containerd must find on its PATH.
 pub fn shim_binary() -> PathBuf {
     bin_dir().join("containerd-shim-berth-v2")
+}
+
+/// The helper the shim runs, found beside it.
+pub fn helper_binary() -> PathBuf {
+    bin_dir().join("berth-sandbox-helper")
 }
 
 fn env_or(key: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {

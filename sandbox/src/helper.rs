@@ -2,16 +2,20 @@
 //!
 //! The shim is multi-threaded, and namespaces are per thread, so it never
 //! changes its own. It runs the `berth-sandbox-helper` binary with
-//! [`HELPER_ARG`] as the first argument, whose `main()` calls [`main`] before
-//! any runtime or thread exists. The request is one JSON document on the helper's stdin, the
+//! [`HELPER_ARG`] and [`PROTOCOL`] as arguments; its `main()` calls [`main`]
+//! before any runtime or thread exists. The request is one JSON document on the helper's stdin, the
 //! answer one on its stdout: a result, or a structured [`HelperError`], never
 //! a bare exit code. Children the helper leaves behind reparent to the shim,
 //! which is their subreaper.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +26,12 @@ use crate::state::ProcessRecord;
 
 /// First argument of every helper run.
 pub const HELPER_ARG: &str = "__berth-helper";
+
+/// Second argument: the version of the requests and answers below. A helper
+/// refuses a caller of another version (a shim and helper from two builds)
+/// rather than misread it. Changed whenever [`Request`] or [`Response`]
+/// change in a way the other side would misread.
+pub const PROTOCOL: &str = "1";
 
 /// The helper binary's file name, and its `argv[0]` however it is reached.
 pub const HELPER_NAME: &str = "berth-sandbox-helper";
@@ -99,21 +109,55 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// How the caller runs helpers: which binary, and who reaps them.
 #[derive(Debug, Clone)]
 pub struct Helper {
+    /// What is executed: the binary's path, or `/proc/self/fd/<n>`.
     exe: PathBuf,
+    /// What messages call it: the binary's path.
+    path: PathBuf,
+    /// The descriptor `exe` goes through, open while any clone lives.
+    _file: Option<Arc<File>>,
     reap: bool,
 }
 
 impl Helper {
-    /// Helpers run from `exe`, whose `main()` dispatches [`HELPER_ARG`].
+    /// Helpers run from the binary at `path`, looked up at every call.
     ///
     /// With `reap`, [`Helper::call`] waits for the helper itself; without it,
     /// the caller's own reaper owns that exit (the shim's case: it reaps every
     /// child with `waitpid(-1)` and must not have exits taken from it).
-    pub fn new(exe: impl Into<PathBuf>, reap: bool) -> Self {
+    pub fn new(path: impl Into<PathBuf>, reap: bool) -> Self {
+        let path = path.into();
         Helper {
-            exe: exe.into(),
+            exe: path.clone(),
+            path,
+            _file: None,
             reap,
         }
+    }
+
+    /// Helpers run from the binary at `path` as it is now: it is opened
+    /// here and run through that descriptor, so a file replaced later (an
+    /// upgrade) changes nothing for this caller. The binary must be an
+    /// executable file, not a script: the descriptor is close-on-exec, so
+    /// an interpreter could not open it again.
+    pub fn open(path: impl Into<PathBuf>, reap: bool) -> Result<Self> {
+        let path = path.into();
+        nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).map_err(|e| Error::Sys {
+            op: format!("use {} as the helper", path.display()),
+            source: e.into(),
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        // A child resolves the link in its own copy of the descriptor table
+        // before the exec that closes it.
+        Ok(Helper {
+            exe: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            path,
+            _file: Some(Arc::new(file)),
+            reap,
+        })
     }
 
     /// Runs one helper for `request` and returns its answer.
@@ -121,11 +165,17 @@ impl Helper {
         let mut child = Command::new(&self.exe)
             .arg0(HELPER_NAME)
             .arg(HELPER_ARG)
+            .arg(PROTOCOL)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(Error::io("spawn helper", &self.exe))?;
+            .map_err(|e| {
+                Error::from(HelperError {
+                    kind: ErrorKind::Internal,
+                    message: format!("run helper {}: {e}", self.path.display()),
+                })
+            })?;
         let input = serde_json::to_vec(request).expect("requests always serialize");
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let written = stdin.write_all(&input);
@@ -139,8 +189,8 @@ impl Helper {
         if self.reap {
             let _ = child.wait();
         }
-        written.map_err(Error::io("write helper request", &self.exe))?;
-        read.map_err(Error::io("read helper response", &self.exe))?;
+        written.map_err(Error::io("write helper request", &self.path))?;
+        read.map_err(Error::io("read helper response", &self.path))?;
         match serde_json::from_slice(&output) {
             Ok(Response::Error(e)) => Err(e.into()),
             Ok(response) => Ok(response),
@@ -148,7 +198,7 @@ impl Helper {
                 kind: ErrorKind::Internal,
                 message: format!(
                     "helper {} exited without an answer ({} bytes of output)",
-                    self.exe.display(),
+                    self.path.display(),
                     output.len()
                 ),
             }
@@ -162,8 +212,18 @@ impl Helper {
 /// Must run before any other thread exists in the process.
 #[cfg(feature = "helper")]
 pub fn main() -> ! {
+    // Run as /proc/self/fd/<n>, the helper would be called "<n>" by ps.
+    let _ = nix::sys::prctl::set_name(c"berth-helper");
     let mut input = Vec::new();
+    let protocol = std::env::args().nth(2).unwrap_or_default();
     let response = match std::io::stdin().read_to_end(&mut input) {
+        Ok(_) if protocol != PROTOCOL => Response::Error(HelperError {
+            kind: ErrorKind::FailedPrecondition,
+            message: format!(
+                "{HELPER_NAME} speaks helper protocol {PROTOCOL}, its caller {protocol:?}: \
+                 install the shim and its helper from one build"
+            ),
+        }),
         Err(e) => Response::Error(HelperError {
             kind: ErrorKind::Internal,
             message: format!("read request: {e}"),

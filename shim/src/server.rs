@@ -1,9 +1,7 @@
 //! Serving one pod: the ttrpc server, the reaper, and orderly exit.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,7 +66,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     };
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
-    let (_helper_file, helper) = open_helper()?;
+    let helper = open_helper()?;
     let outbox = Arc::new(Outbox::start(&ttrpc_address, &flags.namespace));
     let engine = Arc::new(Sandbox::new(
         helper.clone(),
@@ -120,26 +118,17 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     Ok(())
 }
 
-/// Opens the helper binary for the life of the shim and names it through
-/// that descriptor, so every helper this shim runs is the one it started
-/// with, even after an upgrade replaces the file. A missing helper fails the
-/// shim's start rather than its first pod.
-fn open_helper() -> Result<(File, Helper)> {
+/// The helper this shim runs, opened now: every helper it runs is the
+/// binary it started with, even after an upgrade replaces the file, and a
+/// missing helper fails the shim's start rather than its first pod.
+fn open_helper() -> Result<Helper> {
     let path = bootstrap::helper_binary();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH)
-        .open(&path)
-        .map_err(|e| {
-            Error::Internal(format!(
-                "open the helper binary {} (install it beside the shim or set BERTH_HELPER): {e}",
-                path.display()
-            ))
-        })?;
-    // Children resolve the link in their own inherited table before exec
-    // closes it (the descriptor is close-on-exec).
-    let helper = Helper::new(format!("/proc/self/fd/{}", file.as_raw_fd()), false);
-    Ok((file, helper))
+    Helper::open(&path, false).map_err(|e| {
+        Error::Internal(format!(
+            "the helper binary (install it beside the shim or set BERTH_HELPER): {}",
+            berth_sandbox::helper::error_chain(&e)
+        ))
+    })
 }
 
 /// The socket to serve: the one `start` bound and handed over, else (run by
