@@ -6,9 +6,6 @@ CARGO ?= cargo
 MUSL_TARGET := x86_64-unknown-linux-musl
 BIN_DIR := $(CURDIR)/target/berth/bin
 TEST_FEATURES := berth-sandbox/root-tests,berth-pause/root-tests,berth-e2e/e2e
-# The shim is a static, non-PIE musl binary: no shared libraries to map, no
-# relocations to write into private pages at start-up.
-SHIM_RUSTFLAGS := CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C relocation-model=static"
 export BERTH_BIN_DIR := $(BIN_DIR)
 export BERTH_PAUSE := $(BIN_DIR)/berth-pause
 
@@ -23,7 +20,9 @@ deps: ## install what building and testing need (idempotent)
 .PHONY: build
 build: deps ## build the shim, its helper and berth-pause (release) into target/berth/bin
 	$(CARGO) build --release -p berth-sandbox -p berth-e2e --features berth-sandbox/helper --bins
-	$(SHIM_RUSTFLAGS) $(CARGO) build --profile shim --target $(MUSL_TARGET) -p berth-shim
+	@# Static and non-PIE on musl: no shared libraries to map, no relocations
+	@# written into private pages at start-up (see docs/design.md).
+	$(CARGO) rustc --profile shim --target $(MUSL_TARGET) -p berth-shim --bin containerd-shim-berth-v2 -- -C relocation-model=static
 	$(CARGO) build --profile pause --target $(MUSL_TARGET) -p berth-pause
 	@mkdir -p $(BIN_DIR)
 	@install -m 0755 target/$(MUSL_TARGET)/shim/containerd-shim-berth-v2 $(BIN_DIR)/
@@ -49,7 +48,7 @@ test: build ## run the unit, root and end-to-end tests (as root)
 
 .PHONY: unit
 unit: ## run only the unit tests (no root needed)
-	$(CARGO) nextest run --workspace
+	$(CARGO) nextest run --workspace --features berth-sandbox/helper
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings
