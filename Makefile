@@ -19,7 +19,10 @@ deps: ## install what building and testing need (idempotent)
 
 .PHONY: build
 build: deps ## build the shim, its helper and berth-pause (release) into target/berth/bin
-	$(CARGO) build --release -p berth-sandbox -p berth-e2e --features berth-sandbox/helper --bins
+	$(CARGO) build --release -p berth-e2e --bins
+	@# The helper starts for every pod and container operation: non-PIE, it
+	@# has no relocations to apply first.
+	$(CARGO) rustc --release -p berth-sandbox --features helper --bin berth-sandbox-helper -- -C relocation-model=static
 	@# Static and non-PIE on musl: no shared libraries to map, no relocations
 	@# written into private pages at start-up (see docs/design.md).
 	$(CARGO) rustc --profile shim --target $(MUSL_TARGET) -p berth-shim --bin containerd-shim-berth-v2 -- -C relocation-model=static

@@ -105,7 +105,11 @@ fn open_stdio(path: &Option<PathBuf>, write: bool) -> Result<File> {
 pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     let oci = effective_spec(spec)?;
     fs::create_dir_all(&spec.work_dir).map_err(Error::io("create", &spec.work_dir))?;
-    crate::state::write_json(&spec.work_dir.join("config.json"), &oci)?;
+    // Made anew from the bundle by every create, and useless once the
+    // container is gone: written plainly, not synced as state is.
+    let config = spec.work_dir.join("config.json");
+    let json = serde_json::to_vec(&oci).expect("a parsed spec serializes");
+    fs::write(&config, json).map_err(Error::io("write", &config))?;
     let engine_root = &spec.engine_root;
     fs::create_dir_all(engine_root).map_err(Error::io("create", engine_root))?;
 
