@@ -45,6 +45,9 @@ pub fn task_services(
 }
 
 pub async fn serve(flags: &Flags) -> Result<()> {
+    // Started as /proc/self/exe, the shim would be "exe" to ps and top;
+    // the name Go shims show is the kernel's 15-byte cut of theirs.
+    let _ = nix::sys::prctl::set_name(c"containerd-shim");
     let bundle = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let grouping = berth_sandbox::spec::grouping(&bundle, &flags.id);
     let dir = bootstrap::pod_dir(&flags.address, &flags.namespace, &grouping);
