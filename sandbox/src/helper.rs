@@ -3,10 +3,10 @@
 //! The shim is multi-threaded, and namespaces are per thread, so it never
 //! changes its own. It runs the `berth-sandbox-helper` binary with
 //! [`HELPER_ARG`] and [`PROTOCOL`] as arguments; its `main()` calls [`main`]
-//! before any runtime or thread exists. The request is one JSON document on the helper's stdin, the
-//! answer one on its stdout: a result, or a structured [`HelperError`], never
-//! a bare exit code. Children the helper leaves behind reparent to the shim,
-//! which is their subreaper.
+//! before any runtime or thread exists. The request is one JSON document on
+//! the helper's stdin, the answer one on its stdout: a result, or a
+//! structured [`HelperError`], never a bare exit code. Children the helper
+//! leaves behind reparent to the shim, which is their subreaper.
 
 use std::fs::File;
 use std::io::{Read, Write};
