@@ -1,70 +1,17 @@
 //! App containers, from the caller's side: what the helper is asked to do to
 //! them, their rootfs mounts and their records in the pod's directory.
 //!
-//! Every libcontainer call runs in a helper process (see [`crate::helper`]
-//! and [`crate::engine`]): it forks with raw clone3 and runs Rust code in the
-//! child, which is only sound in a single-threaded process. The container's
-//! init is a child of the helper and reparents to the shim, its subreaper,
-//! when the helper exits.
+//! Every libcontainer call runs in a helper process (see [`crate::helper`]).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::helper::{Helper, Request};
-use crate::state::{PodDir, ProcessRecord};
-
-/// Where a container's stdio comes from and goes to: paths the helper opens
-/// (typically `/proc/<shim>/fd/<n>` for the shim's pipe ends). `None` is
-/// /dev/null.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StdioPaths {
-    pub stdin: Option<PathBuf>,
-    pub stdout: Option<PathBuf>,
-    pub stderr: Option<PathBuf>,
-    /// For a terminal: the unix socket the pty master is sent to. The
-    /// process's stdio is then the pty, and the three above go unused.
-    pub console_socket: Option<PathBuf>,
-}
-
-/// Everything the helper needs to create one container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerSpec {
-    pub id: String,
-    /// containerd's bundle: its config.json, and its rootfs, already mounted.
-    pub bundle: PathBuf,
-    /// libcontainer's state root, one per pod.
-    pub engine_root: PathBuf,
-    /// berth's own directory for the container: the spec libcontainer runs
-    /// (containerd's, adjusted) is written there.
-    pub work_dir: PathBuf,
-    pub stdio: StdioPaths,
-}
-
-/// An extra process to run in a created or running container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecSpec {
-    pub container: ContainerRef,
-    /// The OCI process (JSON) to run.
-    pub process: PathBuf,
-    pub stdio: StdioPaths,
-}
-
-/// Names a container in a pod's libcontainer state root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerRef {
-    pub id: String,
-    pub engine_root: PathBuf,
-}
-
-/// Creates a container through a helper; see [`create`].
-pub fn create_with(helper: &Helper, spec: &ContainerSpec) -> Result<ProcessRecord> {
-    helper
-        .call(&Request::CreateContainer(spec.clone()))?
-        .into_process()
-}
+use crate::helper::protocol::{ContainerRef, ContainerSpec, ExecSpec, StdioPaths};
+use crate::helper::Helper;
+use crate::state::{remove_dir, PodDir, ProcessRecord};
 
 /// Ids name directories: no separators, nothing hidden, nothing empty.
 fn check_id(what: &str, id: &str) -> Result<()> {
@@ -103,40 +50,13 @@ pub fn exec_in_pod(
     }
     let path = work_dir.join(format!("exec-{exec_id}.json"));
     crate::state::write_json(&path, &parsed)?;
-    let spec = ExecSpec {
+    let result = helper.exec_container(ExecSpec {
         container: reference(dir, id),
         process: path.clone(),
         stdio,
-    };
-    let result = helper
-        .call(&Request::ExecContainer(spec))
-        .and_then(|r| r.into_process());
+    });
     let _ = fs::remove_file(&path);
     result
-}
-
-/// Starts a created container through a helper.
-pub fn start_with(helper: &Helper, container: &ContainerRef) -> Result<()> {
-    helper
-        .call(&Request::StartContainer(container.clone()))?
-        .into_done()
-}
-
-/// Signals every process of a container through a helper.
-pub fn kill_all_with(helper: &Helper, container: &ContainerRef, signal: i32) -> Result<()> {
-    helper
-        .call(&Request::KillContainer {
-            container: container.clone(),
-            signal,
-        })?
-        .into_done()
-}
-
-/// Deletes a container's cgroup and engine state through a helper.
-pub fn delete_with(helper: &Helper, container: &ContainerRef) -> Result<()> {
-    helper
-        .call(&Request::DeleteContainer(container.clone()))?
-        .into_done()
 }
 
 /// What berth records of a container in its directory, so that whoever
@@ -192,7 +112,7 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
             work_dir: work_dir.clone(),
             stdio: req.stdio.clone(),
         };
-        create_with(helper, &spec)
+        helper.create_container(spec)
     })();
     if created.is_err() {
         if let Err(e) = remove_from_pod(helper, dir, &req.id) {
@@ -207,7 +127,7 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
 pub fn remove_from_pod(helper: &Helper, dir: &PodDir, id: &str) -> Result<()> {
     let work_dir = dir.container_dir(id);
     let record: Option<ContainerRecord> = crate::state::read_json(&work_dir.join(RECORD))?;
-    delete_with(helper, &reference(dir, id))?;
+    helper.delete_container(&reference(dir, id))?;
     if let Some(record) = record.filter(|r| r.rootfs_mounted) {
         crate::mount::unmount_all(&record.bundle.join("rootfs"))?;
     }
@@ -225,12 +145,4 @@ pub fn remove_all_in_pod(helper: &Helper, dir: &PodDir) -> Result<()> {
         }
     }
     first.map_or(Ok(()), Err)
-}
-
-/// Removes a directory tree; one already gone is not an error.
-pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", dir)(e)),
-        _ => Ok(()),
-    }
 }

@@ -1,7 +1,11 @@
-//! The crate's error type: one enum per concern, joined here.
+//! The crate's error type.
 //!
-//! Leaf variants carry the path, pid or id they are about; the message never
-//! repeats its source, because callers print the whole chain.
+//! One enum for the whole crate: its variants are the kinds of thing that
+//! fail (a spec, a file, a system call, a cgroup, the helper, the OCI
+//! engine), not the modules they fail in, because every module meets most
+//! of them. Leaf variants carry the path, pid or id they are about; the
+//! message never repeats its source, because callers print the whole chain
+//! ([`error_chain`]). This module depends on nothing else in the crate.
 
 use std::path::PathBuf;
 
@@ -33,7 +37,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A cgroup could not be created, joined or removed.
+    /// A cgroup could not be created, joined, read, changed or removed.
     #[error("cgroup {path}: {op}")]
     Cgroup {
         op: &'static str,
@@ -44,7 +48,7 @@ pub enum Error {
 
     /// The helper process failed; its structured error is carried over.
     #[error(transparent)]
-    Helper(#[from] crate::helper::HelperError),
+    Helper(#[from] HelperError),
 
     /// The OCI engine (libcontainer) failed.
     #[cfg(feature = "helper")]
@@ -115,6 +119,15 @@ impl Error {
         move |source| Error::Sys { op, source }
     }
 
+    /// A system call's failure, from nix's errno.
+    pub(crate) fn errno(op: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Self {
+        let op = op.into();
+        move |errno| Error::Sys {
+            op,
+            source: errno.into(),
+        }
+    }
+
     /// The class of failure, as the shim reports it to containerd.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -122,15 +135,32 @@ impl Error {
             Error::Unsupported { .. } => ErrorKind::Unimplemented,
             Error::Helper(e) => e.kind,
             #[cfg(feature = "helper")]
-            Error::Engine { source, .. } => crate::engine::engine_kind(source),
+            Error::Engine { source, .. } => engine_kind(source),
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Io { source, .. } | Error::Sys { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                ErrorKind::NotFound
-            }
+            Error::Io { source, .. } | Error::Sys { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                _ => ErrorKind::Internal,
+            },
             _ => ErrorKind::Internal,
         }
+    }
+}
+
+/// The error class of a libcontainer failure.
+#[cfg(feature = "helper")]
+fn engine_kind(e: &libcontainer::error::LibcontainerError) -> ErrorKind {
+    use libcontainer::error::LibcontainerError;
+    match e {
+        LibcontainerError::InvalidID(_)
+        | LibcontainerError::MissingSpec(_)
+        | LibcontainerError::InvalidSpec(_)
+        | LibcontainerError::InvalidInput(_)
+        | LibcontainerError::Spec(_) => ErrorKind::InvalidArgument,
+        LibcontainerError::IncorrectStatus(_) | LibcontainerError::Exist => {
+            ErrorKind::FailedPrecondition
+        }
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -139,9 +169,100 @@ impl Error {
 pub enum ErrorKind {
     InvalidArgument,
     NotFound,
+    /// A file or call the caller may not use (EACCES, EPERM).
+    PermissionDenied,
     FailedPrecondition,
     Unimplemented,
     Internal,
 }
 
+/// An error as it crosses the helper's pipe: its class and its whole chain
+/// as text.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HelperError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl HelperError {
+    /// An internal failure of running the helper itself.
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        HelperError {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&Error> for HelperError {
+    fn from(e: &Error) -> Self {
+        HelperError {
+            kind: e.kind(),
+            message: error_chain(e),
+        }
+    }
+}
+
+/// Formats an error with all its sources, for a message that crosses a pipe
+/// or reaches a log line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> Error {
+        Error::Io {
+            op: "open",
+            path: "/x".into(),
+            source: std::io::Error::from(kind),
+        }
+    }
+
+    #[test]
+    fn file_errors_keep_their_class() {
+        assert_eq!(io(std::io::ErrorKind::NotFound).kind(), ErrorKind::NotFound);
+        assert_eq!(
+            Error::Sys {
+                op: "mount".into(),
+                source: std::io::Error::from_raw_os_error(libc::EPERM),
+            }
+            .kind(),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            Error::Io {
+                op: "open",
+                path: "/x".into(),
+                source: std::io::Error::from_raw_os_error(libc::EACCES),
+            }
+            .kind(),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(io(std::io::ErrorKind::Other).kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn the_chain_names_every_source_once() {
+        let e = io(std::io::ErrorKind::NotFound);
+        assert_eq!(error_chain(&e), "open /x: entity not found");
+        let carried = HelperError::from(&e);
+        assert_eq!(carried.kind, ErrorKind::NotFound);
+        assert_eq!(
+            Error::from(carried).to_string(),
+            "open /x: entity not found"
+        );
+    }
+}

@@ -28,13 +28,13 @@ const COMPACT_AFTER: usize = 256;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     /// A process exited: a task's init (`exec_id` empty) or an exec.
-    Exit(Exit),
+    Exit(ExitRecord),
     /// Task `id` was deleted: its exit has been reported.
     Deleted { id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Exit {
+pub struct ExitRecord {
     pub id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub exec_id: String,
@@ -45,12 +45,12 @@ pub struct Exit {
     pub nanos: u32,
 }
 
-impl Exit {
+impl ExitRecord {
     pub fn new(id: &str, exec_id: &str, pid: i32, status: u32, at: SystemTime) -> Self {
         let since = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        Exit {
+        ExitRecord {
             id: id.to_owned(),
             exec_id: exec_id.to_owned(),
             pid,
@@ -187,7 +187,7 @@ fn whole_lines(data: &[u8]) -> &[u8] {
 }
 
 /// The exit of task `id`'s init, unless the task was deleted since.
-pub fn exit_of(records: &[Record], id: &str) -> Option<Exit> {
+pub fn exit_of(records: &[Record], id: &str) -> Option<ExitRecord> {
     let mut exit = None;
     for record in records {
         match record {
@@ -214,7 +214,7 @@ pub fn unreported(records: &[Record], except: &str) -> Vec<String> {
 /// What is still worth keeping: each task's last init exit that was not
 /// reported by a delete.
 fn compacted(records: &[Record]) -> Vec<Record> {
-    let mut kept: Vec<Exit> = Vec::new();
+    let mut kept: Vec<ExitRecord> = Vec::new();
     for record in records {
         match record {
             Record::Exit(e) if e.exec_id.is_empty() => {
@@ -240,7 +240,7 @@ mod tests {
     }
 
     fn exit(id: &str, exec_id: &str, status: u32) -> Record {
-        Record::Exit(Exit::new(
+        Record::Exit(ExitRecord::new(
             id,
             exec_id,
             7,

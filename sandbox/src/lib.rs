@@ -2,24 +2,30 @@
 //!
 //! Pod and container lifecycle: reading OCI specs, starting berth-pause in
 //! the pod's namespaces through a single-threaded helper process, cgroups,
-//! loopback, and the on-disk state of a pod. No protobuf types: the shim
-//! converts containerd's requests into this crate's own.
+//! and the on-disk state of a pod. No protobuf types: the shim converts
+//! containerd's requests into this crate's own.
+//!
+//! - [`spec`]: what a bundle's OCI spec asks of berth;
+//! - [`pod`] and [`container`]: a pod's berth-pause and its app containers,
+//!   from the caller's side;
+//! - [`helper`]: the process boundary where every fork, unshare and setns
+//!   happens, and the helper binary's side of it (pause, the OCI engine);
+//! - [`cgroup`]: cgroups, their freezer, OOM source, stats and limits;
+//! - [`state`], [`journal`]: what survives a shim or containerd restart;
+//! - [`mount`], [`process`], `sys`: rootfs mounts, processes, raw calls;
+//! - [`error`]: the crate's error type, depending on nothing else here.
 
 pub mod cgroup;
 pub mod container;
-#[cfg(feature = "helper")]
-mod engine;
 pub mod error;
-pub mod freezer;
 pub mod helper;
 pub mod journal;
 pub mod mount;
-mod netlink;
-pub mod pause;
 pub mod pod;
 pub mod process;
 pub mod spec;
 pub mod state;
+#[cfg(feature = "helper")]
 mod sys;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{error_chain, Error, ErrorKind, Result};

@@ -1,17 +1,17 @@
-//! A pod's lifecycle: start its berth-pause, and remove what it leaves.
+//! A pod's lifecycle: start its berth-pause, and remove what a dead shim
+//! left of it.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use crate::error::{Error, Result};
-use crate::helper::{Helper, Request, Response};
-use crate::pause::PauseSpec;
-use crate::process;
+use crate::cgroup::freezer::{self, Freezer};
+use crate::error::Result;
+use crate::helper::protocol::PauseSpec;
+use crate::helper::Helper;
+use crate::journal::{self, ExitRecord, Record};
 use crate::spec::SandboxConfig;
-use crate::state::{PodDir, ProcessRecord};
+use crate::state::{PodDir, Probe, ProcessRecord};
 
 /// Starts the pod's berth-pause through a helper and names the process.
 ///
@@ -25,19 +25,16 @@ pub fn start_pause(
     pause_binary: PathBuf,
 ) -> Result<ProcessRecord> {
     dir.create()?;
-    let spec = PauseSpec {
+    let answer = helper.spawn_pause(PauseSpec {
         sandbox_id: sandbox_id.to_owned(),
         binary: pause_binary,
         root_dir: dir.pause_root(),
         config: config.clone(),
-    };
-    let answer = helper
-        .call(&Request::SpawnPause(spec))
-        .and_then(Response::into_process);
+    });
     if answer.is_err() {
         // The helper may have created the pod's cgroup before it failed.
         if let Some(path) = &config.cgroup {
-            if let Err(e) = remove_cgroup(path) {
+            if let Err(e) = crate::cgroup::remove_when_empty(path) {
                 log::warn!("pod {sandbox_id}: remove cgroup {path} after a failed start: {e}");
             }
         }
@@ -45,32 +42,222 @@ pub fn start_pause(
     answer
 }
 
-/// Sends `signal` to `process` if it still is that process. Returns whether
-/// it was alive.
-pub fn signal(process: ProcessRecord, signal: Signal) -> Result<bool> {
-    if !process::is_same(process.pid, process.start_time) {
-        return Ok(false);
+/// What the clean-up of a dead shim's task found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Cleaned {
+    /// The task's exit, as the shim journaled it.
+    pub exit: Option<ExitRecord>,
+    /// The pid of the pod's berth-pause, for the sandbox task.
+    pub pid: Option<i32>,
+}
+
+/// containerd's clean-up of task `id` after its shim died: kills what is
+/// left of it, removes its rootfs, cgroup and state, and tells what the
+/// journal says of its exit. For the pod's own task, every container still
+/// in the pod goes too, then berth-pause and the pod's cgroup.
+///
+/// containerd runs this for each task of the pod, in any order, maybe at
+/// once: it works under the pod's lock. A pod a live shim still serves is
+/// left alone. Every step is tried; the directory goes last, and only once
+/// pause is gone, so a failed clean-up can be retried from what is left.
+pub fn cleanup_dead(helper: &Helper, dir: &PodDir, id: &str) -> Result<Cleaned> {
+    if !dir.path().exists() {
+        return Ok(Cleaned::default());
     }
-    match kill(Pid::from_raw(process.pid), signal) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::ESRCH) => Ok(false),
-        Err(e) => Err(Error::Sys {
-            op: format!("kill {} with {signal}", process.pid),
-            source: e.into(),
-        }),
+    let _lock = match dir.lock() {
+        Ok(lock) => lock,
+        // Removed by the clean-up of another task meanwhile.
+        Err(_) if !dir.path().exists() => return Ok(Cleaned::default()),
+        Err(e) => return Err(e),
+    };
+    if !dir.path().exists() {
+        return Ok(Cleaned::default());
+    }
+    if dir.probe() == Probe::Serving {
+        log::warn!("task {id}: its pod is still served by a live shim; leaving it alone");
+        return Ok(Cleaned::default());
+    }
+    let records = journal::read(dir);
+    let mut cleaned = Cleaned {
+        exit: journal::exit_of(&records, id),
+        pid: None,
+    };
+    // The pod's directory outlives this clean-up while the journal holds
+    // an exit another task's clean-up is still to report.
+    let others_unreported = !journal::unreported(&records, id).is_empty();
+    let reported = || journal::append(dir, &Record::Deleted { id: id.to_owned() });
+    if dir.container_ids().iter().any(|c| c == id) {
+        // An app container: its processes, cgroup, rootfs and state.
+        crate::container::remove_from_pod(helper, dir, id)?;
+        log::info!("container {id}: removed what a dead shim left");
+    }
+    let record = dir.read_record().unwrap_or_else(|e| {
+        log::warn!("task {id}: unreadable pod record: {e}");
+        None
+    });
+    let Some(record) = record else {
+        if dir.container_ids().is_empty() && !others_unreported {
+            dir.remove()?;
+        } else {
+            reported()?;
+        }
+        return Ok(cleaned);
+    };
+    if !record.sandbox_id.is_empty() && record.sandbox_id != id {
+        reported()?;
+        return Ok(cleaned);
+    }
+    let mut failures = Vec::new();
+    if let Err(e) = crate::container::remove_all_in_pod(helper, dir) {
+        failures.push(e);
+    }
+    let mut pause_gone = true;
+    if let Some(pause) = record.pause {
+        match crate::process::signal(pause, Signal::SIGKILL) {
+            Ok(true) => log::info!(
+                "pod {id}: killed berth-pause {} left by a dead shim",
+                pause.pid
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                pause_gone = false;
+                failures.push(e);
+            }
+        }
+    }
+    if let Some(cgroup) = &record.cgroup {
+        // A pod paused when its shim died: pause dies only once thawed.
+        let freezer = Freezer::of_path(cgroup);
+        if freezer.exists() {
+            if let Err(e) = freezer.thaw(freezer::TIMEOUT) {
+                failures.push(e);
+            }
+        }
+        if let Err(e) = crate::cgroup::remove_when_empty(cgroup) {
+            failures.push(e);
+        }
+    }
+    if pause_gone {
+        let removed = if others_unreported {
+            // Only the journal stays, for the other tasks' clean-up.
+            dir.remove_record().and_then(|()| reported())
+        } else {
+            dir.remove()
+        };
+        if let Err(e) = removed {
+            failures.push(e);
+        }
+    }
+    match failures.into_iter().next() {
+        Some(e) => Err(e),
+        None => {
+            cleaned.pid = record.pause.map(|p| p.pid);
+            Ok(cleaned)
+        }
     }
 }
 
-/// Removes a pod's cgroup, waiting a little for exiting tasks to leave it.
-pub fn remove_cgroup(path: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match crate::cgroup::remove(path) {
-            Err(e) if Instant::now() < deadline => {
-                log::debug!("cgroup {path} not removable yet: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            result => return result,
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::state::PodRecord;
+
+    /// A helper that is never run: these pods hold no container.
+    fn no_helper() -> Helper {
+        Helper::new("/nonexistent/berth-sandbox-helper", true)
+    }
+
+    #[test]
+    fn cleanup_of_an_unknown_pod_is_a_no_op() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        assert_eq!(
+            cleanup_dead(&no_helper(), &dir, "c1").unwrap(),
+            Cleaned::default()
+        );
+    }
+
+    #[test]
+    fn cleanup_removes_a_pod_dir_without_a_record() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        dir.create().unwrap();
+        std::fs::write(dir.socket(), b"").unwrap();
+        assert_eq!(
+            cleanup_dead(&no_helper(), &dir, "c1").unwrap(),
+            Cleaned::default()
+        );
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn cleanup_leaves_a_pod_that_a_live_shim_serves() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        dir.create().unwrap();
+        let _listener = UnixListener::bind(dir.socket()).unwrap();
+        assert_eq!(dir.probe(), Probe::Serving);
+        assert_eq!(
+            cleanup_dead(&no_helper(), &dir, "c1").unwrap(),
+            Cleaned::default()
+        );
+        assert!(dir.path().exists());
+    }
+
+    /// A dead pod whose shim journaled the exits of its sandbox (0) and of
+    /// container c1 (42).
+    fn dead_pod(root: &Path) -> PodDir {
+        let dir = PodDir::new(root, "x");
+        dir.create().unwrap();
+        dir.write_record(&PodRecord {
+            sandbox_id: "pod".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (id, status) in [("pod", 0), ("c1", 42)] {
+            let exit = ExitRecord::new(id, "", 7, status, at);
+            journal::append(&dir, &Record::Exit(exit)).unwrap();
         }
+        dir
+    }
+
+    fn status(cleaned: Cleaned) -> Option<u32> {
+        cleaned.exit.map(|e| e.status)
+    }
+
+    #[test]
+    fn cleanup_reports_journaled_exits_in_any_order() {
+        for order in [["pod", "c1"], ["c1", "pod"]] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = dead_pod(root.path());
+            let first = cleanup_dead(&no_helper(), &dir, order[0]).unwrap();
+            assert!(
+                dir.path().exists(),
+                "{order:?}: the journal stays for the other task"
+            );
+            let second = cleanup_dead(&no_helper(), &dir, order[1]).unwrap();
+            let (pod, c1) = if order[0] == "pod" {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            assert_eq!((status(pod), status(c1)), (Some(0), Some(42)), "{order:?}");
+            assert!(
+                !dir.path().exists(),
+                "{order:?}: the last clean-up removes it"
+            );
+        }
+    }
+
+    #[test]
+    fn a_task_without_a_journaled_exit_is_reported_killed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dead_pod(root.path());
+        assert_eq!(cleanup_dead(&no_helper(), &dir, "c2").unwrap().exit, None);
     }
 }

@@ -1,6 +1,13 @@
-//! Facts about processes read from /proc.
+//! Processes named by pid and start time: facts read from /proc, and
+//! signals that reach only the process meant.
 
 use std::io;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::state::ProcessRecord;
 
 /// The start time of `pid` in clock ticks since boot (field 22 of
 /// /proc/<pid>/stat). With the pid, it names one process: a pid can be
@@ -39,6 +46,21 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 /// Whether `pid` still is the process that started at `start_time`.
 pub fn is_same(pid: i32, start_time: u64) -> bool {
     self::start_time(pid).is_ok_and(|t| t == start_time)
+}
+
+/// Sends `signal` to `process` if it still is that process. Returns whether
+/// it was alive.
+pub fn signal(process: ProcessRecord, signal: Signal) -> Result<bool> {
+    if !is_same(process.pid, process.start_time) {
+        return Ok(false);
+    }
+    match kill(Pid::from_raw(process.pid), signal) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(Error::errno(format!("kill {} with {signal}", process.pid))(
+            e,
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -131,11 +131,7 @@ impl PodDir {
 
     /// Removes the pod's record: the pod is gone, its directory not yet.
     pub fn remove_record(&self) -> Result<()> {
-        let path = self.path.join(POD_FILE);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
-            _ => Ok(()),
-        }
+        remove_file(&self.path.join(POD_FILE))
     }
 
     pub fn read_record(&self) -> Result<Option<PodRecord>> {
@@ -144,12 +140,52 @@ impl PodDir {
 
     /// Removes the directory and everything in it; a missing one is fine.
     pub fn remove(&self) -> Result<()> {
-        match fs::remove_dir_all(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("remove", &self.path)(e))
-            }
-            _ => Ok(()),
+        remove_dir(&self.path)
+    }
+
+    /// Whether a shim answers on the pod's socket.
+    pub fn probe(&self) -> Probe {
+        probe(&self.socket())
+    }
+}
+
+/// Whether a shim answers on a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Probe {
+    Serving,
+    /// The file is there but nobody listens: a dead shim's.
+    Stale,
+    Absent,
+}
+
+/// Probes `socket`. Only a refused connection or a missing file count as
+/// "nobody there"; any other failure (a full backlog, say) is taken as a live
+/// shim, never as licence to replace its socket.
+pub fn probe(socket: &Path) -> Probe {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(_) => Probe::Serving,
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Probe::Stale,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Probe::Absent,
+        Err(e) => {
+            log::warn!("probe {}: {e}; taking it as served", socket.display());
+            Probe::Serving
         }
+    }
+}
+
+/// Removes a directory tree; one already gone is not an error.
+pub fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a file; one already gone is not an error.
+pub fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
+        _ => Ok(()),
     }
 }
 
@@ -224,6 +260,18 @@ mod tests {
         dir.remove().unwrap();
         assert!(!dir.path().exists());
         dir.remove().unwrap();
+    }
+
+    #[test]
+    fn probe_tells_served_from_stale_and_absent() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        dir.create().unwrap();
+        assert_eq!(dir.probe(), Probe::Absent);
+        let listener = std::os::unix::net::UnixListener::bind(dir.socket()).unwrap();
+        assert_eq!(dir.probe(), Probe::Serving);
+        drop(listener);
+        assert_eq!(dir.probe(), Probe::Stale);
     }
 
     #[test]

@@ -8,7 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_sandbox::container::{self, ContainerRef, ContainerSpec, StdioPaths};
+use berth_sandbox::container;
+use berth_sandbox::helper::protocol::{ContainerRef, ContainerSpec, StdioPaths};
 use berth_sandbox::spec::SandboxConfig;
 use berth_sandbox::ErrorKind;
 use common::*;
@@ -116,7 +117,7 @@ impl Bundle {
 
 impl Drop for Bundle {
     fn drop(&mut self) {
-        let _ = container::delete_with(&helper(), &self.reference());
+        let _ = helper().delete_container(&self.reference());
         remove_test_cgroup_parent(&test_cgroup(&self.id));
     }
 }
@@ -152,7 +153,9 @@ fn a_container_runs_its_process_after_start_and_reports_its_exit_code() {
     );
     let out = bundle.path().join("stdout");
     std::fs::write(&out, b"").unwrap();
-    let init = container::create_with(&helper(), &bundle.spec(Some(out.clone()))).unwrap();
+    let init = helper()
+        .create_container(bundle.spec(Some(out.clone())))
+        .unwrap();
     assert!(
         cgroup_exists("exit42"),
         "the container's cgroup exists once it is created"
@@ -163,14 +166,14 @@ fn a_container_runs_its_process_after_start_and_reports_its_exit_code() {
         "",
         "a created container has not run its process"
     );
-    container::start_with(&helper(), &bundle.reference()).unwrap();
+    helper().start_container(&bundle.reference()).unwrap();
     assert_eq!(exit_code(init.pid), 42);
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
         "hello from 1\n",
         "PID 1 of its own namespace"
     );
-    container::delete_with(&helper(), &bundle.reference()).unwrap();
+    helper().delete_container(&bundle.reference()).unwrap();
     assert!(!cgroup_exists("exit42"), "delete removes the cgroup");
     assert!(
         !bundle.engine_root.join("exit42").exists(),
@@ -213,8 +216,10 @@ fn a_container_joins_the_pods_namespaces() {
     );
     let out = bundle.path().join("stdout");
     std::fs::write(&out, b"").unwrap();
-    let init = container::create_with(&helper(), &bundle.spec(Some(out.clone()))).unwrap();
-    container::start_with(&helper(), &bundle.reference()).unwrap();
+    let init = helper()
+        .create_container(bundle.spec(Some(out.clone())))
+        .unwrap();
+    helper().start_container(&bundle.reference()).unwrap();
     for name in ["net", "ipc", "uts", "pid"] {
         assert_eq!(
             ns_inode(init.pid, name),
@@ -225,9 +230,11 @@ fn a_container_joins_the_pods_namespaces() {
     wait_until("the hostname is printed", Duration::from_secs(5), || {
         std::fs::read_to_string(&out).unwrap() == "joined\n"
     });
-    container::kill_all_with(&helper(), &bundle.reference(), libc::SIGKILL).unwrap();
+    helper()
+        .kill_container(&bundle.reference(), libc::SIGKILL)
+        .unwrap();
     assert_eq!(exit_code(init.pid), 137);
-    container::delete_with(&helper(), &bundle.reference()).unwrap();
+    helper().delete_container(&bundle.reference()).unwrap();
 }
 
 #[test]
@@ -236,7 +243,7 @@ fn a_spec_libcontainer_rejects_is_an_invalid_argument_and_leaves_nothing() {
     let mut spec = Spec::load(bundle.path().join("config.json")).unwrap();
     spec.set_version("0.9.0".into());
     spec.save(bundle.path().join("config.json")).unwrap();
-    let err = container::create_with(&helper(), &bundle.spec(None)).unwrap_err();
+    let err = helper().create_container(bundle.spec(None)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(!bundle.engine_root.join("badspec").exists());
     assert!(!cgroup_exists("badspec"));
@@ -245,7 +252,7 @@ fn a_spec_libcontainer_rejects_is_an_invalid_argument_and_leaves_nothing() {
 #[test]
 fn deleting_a_container_that_was_never_created_is_not_an_error() {
     let bundle = Bundle::new("never", &["sh"], own_namespaces());
-    container::delete_with(&helper(), &bundle.reference()).unwrap();
+    helper().delete_container(&bundle.reference()).unwrap();
 }
 
 #[test]
@@ -258,8 +265,8 @@ fn an_exec_runs_in_the_containers_namespaces_with_its_own_stdio_and_exit_code() 
         ..bundle.spec(None)
     };
     let reference = container::reference(&dir, "execd");
-    let init = container::create_with(&helper(), &spec).unwrap();
-    container::start_with(&helper(), &reference).unwrap();
+    let init = helper().create_container(spec.clone()).unwrap();
+    helper().start_container(&reference).unwrap();
 
     let out = bundle.path().join("exec-out");
     std::fs::write(&out, b"").unwrap();
@@ -319,7 +326,7 @@ fn an_exec_runs_in_the_containers_namespaces_with_its_own_stdio_and_exit_code() 
     .unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
 
-    container::kill_all_with(&helper(), &reference, libc::SIGKILL).unwrap();
+    helper().kill_container(&reference, libc::SIGKILL).unwrap();
     assert_eq!(exit_code(init.pid), 137);
-    container::delete_with(&helper(), &reference).unwrap();
+    helper().delete_container(&reference).unwrap();
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use berth_sandbox::freezer::{freeze_all, Freezer, FreezerState};
+use berth_sandbox::cgroup::freezer::{freeze_all, Freezer, FreezerState};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

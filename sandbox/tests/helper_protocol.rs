@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use berth_sandbox::container::ContainerRef;
-use berth_sandbox::helper::{Helper, Request, Response, HELPER_ARG, PROTOCOL};
+use berth_sandbox::helper::protocol::{ContainerRef, Request, Response, HELPER_ARG, PROTOCOL};
+use berth_sandbox::helper::Helper;
 use berth_sandbox::ErrorKind;
 
 const HELPER: &str = env!("CARGO_BIN_EXE_berth-sandbox-helper");

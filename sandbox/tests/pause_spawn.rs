@@ -320,7 +320,7 @@ fn pause_joins_its_cgroup_and_the_cgroup_is_removable_after() {
         assert!(line.ends_with(&path), "{controller}: {line}");
     }
     assert_eq!(pod.stop(), 0);
-    berth_sandbox::pod::remove_cgroup(&path).unwrap();
+    berth_sandbox::cgroup::remove_when_empty(&path).unwrap();
     assert!(!berth_sandbox::cgroup::exists(&path));
     wait_until("the cgroup to go", Duration::from_secs(1), || {
         !std::path::Path::new(&format!("/sys/fs/cgroup/memory{path}")).exists()

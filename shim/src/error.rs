@@ -1,5 +1,7 @@
 //! The shim's error type and its one mapping to ttrpc status codes.
 
+use std::path::PathBuf;
+
 use berth_proto::ttrpc::{self, Code};
 use berth_sandbox::ErrorKind;
 
@@ -17,6 +19,15 @@ pub enum Error {
     Unimplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A file the shim opens, binds or reads for a task (a FIFO, a log
+    /// file, a console socket) failed; its code follows the errno.
+    #[error("{op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Sandbox(#[from] berth_sandbox::Error),
     #[error("{0}")]
@@ -26,6 +37,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An I/O failure of `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+
     fn code(&self) -> Code {
         match self {
             Error::NotFound(_) => Code::NOT_FOUND,
@@ -34,9 +51,15 @@ impl Error {
             Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             Error::Unimplemented(_) => Code::UNIMPLEMENTED,
             Error::Unavailable(_) => Code::UNAVAILABLE,
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => Code::NOT_FOUND,
+                std::io::ErrorKind::PermissionDenied => Code::PERMISSION_DENIED,
+                _ => Code::INTERNAL,
+            },
             Error::Sandbox(e) => match e.kind() {
                 ErrorKind::InvalidArgument => Code::INVALID_ARGUMENT,
                 ErrorKind::NotFound => Code::NOT_FOUND,
+                ErrorKind::PermissionDenied => Code::PERMISSION_DENIED,
                 ErrorKind::FailedPrecondition => Code::FAILED_PRECONDITION,
                 ErrorKind::Unimplemented => Code::UNIMPLEMENTED,
                 ErrorKind::Internal => Code::INTERNAL,
@@ -48,7 +71,7 @@ impl Error {
 
 impl From<Error> for ttrpc::Error {
     fn from(e: Error) -> Self {
-        let message = berth_sandbox::helper::error_chain(&e);
+        let message = berth_sandbox::error_chain(&e);
         ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), message))
     }
 }
@@ -87,20 +110,57 @@ mod tests {
         assert_eq!(status(Error::Internal("x".into())).0, Code::INTERNAL);
     }
 
+    fn io(errno: i32) -> Error {
+        Error::io("open", "/run/fifo/stdout")(std::io::Error::from_raw_os_error(errno))
+    }
+
+    #[test]
+    fn io_errors_take_their_code_from_the_errno() {
+        let (code, message) = status(io(libc::ENOENT));
+        assert_eq!(code, Code::NOT_FOUND);
+        assert!(
+            message.starts_with("open /run/fifo/stdout: "),
+            "names the operation and the path: {message}"
+        );
+        assert_eq!(status(io(libc::EACCES)).0, Code::PERMISSION_DENIED);
+        assert_eq!(status(io(libc::EPERM)).0, Code::PERMISSION_DENIED);
+        assert_eq!(status(io(libc::EIO)).0, Code::INTERNAL);
+        assert_eq!(status(io(libc::ENOSPC)).0, Code::INTERNAL);
+    }
+
     #[test]
     fn sandbox_errors_keep_their_class_and_field() {
         let spec = berth_sandbox::spec::parse(br#"{"ociVersion": 1}"#).unwrap_err();
         let (code, message) = status(spec.into());
         assert_eq!(code, Code::INVALID_ARGUMENT);
         assert!(message.contains("spec.ociVersion"), "{message}");
-        let io = berth_sandbox::Error::Io {
+        let sandbox_io = |errno| berth_sandbox::Error::Io {
             op: "read",
             path: "/x".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            source: std::io::Error::from_raw_os_error(errno),
         };
-        let (code, message) = status(io.into());
+        let (code, message) = status(sandbox_io(libc::ENOENT).into());
         assert_eq!(code, Code::NOT_FOUND);
         assert!(message.starts_with("read /x: "), "{message}");
+        assert_eq!(
+            status(sandbox_io(libc::EACCES).into()).0,
+            Code::PERMISSION_DENIED
+        );
+        let helper = berth_sandbox::error::HelperError {
+            kind: ErrorKind::FailedPrecondition,
+            message: "container c1 is not created".into(),
+        };
+        let (code, message) = status(berth_sandbox::Error::from(helper).into());
+        assert_eq!(code, Code::FAILED_PRECONDITION);
+        assert_eq!(message, "container c1 is not created");
+        let unsupported = berth_sandbox::spec::SandboxConfig::from_spec(
+            &berth_sandbox::spec::parse(
+                br#"{"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "user"}]}}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(status(unsupported.into()).0, Code::UNIMPLEMENTED);
     }
 
     #[test]

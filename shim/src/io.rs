@@ -10,28 +10,32 @@
 //! on, and the shim copies between the master and the FIFOs (or the file,
 //! or the logging binary).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use berth_sandbox::container::StdioPaths;
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use berth_sandbox::helper::protocol::StdioPaths;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::console::{ConsoleSocket, Master};
 use crate::error::{Error, Result};
 use crate::logger::{self, Binary, Logger};
-use crate::task::Stdio;
 
 /// How long the shim waits for libcontainer to send a terminal's master.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The IO paths containerd gave a process, reported back by State.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stdio {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
 
 /// The shim's side of a running container's stdio.
 #[derive(Debug, Default)]
@@ -44,7 +48,7 @@ pub struct Io {
     /// see the end of their FIFOs even if a process kept a pipe open.
     copies: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// A terminal's pty master, once it arrived.
-    console: Arc<OnceLock<Arc<AsyncFd<OwnedFd>>>>,
+    console: Arc<OnceLock<Master>>,
     /// The logging binary of a `binary://` URI, stopped with the Io.
     logger: Option<Logger>,
 }
@@ -72,21 +76,10 @@ pub struct Prepared {
 
 /// A console socket and the FIFOs its pty will be copied to and from.
 struct PendingConsole {
-    listener: UnixListener,
-    socket: SocketFile,
+    socket: ConsoleSocket,
     stdin: Option<pipe::Receiver>,
     stdout: Option<Sink>,
     done: mpsc::Sender<()>,
-}
-
-/// A console socket's file, removed when the socket is done with, whether
-/// the pty arrived or the create failed.
-struct SocketFile(PathBuf);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 impl Prepared {
@@ -99,37 +92,22 @@ impl Prepared {
             let console = Arc::clone(&self.io.console);
             let copies = Arc::clone(&self.io.copies);
             let attach = tokio::spawn(async move {
-                let path = pending.socket.0.clone();
-                let master =
-                    tokio::time::timeout(CONSOLE_TIMEOUT, receive_master(&pending.listener)).await;
-                drop(pending.socket);
-                let master = match master {
-                    Ok(Ok(master)) => master,
-                    Ok(Err(e)) => {
-                        return log::warn!("terminal {}: no pty master: {e}", path.display())
-                    }
-                    Err(_) => {
-                        return log::warn!(
-                            "terminal {}: no pty master within {CONSOLE_TIMEOUT:?}",
-                            path.display()
-                        )
-                    }
+                let path = pending.socket.path().to_owned();
+                let master = match pending.socket.receive(CONSOLE_TIMEOUT).await {
+                    Ok(master) => master,
+                    Err(why) => return log::warn!("terminal {}: {why}", path.display()),
                 };
-                let master = match register(master) {
-                    Ok(m) => Arc::new(m),
-                    Err(e) => return log::warn!("terminal {}: {e}", path.display()),
-                };
-                let _ = console.set(Arc::clone(&master));
+                let _ = console.set(master.clone());
                 let mut started = Vec::new();
                 if let Some(fifo) = pending.stdout {
                     started.push(tokio::spawn(copy_output(
-                        Pty(Arc::clone(&master)),
+                        master.stream(),
                         fifo,
                         pending.done,
                     )));
                 }
                 if let Some(fifo) = pending.stdin {
-                    started.push(tokio::spawn(copy_stdin(fifo, Pty(master))));
+                    started.push(tokio::spawn(copy_stdin(fifo, master.stream())));
                 }
                 copies.lock().expect("copies lock").extend(started);
             });
@@ -138,8 +116,6 @@ impl Prepared {
         self.io
     }
 }
-
-static CONSOLE_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A path by which another process opens one of the shim's descriptors.
 fn fd_path(fd: &impl AsRawFd) -> PathBuf {
@@ -203,10 +179,10 @@ impl Io {
             // copy does not end before containerd has opened its writer.
             let fifo = pipe::OpenOptions::new()
                 .open_receiver(&stdio.stdin)
-                .map_err(|e| io_error("open stdin", &stdio.stdin, e))?;
+                .map_err(Error::io("open stdin", &stdio.stdin))?;
             let held = pipe::OpenOptions::new()
                 .open_sender(&stdio.stdin)
-                .map_err(|e| io_error("open stdin", &stdio.stdin, e))?;
+                .map_err(Error::io("open stdin", &stdio.stdin))?;
             *prepared.io.stdin_held.lock().expect("stdin lock") = Some(held);
             Some(fifo)
         };
@@ -223,21 +199,14 @@ impl Io {
                     let started = logger::start(&binary, owner.id, owner.namespace).await?;
                     prepared.io.logger = Some(started.logger);
                     let pipe = pipe::Sender::from_owned_fd(started.stdout)
-                        .map_err(|e| io_error("pipe", "the logging binary", e))?;
+                        .map_err(Error::io("pipe", "the logging binary"))?;
                     Some(Box::new(pipe))
                 }
             };
-            let path = console_dir.join(format!(
-                "tty-{}-{}.sock",
-                std::process::id(),
-                CONSOLE_SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_file(&path);
-            let listener = UnixListener::bind(&path).map_err(|e| io_error("bind", &path, e))?;
-            prepared.paths.console_socket = Some(path.clone());
+            let socket = ConsoleSocket::bind(console_dir)?;
+            prepared.paths.console_socket = Some(socket.path().to_owned());
             prepared.console = Some(PendingConsole {
-                listener,
-                socket: SocketFile(path),
+                socket,
                 stdin,
                 stdout,
                 done: done_tx,
@@ -246,10 +215,8 @@ impl Io {
         }
 
         if let Some(fifo) = stdin {
-            let (tx, rx) = pipe::pipe().map_err(|e| io_error("pipe", "stdin", e))?;
-            let rx = rx
-                .into_blocking_fd()
-                .map_err(|e| io_error("pipe", "stdin", e))?;
+            let (tx, rx) = pipe::pipe().map_err(Error::io("pipe", "stdin"))?;
+            let rx = rx.into_blocking_fd().map_err(Error::io("pipe", "stdin"))?;
             prepared.paths.stdin = Some(fd_path(&rx));
             prepared.container_ends.push(rx);
             prepared.io.spawn(copy_stdin(fifo, tx));
@@ -283,10 +250,8 @@ impl Io {
                 }
                 Target::Fifo(path) => {
                     let fifo = open_output_fifo(&path)?;
-                    let (tx, rx) = pipe::pipe().map_err(|e| io_error("pipe", stream, e))?;
-                    let tx = tx
-                        .into_blocking_fd()
-                        .map_err(|e| io_error("pipe", stream, e))?;
+                    let (tx, rx) = pipe::pipe().map_err(Error::io("pipe", stream))?;
+                    let tx = tx.into_blocking_fd().map_err(Error::io("pipe", stream))?;
                     let path = fd_path(&tx);
                     prepared.container_ends.push(tx);
                     prepared.io.spawn(copy_output(rx, fifo, done_tx.clone()));
@@ -328,25 +293,12 @@ impl Io {
 
     /// ResizePty: the terminal's new size.
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
-        let master = self.console.get().ok_or_else(|| {
-            Error::FailedPrecondition("the process has no terminal to resize".into())
-        })?;
-        let size = libc::winsize {
-            ws_row: height.min(u16::MAX as u32) as u16,
-            ws_col: width.min(u16::MAX as u32) as u16,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives
-        // across the call; the fd is the pty master this Io owns.
-        let ret = unsafe { libc::ioctl(master.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &size) };
-        if ret < 0 {
-            return Err(Error::Internal(format!(
-                "resize the terminal: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        Ok(())
+        self.console
+            .get()
+            .ok_or_else(|| {
+                Error::FailedPrecondition("the process has no terminal to resize".into())
+            })?
+            .resize(width, height)
     }
 }
 
@@ -358,131 +310,25 @@ impl Drop for Io {
     }
 }
 
-/// Registers a descriptor with the runtime, set non-blocking.
-pub(crate) fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
-    let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)?;
-    let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
-    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and names the
-    // same file description until the AsyncFd drops it.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
-        .map_err(std::io::Error::from)
-}
-
-/// Accepts libcontainer's connection and takes the pty master it sends.
-async fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
-    let (stream, _) = listener.accept().await?;
-    loop {
-        stream.readable().await?;
-        match stream.try_io(Interest::READABLE, || recv_fd(stream.as_raw_fd())) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            result => return result,
-        }
-    }
-}
-
-fn recv_fd(socket: RawFd) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        socket,
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut received = None;
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            for fd in fds {
-                // SAFETY: the kernel just installed this descriptor for us
-                // and nothing else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                received.get_or_insert(fd);
-            }
-        }
-    }
-    received.ok_or_else(|| std::io::Error::other("no pty master in the console message"))
-}
-
-/// One side of a pty master, as a byte stream. The end of the terminal
-/// (EIO once no process holds the slave) reads as end of file.
-struct Pty(Arc<AsyncFd<OwnedFd>>);
-
-impl AsyncRead for Pty {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.0.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|fd| {
-                nix::unistd::read(fd.get_ref(), unfilled).map_err(std::io::Error::from)
-            }) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Poll::Ready(Ok(())),
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Pty {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.0.poll_write_ready(cx))?;
-            match guard
-                .try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from))
-            {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 fn open_output_fifo(path: &Path) -> Result<pipe::Sender> {
     pipe::OpenOptions::new()
         .read_write(true)
         .open_sender(path)
-        .map_err(|e| io_error("open", path, e))
-}
-
-fn io_error(op: &str, what: impl AsRef<std::path::Path>, e: std::io::Error) -> Error {
-    Error::Internal(format!("{op} {}: {e}", what.as_ref().display()))
+        .map_err(Error::io("open", path))
 }
 
 async fn open_log(path: &std::path::Path) -> Result<OwnedFd> {
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir)
             .await
-            .map_err(|e| io_error("create", dir, e))?;
+            .map_err(Error::io("create", dir))?;
     }
     let file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .await
-        .map_err(|e| io_error("open", path, e))?;
+        .map_err(Error::io("open", path))?;
     Ok(file.into_std().await.into())
 }
 
@@ -780,7 +626,7 @@ touch "$DIR/done""#,
             Err(Error::FailedPrecondition(_))
         ));
         let pty = nix::pty::openpty(None, None).unwrap();
-        let _ = io.console.set(Arc::new(register(pty.master).unwrap()));
+        let _ = io.console.set(Master::of(pty.master));
         io.resize(132, 43).unwrap();
         let mut size = libc::winsize {
             ws_row: 0,

@@ -7,8 +7,7 @@
 //! arguments, each key followed by its value if it has one. This is the
 //! contract containerd's Go shim gives logging binaries.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use crate::error::{Error, Result};
-use crate::process::Process;
+use crate::process::Tracked;
 
 /// How long a logging binary has to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,7 +101,7 @@ impl Binary {
 }
 
 /// A started logging binary, and the write ends the process gets.
-pub struct Started {
+pub struct LogPipes {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub logger: Logger,
@@ -112,7 +111,7 @@ pub struct Started {
 /// SIGKILL if it is still there after a while.
 #[derive(Debug)]
 pub struct Logger {
-    process: Arc<Process>,
+    process: Arc<Tracked>,
 }
 
 /// A pipe whose ends are out of the low descriptor numbers the binary's
@@ -121,10 +120,8 @@ fn high_pipe() -> Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::Internal(format!("pipe for the logging binary: {e}")))?;
     let high = |fd: OwnedFd| -> Result<OwnedFd> {
-        let raw = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
-            .map_err(|e| Error::Internal(format!("dup for the logging binary: {e}")))?;
-        // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
-        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+        crate::sys::dup_at_least(fd.as_fd(), 10)
+            .map_err(|e| Error::Internal(format!("dup for the logging binary: {e}")))
     };
     Ok((high(r)?, high(w)?))
 }
@@ -141,7 +138,7 @@ impl LowFds {
         let mut held = Vec::new();
         loop {
             let fd: OwnedFd = std::fs::File::open("/dev/null")
-                .map_err(|e| Error::Internal(format!("open /dev/null: {e}")))?
+                .map_err(Error::io("open", "/dev/null"))?
                 .into();
             if fd.as_raw_fd() > 5 {
                 return Ok(LowFds { _held: held });
@@ -153,7 +150,7 @@ impl LowFds {
 
 /// Starts `binary` for container `id` of `namespace`, and waits until it is
 /// ready to read.
-pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<Started> {
+pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<LogPipes> {
     let low_fds = LowFds::hold()?;
     let (stdout_r, stdout_w) = high_pipe()?;
     let (stderr_r, stderr_w) = high_pipe()?;
@@ -168,24 +165,13 @@ pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<Started
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let sources = [
-        stdout_r.as_raw_fd(),
-        stderr_r.as_raw_fd(),
-        ready_w.as_raw_fd(),
+    // The sources are all >= 10: no placement overwrites another.
+    let placed = vec![
+        (stdout_r.as_raw_fd(), 3),
+        (stderr_r.as_raw_fd(), 4),
+        (ready_w.as_raw_fd(), 5),
     ];
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only dup2, which is async-signal-safe; it allocates nothing and takes
-    // no lock. The sources are all >= 10, so no dup2 overwrites another.
-    unsafe {
-        command.pre_exec(move || {
-            for (target, source) in (3..).zip(sources) {
-                if libc::dup2(source, target) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    crate::sys::on_exec_place_fds(&mut command, placed, false);
     let child = command.spawn().map_err(|e| {
         Error::InvalidArgument(format!(
             "binary log URI: start {}: {e}",
@@ -195,7 +181,7 @@ pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<Started
     drop(low_fds);
     // The shim's reaper collects it; the pidfd follows it.
     let pid = child.id() as i32;
-    let process = Process::track(ProcessRecord {
+    let process = Tracked::track(ProcessRecord {
         pid,
         start_time: berth_sandbox::process::start_time(pid).unwrap_or(0),
     });
@@ -229,7 +215,7 @@ pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<Started
             binary.path.display()
         )));
     }
-    Ok(Started {
+    Ok(LogPipes {
         stdout: stdout_w,
         stderr: stderr_w,
         logger,
@@ -256,7 +242,7 @@ impl Logger {
     }
 
     /// Asks the binary to finish, and kills it if it does not in time.
-    async fn stop(process: Arc<Process>) {
+    async fn stop(process: Arc<Tracked>) {
         if !matches!(process.signal(Signal::SIGTERM), Ok(true)) {
             return;
         }

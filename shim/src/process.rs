@@ -8,11 +8,13 @@
 //! stale exit of an earlier holder of the pid.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use berth_sandbox::state::ProcessRecord;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
+
+use crate::sys;
 
 #[derive(Debug)]
 enum Handle {
@@ -24,30 +26,19 @@ enum Handle {
     PidOnly,
 }
 
+/// A process the shim tracks: held by a pidfd where the kernel has them.
 #[derive(Debug)]
-pub struct Process {
+pub struct Tracked {
     pub pid: i32,
     pub start_time: u64,
     handle: Handle,
 }
 
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
-    // or -1; it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor, open and ours alone;
-    // pidfds are close-on-exec.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-impl Process {
+impl Tracked {
     /// Takes hold of the process `record` names. If it is no longer that
     /// process, it has exited.
-    pub fn track(record: ProcessRecord) -> Process {
-        let handle = match pidfd_open(record.pid) {
+    pub fn track(record: ProcessRecord) -> Tracked {
+        let handle = match sys::pidfd_open(record.pid) {
             // Opened before the check: if the pid still names the process
             // after it, the pidfd names it too.
             Ok(fd) if berth_sandbox::process::is_same(record.pid, record.start_time) => {
@@ -61,7 +52,7 @@ impl Process {
                 Handle::PidOnly
             }
         };
-        Process {
+        Tracked {
             pid: record.pid,
             start_time: record.start_time,
             handle,
@@ -102,34 +93,21 @@ impl Process {
             Handle::Pidfd(fd) => fd,
             Handle::Gone => return Ok(false),
             Handle::PidOnly => {
-                return berth_sandbox::pod::signal(self.record(), signal)
+                return berth_sandbox::process::signal(self.record(), signal)
                     .map_err(|e| io::Error::other(e.to_string()))
             }
         };
-        // SAFETY: pidfd_send_signal reads only its arguments; a null info
-        // makes the kernel fill in a plain kill's.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                signal as i32,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc == 0 {
-            return Ok(true);
-        }
-        match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
-            e => Err(e),
+        match sys::pidfd_send_signal(fd.as_fd(), signal as i32) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
     /// A process known to have exited (tests' stand-in for one).
     #[cfg(test)]
-    pub fn gone(pid: i32) -> Process {
-        Process {
+    pub fn gone(pid: i32) -> Tracked {
+        Tracked {
             pid,
             start_time: 0,
             handle: Handle::Gone,
@@ -171,7 +149,7 @@ mod tests {
     #[test]
     fn follows_one_process_through_its_exit() {
         let (mut child, record) = sleeper();
-        let process = Process::track(record);
+        let process = Tracked::track(record);
         assert!(matches!(process.handle, Handle::Pidfd(_)));
         assert!(!process.may_have_exited(), "it runs");
         assert!(process.signal(Signal::SIGKILL).unwrap());
@@ -190,7 +168,7 @@ mod tests {
         let (mut child, mut record) = sleeper();
         // Same pid, another start: a process that was, not this one.
         record.start_time += 1;
-        let process = Process::track(record);
+        let process = Tracked::track(record);
         assert!(matches!(process.handle, Handle::Gone));
         assert!(process.may_have_exited());
         assert!(!process.signal(Signal::SIGKILL).unwrap(), "never signalled");

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use berth_sandbox::state::ProcessRecord;
 
-use crate::process::Process;
+use crate::process::Tracked;
 
 /// One exited process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +52,9 @@ impl Subscription {
     /// the process is either not reaped yet, and every exit of its pid seen
     /// so far was an earlier holder's of the pid (dropped), or reaped with
     /// its exit queued here: the last one of its pid (kept).
-    pub fn track(&mut self, record: ProcessRecord) -> Process {
+    pub fn track(&mut self, record: ProcessRecord) -> Tracked {
         let _no_reaping = self.reaper.subscribers.lock().expect("reaper lock");
-        let process = Process::track(record);
+        let process = Tracked::track(record);
         let reaped = !berth_sandbox::process::is_same(record.pid, record.start_time);
         let mut last = None;
         while let Ok(exit) = self.rx.try_recv() {
@@ -70,7 +70,7 @@ impl Subscription {
 
     /// Waits for the exit of `process`, skipping every other exit, and an
     /// exit of its pid seen while it provably still runs.
-    pub async fn wait_for(mut self, process: &Process) -> Option<Exit> {
+    pub async fn wait_for(mut self, process: &Tracked) -> Option<Exit> {
         if let Some(exit) = self.found.take() {
             return Some(exit);
         }
@@ -212,7 +212,7 @@ mod tests {
             status: 137,
             at: SystemTime::UNIX_EPOCH,
         });
-        let exit = sub.wait_for(&Process::gone(7)).await.unwrap();
+        let exit = sub.wait_for(&Tracked::gone(7)).await.unwrap();
         assert_eq!(exit.status, 137);
         assert!(
             reaper.subscribers.lock().unwrap().is_empty(),
@@ -290,7 +290,7 @@ mod tests {
             status: 0,
             at: SystemTime::UNIX_EPOCH,
         });
-        assert_eq!(a.wait_for(&Process::gone(3)).await.unwrap().pid, 3);
-        assert_eq!(b.wait_for(&Process::gone(3)).await.unwrap().pid, 3);
+        assert_eq!(a.wait_for(&Tracked::gone(3)).await.unwrap().pid, 3);
+        assert_eq!(b.wait_for(&Tracked::gone(3)).await.unwrap().pid, 3);
     }
 }

@@ -1,7 +1,6 @@
 //! Serving one pod: the ttrpc server, the reaper, and orderly exit.
 
 use std::collections::HashMap;
-use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,14 +10,15 @@ use berth_proto::shim_async::create_task;
 use berth_proto::ttrpc::r#async::transport::Listener;
 use berth_proto::ttrpc::r#async::{Server, Service as TtrpcService};
 use berth_sandbox::helper::Helper;
-use berth_sandbox::state::PodDir;
+use berth_sandbox::state::{PodDir, Probe};
 use containerd_shim::Flags;
 use tokio::sync::Notify;
 
-use crate::bootstrap::{self, Probe, LISTEN_FD, LISTEN_FD_ENV};
-use crate::engine::Sandbox;
+use crate::bootstrap::{LISTEN_FD, LISTEN_FD_ENV};
 use crate::error::{Error, Result};
 use crate::events::Outbox;
+use crate::layout;
+use crate::pod::PodBackend;
 use crate::reaper::Reaper;
 use crate::service::Service;
 
@@ -49,8 +49,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     // the name Go shims show is the kernel's 15-byte cut of theirs.
     let _ = nix::sys::prctl::set_name(c"containerd-shim");
     let bundle = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let grouping = berth_sandbox::spec::grouping(&bundle, &flags.id);
-    let dir = bootstrap::pod_dir(&flags.address, &flags.namespace, &grouping);
+    let (grouping, dir) = layout::pod_dir_of(flags, &bundle);
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
         eprintln!("containerd-shim-berth-v2: no log fifo, logging to stderr: {e}");
@@ -71,14 +70,14 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
     let helper = open_helper()?;
     let outbox = Arc::new(Outbox::start(&ttrpc_address, &flags.namespace));
-    let engine = Arc::new(Sandbox::new(
+    let backend = Arc::new(PodBackend::new(
         helper.clone(),
-        bootstrap::pause_binary(),
+        layout::pause_binary(),
         dir.clone(),
         &flags.namespace,
     ));
     let shutdown = Arc::new(Notify::new());
-    let service = Service::new(engine, Arc::clone(&outbox), reaper, Arc::clone(&shutdown));
+    let service = Service::new(backend, Arc::clone(&outbox), reaper, Arc::clone(&shutdown));
     let listener = Listener::try_from(listener)
         .map_err(|e| Error::Internal(format!("ttrpc listener: {e}")))?;
     let mut server = Server::new()
@@ -125,11 +124,11 @@ pub async fn serve(flags: &Flags) -> Result<()> {
 /// binary it started with, even after an upgrade replaces the file, and a
 /// missing helper fails the shim's start rather than its first pod.
 fn open_helper() -> Result<Helper> {
-    let path = bootstrap::helper_binary();
+    let path = layout::helper_binary();
     Helper::open(&path, false).map_err(|e| {
         Error::Internal(format!(
             "the helper binary (install it beside the shim or set BERTH_HELPER): {}",
-            berth_sandbox::helper::error_chain(&e)
+            berth_sandbox::error_chain(&e)
         ))
     })
 }
@@ -138,26 +137,21 @@ fn open_helper() -> Result<Helper> {
 /// hand) bound here under the pod's lock. `None` when a live shim holds it.
 fn listener(dir: &PodDir) -> Result<Option<UnixListener>> {
     if std::env::var_os(LISTEN_FD_ENV).is_some() {
-        nix::fcntl::fcntl(
-            // SAFETY: LISTEN_FD is open for the life of the process: `start`
-            // put the bound socket there before exec, by contract.
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(LISTEN_FD) },
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(|e| Error::Internal(format!("the socket handed over on fd {LISTEN_FD}: {e}")))?;
-        // SAFETY: as above; nothing else in the process owns LISTEN_FD.
-        return Ok(Some(unsafe { UnixListener::from_raw_fd(LISTEN_FD) }));
+        // `start` put the bound socket there before exec, by contract.
+        return crate::sys::take_listener(LISTEN_FD).map(Some).map_err(|e| {
+            Error::Internal(format!("the socket handed over on fd {LISTEN_FD}: {e}"))
+        });
     }
     dir.create()?;
     let _lock = dir.lock()?;
     let socket = dir.socket();
-    if bootstrap::probe(&socket) == Probe::Serving {
+    if dir.probe() == Probe::Serving {
         return Ok(None);
     }
     let _ = std::fs::remove_file(&socket);
     UnixListener::bind(&socket)
         .map(Some)
-        .map_err(|e| Error::Internal(format!("bind {}: {e}", socket.display())))
+        .map_err(Error::io("bind", &socket))
 }
 
 /// Tells `start` we are ready: our stdout is its pipe, which it reads to EOF.

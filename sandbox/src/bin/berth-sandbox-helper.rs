@@ -5,7 +5,7 @@
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(berth_sandbox::helper::HELPER_ARG) {
-        berth_sandbox::helper::main();
+        berth_sandbox::helper::server::main();
     }
     eprintln!(
         "usage: berth-sandbox-helper {} < request.json\n\

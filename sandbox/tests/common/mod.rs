@@ -87,18 +87,18 @@ impl TestPod {
 
 impl Drop for TestPod {
     fn drop(&mut self) {
-        if berth_sandbox::pod::signal(self.pause, Signal::SIGKILL).unwrap_or(false) {
+        if berth_sandbox::process::signal(self.pause, Signal::SIGKILL).unwrap_or(false) {
             let _ = waitpid(Pid::from_raw(self.pid()), None);
         }
         if let Some(cgroup) = &self.config.cgroup {
-            let _ = berth_sandbox::pod::remove_cgroup(cgroup);
+            let _ = berth_sandbox::cgroup::remove_when_empty(cgroup);
             let parent = Path::new(cgroup)
                 .parent()
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
             if parent != "/" {
-                let _ = berth_sandbox::pod::remove_cgroup(&parent);
+                let _ = berth_sandbox::cgroup::remove_when_empty(&parent);
             }
         }
     }
@@ -151,7 +151,7 @@ pub fn remove_test_cgroup_parent(path: &str) {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let _ = berth_sandbox::pod::remove_cgroup(&parent);
+    let _ = berth_sandbox::cgroup::remove_when_empty(&parent);
 }
 
 /// A network namespace pinned at a path, removed on drop.

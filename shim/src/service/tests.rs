@@ -1,16 +1,21 @@
-//! The Task service against a stub engine and a channel publisher: no root.
+//! The Task service against a stub backend and a channel publisher: no root.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::SystemTime;
 
-use berth_proto::api::Status;
+use berth_proto::api::*;
 use berth_proto::ttrpc::Code;
+use berth_sandbox::cgroup::freezer::{Freezer, FreezerState};
+use berth_sandbox::journal::Record;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
+use crate::backend::{CreateRequest, NewTask, Spawned};
 use crate::events::testing::Channel;
-use crate::process::Process;
+use crate::events::Event;
+use crate::io::{Io, Stdio};
+use crate::process::Tracked;
 use crate::reaper::Exit;
 
 /// Processes that exist only in memory: kill makes them exit through the
@@ -31,7 +36,7 @@ struct Stub {
     /// The task that is the pod's sandbox.
     sandbox: StdMutex<Option<String>>,
     /// The exit journal.
-    journal: StdMutex<Vec<berth_sandbox::journal::Record>>,
+    journal: StdMutex<Vec<Record>>,
     /// Tasks whose cgroup is frozen for good: a v2 freezer whose
     /// `cgroup.events` never changes.
     stuck: StdMutex<Vec<String>>,
@@ -41,8 +46,8 @@ struct Stub {
 }
 
 #[async_trait]
-impl Engine for Arc<Stub> {
-    async fn create(&self, req: CreateRequest) -> Result<Created> {
+impl Backend for Arc<Stub> {
+    async fn create(&self, req: CreateRequest) -> Result<NewTask> {
         let hold = self.hold_create.lock().unwrap().clone();
         if let Some(hold) = hold {
             hold.notified().await;
@@ -58,23 +63,23 @@ impl Engine for Arc<Stub> {
                 at: SystemTime::now(),
             });
         }
-        let mut created = Created::process(
-            ProcessRecord {
+        let mut created = NewTask::without_cgroup(Spawned {
+            process: ProcessRecord {
                 pid,
                 start_time: NO_PROCESS,
             },
-            crate::io::Io::none(),
-        );
+            io: Io::none(),
+        });
         created.oom = self.oom.lock().unwrap().take();
         let freezer = self.cgroups.path().join(pid.to_string());
         std::fs::create_dir(&freezer).unwrap();
         created.freezer = Some(if self.stuck.lock().unwrap().contains(&req.id) {
             std::fs::write(freezer.join("cgroup.freeze"), "1\n").unwrap();
             std::fs::write(freezer.join("cgroup.events"), "frozen 1\n").unwrap();
-            berth_sandbox::freezer::Freezer::V2(freezer)
+            Freezer::V2(freezer)
         } else {
             std::fs::write(freezer.join("freezer.state"), "THAWED\n").unwrap();
-            berth_sandbox::freezer::Freezer::V1(freezer)
+            Freezer::V1(freezer)
         });
         Ok(created)
     }
@@ -84,16 +89,16 @@ impl Engine for Arc<Stub> {
         _id: &str,
         _exec_id: &str,
         _spec: Vec<u8>,
-        _stdio: crate::task::Stdio,
-    ) -> Result<Created> {
+        _stdio: Stdio,
+    ) -> Result<Spawned> {
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
-        Ok(Created::process(
-            ProcessRecord {
+        Ok(Spawned {
+            process: ProcessRecord {
                 pid,
                 start_time: NO_PROCESS,
             },
-            crate::io::Io::none(),
-        ))
+            io: Io::none(),
+        })
     }
 
     async fn start(&self, id: &str) -> Result<()> {
@@ -104,7 +109,7 @@ impl Engine for Arc<Stub> {
         Ok(())
     }
 
-    async fn kill(&self, _id: &str, process: &Process, signal: u32, _all: bool) -> Result<bool> {
+    async fn kill(&self, _id: &str, process: &Tracked, signal: u32, _all: bool) -> Result<bool> {
         self.reaper.notify(Exit {
             pid: process.pid,
             status: 128 + signal,
@@ -122,7 +127,7 @@ impl Engine for Arc<Stub> {
         Ok(())
     }
 
-    async fn journal(&self, record: berth_sandbox::journal::Record) -> Result<()> {
+    async fn journal(&self, record: Record) -> Result<()> {
         self.journal.lock().unwrap().push(record);
         Ok(())
     }
@@ -873,7 +878,7 @@ async fn an_exec_lives_and_dies_before_its_task_exits() {
 async fn an_oom_kill_is_published_once_and_before_the_exit_it_caused() {
     let mut f = fixture();
     let dir = tempfile::tempdir().unwrap();
-    let (watch, kernel) = crate::oom::testing::v1(&dir.path().join("cgroup.event_control"));
+    let (watch, kernel) = crate::oom::testing::v1(dir.path());
     *f.stub.oom.lock().unwrap() = Some(watch);
     create_and_start(&mut f, "c").await;
 
@@ -1016,17 +1021,14 @@ async fn sigkill_thaws_a_paused_task_so_it_dies() {
     f.inner.set_frozen("c", true).await.unwrap();
     frozen_events(&mut f, 1, true).await;
     f.inner.kill(kill_req("c", 9)).await.unwrap();
-    assert_eq!(
-        f.inner.task("c").unwrap().frozen(),
-        berth_sandbox::freezer::FreezerState::Thawed
-    );
+    assert_eq!(f.inner.task("c").unwrap().frozen(), FreezerState::Thawed);
     assert!(matches!(next_event(&mut f.events).await, Event::Exit(_)));
     assert_eq!(state_of(&f, "c"), Status::STOPPED);
 }
 
 #[tokio::test]
 async fn exits_are_journaled_before_they_are_announced() {
-    use berth_sandbox::journal::{exit_of, Record};
+    use berth_sandbox::journal::exit_of;
     let mut f = fixture();
     create_and_start(&mut f, "c").await;
     f.inner.exec(exec_req("c", "e")).await.unwrap();

@@ -9,17 +9,17 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, fork, pivot_root, ForkResult, Gid, Uid};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::spec::{Network, SandboxConfig};
+use crate::helper::protocol::PauseSpec;
+use crate::spec::Network;
 use crate::state::ProcessRecord;
 use crate::sys;
 
@@ -29,19 +29,6 @@ pub const PAUSE_ID: u32 = 65535;
 /// Environment variable naming the pod in berth-pause's environment, so
 /// operators (and leak checks) can tell which pod a pause belongs to.
 pub const SANDBOX_ID_ENV: &str = "BERTH_SANDBOX_ID";
-
-/// A helper request: start berth-pause for one pod.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PauseSpec {
-    pub sandbox_id: String,
-    /// The berth-pause binary.
-    pub binary: PathBuf,
-    /// An empty directory the helper mounts pause's root tmpfs on, in its own
-    /// mount namespace (the host never sees that mount).
-    pub root_dir: PathBuf,
-    /// The namespaces, hostname and cgroup the pod's spec asks for.
-    pub config: SandboxConfig,
-}
 
 /// Steps of the child after fork, reported back when one fails.
 #[derive(Clone, Copy, Debug)]
@@ -61,13 +48,23 @@ enum ChildStep {
 }
 
 impl ChildStep {
+    /// Every step, in the order the child takes them.
+    const ALL: [ChildStep; 11] = [
+        ChildStep::Stdio,
+        ChildStep::Signals,
+        ChildStep::Fds,
+        ChildStep::Groups,
+        ChildStep::Bounding,
+        ChildStep::Gid,
+        ChildStep::Uid,
+        ChildStep::Caps,
+        ChildStep::Ambient,
+        ChildStep::NoNewPrivs,
+        ChildStep::Exec,
+    ];
+
     fn from_u32(v: u32) -> Option<Self> {
-        use ChildStep::*;
-        [
-            Stdio, Groups, Bounding, Gid, Uid, Caps, Ambient, NoNewPrivs, Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
+        ChildStep::ALL.into_iter().find(|s| *s as u32 == v)
     }
 
     fn describe(self) -> &'static str {
@@ -114,7 +111,7 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
     }
 
     if let Some(fd) = &netns {
-        setns(fd, CloneFlags::CLONE_NEWNET).map_err(sys_err("setns network"))?;
+        setns(fd, CloneFlags::CLONE_NEWNET).map_err(Error::errno("setns network"))?;
     }
     let mut flags = CloneFlags::CLONE_NEWNS;
     flags.set(
@@ -124,9 +121,9 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
     flags.set(CloneFlags::CLONE_NEWIPC, spec.config.new_ipc);
     flags.set(CloneFlags::CLONE_NEWUTS, spec.config.new_uts);
     flags.set(CloneFlags::CLONE_NEWPID, spec.config.new_pid);
-    unshare(flags).map_err(sys_err(format!("unshare {flags:?}")))?;
+    unshare(flags).map_err(Error::errno(format!("unshare {flags:?}")))?;
     if let Some(hostname) = &spec.config.hostname {
-        nix::unistd::sethostname(hostname).map_err(sys_err("sethostname"))?;
+        nix::unistd::sethostname(hostname).map_err(Error::errno("sethostname"))?;
     }
     // Written from inside the new namespaces: each sysctl file belongs to
     // the namespace of whoever opens it.
@@ -146,7 +143,7 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
         })?;
     }
     if spec.config.network != Network::Host {
-        crate::netlink::loopback_up()?;
+        crate::helper::netlink::loopback_up()?;
     }
     enter_empty_root(&spec.root_dir)?;
 
@@ -165,16 +162,17 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe2"))?;
+    let (report_r, report_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::errno("pipe2"))?;
     // Pause closes its inherited fds as the last step of its start-up: EOF
     // on this pipe means it is ready (signals blocked, undumpable, no fd).
-    let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe2"))?;
+    let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::errno("pipe2"))?;
 
     // SAFETY: the helper is single-threaded (it is dispatched from main()
     // before any thread exists, and the netlink runtime was current-thread
     // and is gone), so no lock can be held by a vanished thread and the
     // child may run ordinary code; it leaves only through exec or _exit.
-    match unsafe { fork() }.map_err(sys_err("fork"))? {
+    match unsafe { fork() }.map_err(Error::errno("fork"))? {
         ForkResult::Child => {
             drop(report_r);
             drop(ready_r);
@@ -225,12 +223,9 @@ fn become_pause(
         r.map_err(|e| (s, std::io::Error::from(e)))
     }
     let run = || -> Result<(), (ChildStep, std::io::Error)> {
-        for fd in 0..=2 {
-            // SAFETY: dup2 onto the standard descriptors of this child,
-            // which no other code uses.
-            let ret = unsafe { libc::dup2(devnull.as_raw_fd(), fd) };
-            sys::cvt(ret as libc::c_long).map_err(|e| (ChildStep::Stdio, e))?;
-        }
+        step(ChildStep::Stdio, nix::unistd::dup2_stdin(devnull))?;
+        step(ChildStep::Stdio, nix::unistd::dup2_stdout(devnull))?;
+        step(ChildStep::Stdio, nix::unistd::dup2_stderr(devnull))?;
         sys::block_all_signals().map_err(|e| (ChildStep::Signals, e))?;
         sys::cloexec_from(3).map_err(|e| (ChildStep::Fds, e))?;
         sys::keep_on_exec(ready.as_raw_fd()).map_err(|e| (ChildStep::Fds, e))?;
@@ -262,7 +257,7 @@ fn enter_empty_root(dir: &Path) -> Result<()> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(sys_err("make mounts private"))?;
+    .map_err(Error::errno("make mounts private"))?;
     let hardening = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
@@ -271,13 +266,13 @@ fn enter_empty_root(dir: &Path) -> Result<()> {
         hardening,
         Some("mode=0555,size=16k,nr_inodes=16"),
     )
-    .map_err(sys_err(format!("mount tmpfs on {}", dir.display())))?;
-    chdir(dir).map_err(sys_err("chdir to the new root"))?;
+    .map_err(Error::errno(format!("mount tmpfs on {}", dir.display())))?;
+    chdir(dir).map_err(Error::errno("chdir to the new root"))?;
     // Stacking the old root under the new one and detaching it leaves the
     // tmpfs alone at "/", with no directory needed for the old root.
-    pivot_root(".", ".").map_err(sys_err("pivot_root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(sys_err("detach the old root"))?;
-    chdir("/").map_err(sys_err("chdir /"))?;
+    pivot_root(".", ".").map_err(Error::errno("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(Error::errno("detach the old root"))?;
+    chdir("/").map_err(Error::errno("chdir /"))?;
     mount(
         None::<&str>,
         "/",
@@ -285,7 +280,7 @@ fn enter_empty_root(dir: &Path) -> Result<()> {
         MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | hardening,
         None::<&str>,
     )
-    .map_err(sys_err("remount the root read-only"))
+    .map_err(Error::errno("remount the root read-only"))
 }
 
 fn open_path(path: &Path, flags: OFlag) -> Result<OwnedFd> {
@@ -309,10 +304,27 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
     n
 }
 
-fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Error {
-    let op = op.into();
-    move |e| Error::Sys {
-        op,
-        source: e.into(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_child_step_is_reported_by_name() {
+        // The steps are numbered from 1 in declaration order, Exec last: each
+        // number the child can send back names its step.
+        for v in 1..=ChildStep::Exec as u32 {
+            let step = ChildStep::from_u32(v).unwrap_or_else(|| panic!("step {v} is unnamed"));
+            assert_eq!(step as u32, v);
+        }
+        assert!(ChildStep::from_u32(0).is_none());
+        assert!(ChildStep::from_u32(ChildStep::Exec as u32 + 1).is_none());
+        assert_eq!(
+            ChildStep::from_u32(ChildStep::Signals as u32).map(ChildStep::describe),
+            Some("block signals")
+        );
+        assert_eq!(
+            ChildStep::from_u32(ChildStep::Fds as u32).map(ChildStep::describe),
+            Some("mark descriptors close-on-exec")
+        );
     }
 }

@@ -1,131 +1,62 @@
-//! What the Task service asks of the machine, behind one trait so that the
-//! service can be tested without root.
+//! The real backend: the pod's berth-pause and app containers, through
+//! berth-sandbox and its helper processes, with the pod's record and exit
+//! journal on disk.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use berth_sandbox::container::{self, ContainerRef, NewContainer};
-use berth_sandbox::freezer::Freezer;
+use berth_sandbox::container::{self, NewContainer};
+use berth_sandbox::helper::protocol::ContainerRef;
 use berth_sandbox::helper::Helper;
 use berth_sandbox::journal::{Journal, Record};
-use berth_sandbox::mount::Mount;
 use berth_sandbox::spec::{self, Kind, SandboxConfig};
 use berth_sandbox::state::{PodDir, PodRecord, ProcessRecord};
 use nix::sys::signal::Signal;
 
+use crate::backend::{blocking, Backend, CreateRequest, NewTask, Spawned};
 use crate::error::{Error, Result};
-use crate::io::{Io, Owner};
-use crate::metrics::TaskCgroup;
-use crate::oom::OomWatch;
-use crate::process::Process;
-use crate::task::Stdio;
+use crate::io::{Io, Owner, Stdio};
+use crate::process::Tracked;
 
-/// A Create request, in the shim's own terms.
-#[derive(Debug, Clone)]
-pub struct CreateRequest {
-    pub id: String,
-    pub bundle: PathBuf,
-    /// containerd's rootfs mounts, for an app container.
-    pub rootfs: Vec<Mount>,
-    pub stdio: Stdio,
-}
-
-/// A created task's init process, and the shim's side of its stdio.
-#[derive(Debug)]
-pub struct Created {
-    pub process: ProcessRecord,
-    pub io: Io,
-    /// The task's cgroup, where it has one: an exec shares its task's.
-    pub cgroup: Option<TaskCgroup>,
-    /// OOM kills in the task's memory cgroup, where they can be watched.
-    pub oom: Option<OomWatch>,
-    /// The freezer of the task's cgroup, for Pause and Resume.
-    pub freezer: Option<Freezer>,
-}
-
-impl Created {
-    /// A process that brings no cgroup of its own.
-    pub fn process(process: ProcessRecord, io: Io) -> Self {
-        Created {
-            process,
-            io,
-            cgroup: None,
-            oom: None,
-            freezer: None,
-        }
-    }
-
-    /// A task's init, with its cgroup and an OOM watch on it.
-    fn init(id: &str, process: ProcessRecord, io: Io) -> Self {
-        let cgroup = TaskCgroup::of_pid(process.pid)
-            .map_err(|e| log::warn!("task {id}: no cgroup to report on: {e}"))
-            .ok();
-        let oom = cgroup.as_ref().and_then(|cg| {
-            OomWatch::for_cgroup(cg)
-                .map_err(|e| log::warn!("task {id}: OOM kills will not be reported: {e}"))
-                .ok()
-                .flatten()
-        });
-        Created {
-            process,
-            io,
-            freezer: cgroup.as_ref().and_then(TaskCgroup::freezer),
-            cgroup,
-            oom,
-        }
-    }
-}
-
-#[async_trait]
-pub trait Engine: Send + Sync + 'static {
-    /// Creates the task's init process and returns it.
-    async fn create(&self, req: CreateRequest) -> Result<Created>;
-    /// Runs an exec process (`spec`: an OCI process as JSON) in task `id`.
-    async fn exec(&self, id: &str, exec_id: &str, spec: Vec<u8>, stdio: Stdio) -> Result<Created>;
-    /// Lets a created task's init run its process.
-    async fn start(&self, id: &str) -> Result<()>;
-    /// Sends `signal` to a task's init, or with `all` to every process of
-    /// it; false if it is already gone.
-    async fn kill(&self, id: &str, process: &Process, signal: u32, all: bool) -> Result<bool>;
-    /// A task's init exited: ends what would outlive it.
-    async fn exited(&self, id: &str) -> Result<()>;
-    /// Removes what a stopped task leaves behind.
-    async fn remove(&self, id: &str) -> Result<()>;
-    /// Whether task `id` is the pod's sandbox: pausing it pauses the pod.
-    fn is_sandbox(&self, id: &str) -> bool;
-    /// Appends `record` to the pod's exit journal, durably.
-    async fn journal(&self, record: Record) -> Result<()>;
-}
-
-/// The real engine: berth-sandbox, through helper processes.
-pub struct Sandbox {
+/// The pod, as the Task service's backend.
+pub struct PodBackend {
     helper: Helper,
     pause_binary: PathBuf,
     dir: PodDir,
     namespace: String,
-    record: std::sync::Mutex<PodRecord>,
+    record: Mutex<PodRecord>,
     /// The pod's app containers, by id.
-    containers: std::sync::Mutex<HashMap<String, ContainerInfo>>,
-    journal: Arc<std::sync::Mutex<Journal>>,
+    containers: Mutex<HashMap<String, ContainerInfo>>,
+    journal: Arc<Mutex<Journal>>,
 }
 
-impl Sandbox {
+impl PodBackend {
     pub fn new(helper: Helper, pause_binary: PathBuf, dir: PodDir, namespace: &str) -> Self {
-        Sandbox {
+        PodBackend {
             helper,
             pause_binary,
             namespace: namespace.to_owned(),
             record: Default::default(),
             containers: Default::default(),
-            journal: Arc::new(std::sync::Mutex::new(Journal::new(&dir))),
+            journal: Arc::new(Mutex::new(Journal::new(&dir))),
             dir,
         }
     }
 
+    fn record(&self) -> MutexGuard<'_, PodRecord> {
+        // Every holder leaves the record whole: a panic elsewhere does not
+        // make it unusable.
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn containers(&self) -> MutexGuard<'_, HashMap<String, ContainerInfo>> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn save(&self, update: impl FnOnce(&mut PodRecord)) -> Result<()> {
-        let mut record = self.record.lock().expect("record lock");
+        let mut record = self.record();
         update(&mut record);
         Ok(self.dir.write_record(&record)?)
     }
@@ -139,16 +70,12 @@ struct ContainerInfo {
     kill_all_on_exit: bool,
     /// Held across each helper call on the container: libcontainer rewrites
     /// its state file with no lock of its own.
-    engine: Arc<std::sync::Mutex<()>>,
+    one_call: Arc<Mutex<()>>,
 }
 
-impl Sandbox {
+impl PodBackend {
     fn container(&self, id: &str) -> Option<ContainerInfo> {
-        self.containers
-            .lock()
-            .expect("containers lock")
-            .get(id)
-            .cloned()
+        self.containers().get(id).cloned()
     }
 
     /// Runs `call` (helper work on container `id`) off the async threads,
@@ -156,7 +83,7 @@ impl Sandbox {
     async fn on_container<T: Send + 'static>(
         self: &Arc<Self>,
         id: &str,
-        call: impl FnOnce(&Sandbox, &ContainerRef) -> berth_sandbox::Result<T> + Send + 'static,
+        call: impl FnOnce(&PodBackend, &ContainerRef) -> berth_sandbox::Result<T> + Send + 'static,
     ) -> Result<T> {
         let info = self
             .container(id)
@@ -164,7 +91,7 @@ impl Sandbox {
         let this = Arc::clone(self);
         let reference = container::reference(&self.dir, id);
         blocking(move || {
-            let _one_at_a_time = info.engine.lock().expect("engine lock");
+            let _one_at_a_time = info.one_call.lock().unwrap_or_else(|p| p.into_inner());
             Ok(call(&this, &reference)?)
         })
         .await
@@ -206,9 +133,9 @@ impl Sandbox {
         };
         if let Err(e) = self.save(|r| r.pause = Some(pause)) {
             // Untracked, pause would outlive the shim: undo it.
-            let _ = berth_sandbox::pod::signal(pause, Signal::SIGKILL);
+            let _ = berth_sandbox::process::signal(pause, Signal::SIGKILL);
             if let Some(path) = &config.cgroup {
-                let _ = berth_sandbox::pod::remove_cgroup(path);
+                let _ = berth_sandbox::cgroup::remove_when_empty(path);
             }
             return Err(e);
         }
@@ -217,13 +144,13 @@ impl Sandbox {
     }
 }
 
-impl Sandbox {
+impl PodBackend {
     /// Creates an app container of the pod (or a pod of one).
     async fn create_container(
         self: &Arc<Self>,
         req: CreateRequest,
         info: ContainerInfo,
-    ) -> Result<Created> {
+    ) -> Result<NewTask> {
         let owner = Owner {
             id: &req.id,
             namespace: &self.namespace,
@@ -237,50 +164,33 @@ impl Sandbox {
         };
         let this = Arc::clone(self);
         let process = blocking(move || {
-            if this
-                .record
-                .lock()
-                .expect("record lock")
-                .sandbox_id
-                .is_empty()
-            {
+            if this.record().sandbox_id.is_empty() {
                 // A container without a pod is a pod of one.
                 this.save(|r| {
                     r.sandbox_id = new.id.clone();
                     r.namespace = this.namespace.clone();
                 })?;
             }
-            this.containers
-                .lock()
-                .expect("containers lock")
-                .insert(new.id.clone(), info);
+            this.containers().insert(new.id.clone(), info);
             let created = container::create_in_pod(&this.helper, &this.dir, &new);
             if created.is_err() {
-                this.containers
-                    .lock()
-                    .expect("containers lock")
-                    .remove(&new.id);
+                this.containers().remove(&new.id);
             }
             Ok(created?)
         })
         .await?;
         log::info!("container {}: created, init pid {}", req.id, process.pid);
-        Ok(Created::init(&req.id, process, prepared.release()))
+        let init = Spawned {
+            process,
+            io: prepared.release(),
+        };
+        Ok(NewTask::in_own_cgroup(&req.id, init))
     }
 }
 
-/// Runs blocking sandbox work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
-}
-
 #[async_trait]
-impl Engine for Arc<Sandbox> {
-    async fn create(&self, req: CreateRequest) -> Result<Created> {
+impl Backend for Arc<PodBackend> {
+    async fn create(&self, req: CreateRequest) -> Result<NewTask> {
         let bundle = req.bundle.clone();
         let spec = blocking(move || Ok(spec::load(&bundle)?)).await?;
         match spec::kind(&spec)? {
@@ -288,12 +198,15 @@ impl Engine for Arc<Sandbox> {
                 let this = Arc::clone(self);
                 let id = req.id.clone();
                 let process = blocking(move || this.create_sandbox(&req, &spec)).await?;
-                let pod_cgroup = self.record.lock().expect("record lock").cgroup.is_some();
-                Ok(if pod_cgroup {
-                    Created::init(&id, process, Io::none())
+                let init = Spawned {
+                    process,
+                    io: Io::none(),
+                };
+                Ok(if self.record().cgroup.is_some() {
+                    NewTask::in_own_cgroup(&id, init)
                 } else {
                     // pause is in the shim's own cgroup: not the pod's to report.
-                    Created::process(process, Io::none())
+                    NewTask::without_cgroup(init)
                 })
             }
             Kind::Container { .. } | Kind::Standalone => {
@@ -306,7 +219,7 @@ impl Engine for Arc<Sandbox> {
         }
     }
 
-    async fn exec(&self, id: &str, exec_id: &str, spec: Vec<u8>, stdio: Stdio) -> Result<Created> {
+    async fn exec(&self, id: &str, exec_id: &str, spec: Vec<u8>, stdio: Stdio) -> Result<Spawned> {
         if !self.is_container(id) {
             return Err(Error::FailedPrecondition(format!(
                 "task {id} is the pod sandbox: berth-pause runs no exec processes"
@@ -323,7 +236,10 @@ impl Engine for Arc<Sandbox> {
                 container::exec_in_pod(&this.helper, &this.dir, &c.id, &exec_id, &spec, paths)
             })
             .await?;
-        Ok(Created::process(process, prepared.release()))
+        Ok(Spawned {
+            process,
+            io: prepared.release(),
+        })
     }
 
     async fn start(&self, id: &str) -> Result<()> {
@@ -331,19 +247,19 @@ impl Engine for Arc<Sandbox> {
             // berth-pause runs from Create on.
             return Ok(());
         }
-        self.on_container(id, |this, c| container::start_with(&this.helper, c))
+        self.on_container(id, |this, c| this.helper.start_container(c))
             .await?;
         log::info!("container {id}: started");
         Ok(())
     }
 
-    async fn kill(&self, id: &str, process: &Process, signal: u32, all: bool) -> Result<bool> {
+    async fn kill(&self, id: &str, process: &Tracked, signal: u32, all: bool) -> Result<bool> {
         let signal = Signal::try_from(signal as i32).map_err(|_| {
             Error::InvalidArgument(format!("signal {signal} is not a valid signal"))
         })?;
         if all && self.is_container(id) {
             self.on_container(id, move |this, c| {
-                container::kill_all_with(&this.helper, c, signal as i32)
+                this.helper.kill_container(c, signal as i32)
             })
             .await?;
             return Ok(true);
@@ -359,21 +275,23 @@ impl Engine for Arc<Sandbox> {
         if !self.container(id).is_some_and(|c| c.kill_all_on_exit) {
             return Ok(());
         }
-        self.on_container(id, |this, c| {
-            container::kill_all_with(&this.helper, c, libc::SIGKILL)
-        })
-        .await?;
+        self.on_container(id, |this, c| this.helper.kill_container(c, libc::SIGKILL))
+            .await?;
         log::info!("container {id}: killed what its init left in the shared PID namespace");
         Ok(())
     }
 
     async fn journal(&self, record: Record) -> Result<()> {
         let journal = Arc::clone(&self.journal);
-        blocking(move || Ok(journal.lock().expect("journal lock").append(&record)?)).await
+        blocking(move || {
+            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(journal.append(&record)?)
+        })
+        .await
     }
 
     fn is_sandbox(&self, id: &str) -> bool {
-        !self.is_container(id) && self.record.lock().expect("record lock").sandbox_id == id
+        !self.is_container(id) && self.record().sandbox_id == id
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
@@ -384,14 +302,14 @@ impl Engine for Arc<Sandbox> {
                 container::remove_from_pod(&this.helper, &this.dir, &c.id)
             })
             .await?;
-            self.containers.lock().expect("containers lock").remove(&id);
+            self.containers().remove(&id);
             log::info!("container {id}: removed");
             return Ok(());
         }
         blocking(move || {
-            let cgroup = this.record.lock().expect("record lock").cgroup.clone();
+            let cgroup = this.record().cgroup.clone();
             if let Some(path) = cgroup {
-                berth_sandbox::pod::remove_cgroup(&path)?;
+                berth_sandbox::cgroup::remove_when_empty(&path)?;
             }
             this.save(|r| {
                 r.pause = None;

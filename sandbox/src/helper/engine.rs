@@ -1,19 +1,23 @@
 //! The helper's side of app containers: the calls into the OCI engine
 //! (libcontainer). Compiled only with the `helper` feature, into
 //! `berth-sandbox-helper`; the shim links none of it.
+//!
+//! libcontainer forks with raw clone3 and runs Rust code in the child,
+//! which is only sound in a single-threaded process such as the helper. A
+//! container's init is a child of the helper and reparents to the shim, its
+//! subreaper, when the helper exits.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
-use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
 
-use crate::container::{remove_dir, ContainerRef, ContainerSpec, ExecSpec};
 use crate::error::{Error, Result};
-use crate::state::ProcessRecord;
+use crate::helper::protocol::{ContainerRef, ContainerSpec, ExecSpec};
+use crate::state::{remove_dir, ProcessRecord};
 
 /// The container's directory in the engine's state root.
 fn dir(container: &ContainerRef) -> PathBuf {
@@ -199,21 +203,6 @@ pub(crate) fn delete(container: &ContainerRef) -> Result<()> {
         None => remove_dir(&dir(container))?,
     }
     Ok(())
-}
-
-/// The error class of a libcontainer failure.
-pub(crate) fn engine_kind(e: &LibcontainerError) -> crate::ErrorKind {
-    use crate::ErrorKind;
-    match e {
-        LibcontainerError::InvalidID(_)
-        | LibcontainerError::MissingSpec(_)
-        | LibcontainerError::InvalidSpec(_)
-        | LibcontainerError::InvalidInput(_)
-        | LibcontainerError::Spec(_) => ErrorKind::InvalidArgument,
-        LibcontainerError::IncorrectStatus(_) => ErrorKind::FailedPrecondition,
-        LibcontainerError::Exist => ErrorKind::FailedPrecondition,
-        _ => ErrorKind::Internal,
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,244 @@
+//! Cgroups, in one place: where a pod's or a task's cgroup is, and what is
+//! done with it.
+//!
+//! - here: a pod's cgroupfs path created, joined and removed, and a task's
+//!   cgroup found from its init ([`TaskCgroup`]);
+//! - [`freezer`]: freezing and thawing;
+//! - [`oom`]: the source of OOM-kill notifications;
+//! - [`stats`]: the counters Stats reports;
+//! - [`resources`]: the limits Update sets.
+//!
+//! cgroup v1 (and hybrid hosts, which count as v1) and the unified v2
+//! hierarchy are handled side by side in each of them.
+
+pub mod freezer;
+pub mod oom;
+pub mod resources;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cgroups_rs::fs::{hierarchies, Cgroup};
+use cgroups_rs::CgroupPid;
+
+use crate::error::{Error, Result};
+
+/// Where every hierarchy is mounted.
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// Creates `path` in every hierarchy (if missing) and moves `pid` into it.
+pub fn join(path: &str, pid: u32) -> Result<()> {
+    let relative = path.trim_start_matches('/');
+    let cg = Cgroup::new(hierarchies::auto(), relative).map_err(|source| Error::Cgroup {
+        op: "create",
+        path: path.to_owned(),
+        source,
+    })?;
+    cg.add_task_by_tgid(CgroupPid::from(pid as u64))
+        .map_err(|source| Error::Cgroup {
+            op: "join",
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Removes `path` from every hierarchy. A cgroup that is already gone is fine.
+pub fn remove(path: &str) -> Result<()> {
+    let relative = path.trim_start_matches('/');
+    let cg = Cgroup::load(hierarchies::auto(), relative);
+    if !cg.exists() {
+        return Ok(());
+    }
+    cg.delete().map_err(|source| Error::Cgroup {
+        op: "remove",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Removes a pod's cgroup, waiting a little for exiting tasks to leave it.
+pub fn remove_when_empty(path: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match remove(path) {
+            Err(e) if Instant::now() < deadline => {
+                log::debug!("cgroup {path} not removable yet: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `path` exists in any hierarchy.
+pub fn exists(path: &str) -> bool {
+    Cgroup::load(hierarchies::auto(), path.trim_start_matches('/')).exists()
+}
+
+/// Where a task's cgroup is. Read from its init's `/proc/<pid>/cgroup` when
+/// the task is created, so that Stats, Update and Pids still find it after
+/// the init has exited, until Delete removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskCgroup {
+    /// Each v1 controller's path (a hybrid host counts as v1).
+    V1(HashMap<String, String>),
+    /// The path under the unified hierarchy.
+    V2(PathBuf),
+}
+
+impl TaskCgroup {
+    /// The cgroup process `pid` is in now.
+    pub fn of_pid(pid: i32) -> Result<TaskCgroup> {
+        let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
+        let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+        TaskCgroup::parse(&text, hierarchies::is_cgroup2_unified_mode())
+            .ok_or_else(|| Error::invalid(path.display().to_string(), "names no cgroup"))
+    }
+
+    /// Parses a `/proc/<pid>/cgroup` file. A path may itself hold colons.
+    fn parse(text: &str, unified: bool) -> Option<TaskCgroup> {
+        let entries = text.lines().filter_map(|line| {
+            let (_id, rest) = line.split_once(':')?;
+            rest.split_once(':')
+        });
+        if unified {
+            return entries
+                .filter(|(controllers, _)| controllers.is_empty())
+                .map(|(_, path)| TaskCgroup::V2(PathBuf::from(path.trim_start_matches('/'))))
+                .next();
+        }
+        let paths: HashMap<String, String> = entries
+            .filter(|(controllers, _)| !controllers.is_empty())
+            .flat_map(|(controllers, path)| {
+                controllers
+                    .split(',')
+                    .map(move |c| (c.to_owned(), path.to_owned()))
+            })
+            .collect();
+        (!paths.is_empty()).then_some(TaskCgroup::V1(paths))
+    }
+
+    /// The directory of a v1 controller's cgroup, on a v1 host.
+    pub fn v1_dir(&self, controller: &str) -> Option<PathBuf> {
+        match self {
+            TaskCgroup::V1(paths) => paths.get(controller).map(|p| {
+                Path::new(ROOT)
+                    .join(controller)
+                    .join(p.trim_start_matches('/'))
+            }),
+            TaskCgroup::V2(_) => None,
+        }
+    }
+
+    /// The cgroup's directory in the unified hierarchy, on a v2 host.
+    pub fn unified(&self) -> Option<PathBuf> {
+        match self {
+            TaskCgroup::V2(path) => Some(Path::new(ROOT).join(path)),
+            TaskCgroup::V1(_) => None,
+        }
+    }
+
+    /// The cgroup's freezer: the v1 freezer controller, or v2's own.
+    pub fn freezer(&self) -> Option<freezer::Freezer> {
+        match self {
+            TaskCgroup::V1(_) => self.v1_dir("freezer").map(freezer::Freezer::V1),
+            TaskCgroup::V2(_) => self.unified().map(freezer::Freezer::V2),
+        }
+    }
+
+    /// What error messages call the cgroup: its path (v1: its memory
+    /// controller's, the one most asked about).
+    pub fn name(&self) -> String {
+        match self {
+            TaskCgroup::V1(paths) => paths
+                .get("memory")
+                .or_else(|| paths.values().next())
+                .cloned()
+                .unwrap_or_default(),
+            TaskCgroup::V2(path) => format!("/{}", path.display()),
+        }
+    }
+
+    /// The cgroup as cgroups-rs reads and writes it.
+    fn load(&self) -> Cgroup {
+        match self {
+            TaskCgroup::V1(paths) => {
+                Cgroup::load_with_relative_paths(hierarchies::auto(), ".", paths.clone())
+            }
+            TaskCgroup::V2(path) => Cgroup::load(hierarchies::auto(), path),
+        }
+    }
+
+    /// Every process in the cgroup, as the caller's PID namespace numbers
+    /// them.
+    pub fn pids(&self) -> Vec<u32> {
+        self.load()
+            .procs()
+            .into_iter()
+            .map(|p| p.pid as u32)
+            .collect()
+    }
+
+    /// A failure of cgroups-rs on this cgroup.
+    fn error(&self, op: &'static str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> Error {
+        let path = self.name();
+        move |source| Error::Cgroup { op, path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use freezer::Freezer;
+
+    #[test]
+    fn reads_every_v1_controller_and_colons_in_paths() {
+        let text =
+            "12:pids:/k8s.io/a:b\n9:cpu,cpuacct:/k8s.io/a:b\n1:name=systemd:/x\n0::/user.slice\n";
+        let cg = TaskCgroup::parse(text, false).unwrap();
+        let TaskCgroup::V1(paths) = &cg else {
+            panic!("a hybrid host is v1: {cg:?}")
+        };
+        assert_eq!(paths["cpu"], "/k8s.io/a:b");
+        assert_eq!(paths["cpuacct"], "/k8s.io/a:b");
+        assert_eq!(paths["pids"], "/k8s.io/a:b");
+        assert_eq!(cg.v1_dir("memory"), None);
+        assert_eq!(cg.freezer(), None);
+        let with_memory = TaskCgroup::parse("4:cpu,memory:/x\n3:freezer:/x\n", false).unwrap();
+        assert_eq!(
+            with_memory.v1_dir("memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/x"))
+        );
+        assert_eq!(with_memory.name(), "/x");
+        assert_eq!(
+            with_memory.freezer(),
+            Some(Freezer::V1(PathBuf::from("/sys/fs/cgroup/freezer/x")))
+        );
+    }
+
+    #[test]
+    fn takes_the_unified_entry_on_a_v2_host() {
+        let cg = TaskCgroup::parse("0::/kubepods/pod1/c1\n", true).unwrap();
+        assert_eq!(cg, TaskCgroup::V2(PathBuf::from("kubepods/pod1/c1")));
+        assert_eq!(
+            cg.unified(),
+            Some(PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1"))
+        );
+        assert_eq!(cg.name(), "/kubepods/pod1/c1");
+        assert_eq!(
+            cg.freezer(),
+            Some(Freezer::V2(PathBuf::from(
+                "/sys/fs/cgroup/kubepods/pod1/c1"
+            )))
+        );
+        assert_eq!(TaskCgroup::parse("0::/only/v2\n", false), None);
+    }
+
+    #[test]
+    fn the_cgroup_of_a_process_that_is_gone_is_not_found() {
+        let err = TaskCgroup::of_pid(i32::MAX).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound, "{err}");
+    }
+}

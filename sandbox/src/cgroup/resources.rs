@@ -1,0 +1,188 @@
+//! New limits for a task's cgroup: what Update asks for, as an OCI
+//! `LinuxResources`.
+//!
+//! Memory and swap follow runc: a zero limit is no change; on v2 the OCI
+//! swap limit (memory plus swap) becomes `memory.swap.max` (swap alone) and
+//! is written before the memory limit, so that a tighter memory limit can
+//! reclaim into swap; on v1 the `memsw` limit must stay above the memory
+//! limit, so it goes first only when it is raised past it.
+
+use cgroups_rs::fs::memory::MemController;
+use cgroups_rs::fs::{MaxValue, Subsystem};
+use oci_spec::runtime::{LinuxMemory, LinuxResources};
+
+use crate::cgroup::TaskCgroup;
+use crate::error::{Error, Result};
+
+/// Parses Update's resources (an OCI `LinuxResources` as JSON), naming the
+/// field that is wrong.
+pub fn parse(json: &[u8]) -> Result<LinuxResources> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        Error::invalid(
+            format!("resources.{}", e.path()),
+            e.into_inner().to_string(),
+        )
+    })
+}
+
+/// Applies `resources` to every controller of the cgroup they concern.
+pub fn apply(cgroup: &TaskCgroup, resources: &LinuxResources) -> Result<()> {
+    let cg = cgroup.load();
+    let v2 = cg.v2();
+    for subsystem in cg.subsystems() {
+        match subsystem {
+            Subsystem::Pid(c) => {
+                if let Some(pids) = resources.pids() {
+                    c.set_pid_max(MaxValue::Value(pids.limit()))
+                        .map_err(cgroup.error("set pids limit"))?;
+                }
+            }
+            Subsystem::Mem(c) => {
+                if let Some(memory) = resources.memory() {
+                    apply_memory(cgroup, c, memory, v2)?;
+                }
+            }
+            Subsystem::CpuSet(c) => {
+                let cpu = resources.cpu().as_ref();
+                if let Some(cpus) = cpu.and_then(|cpu| cpu.cpus().as_deref()) {
+                    c.set_cpus(cpus).map_err(cgroup.error("set cpuset cpus"))?;
+                }
+                if let Some(mems) = cpu.and_then(|cpu| cpu.mems().as_deref()) {
+                    c.set_mems(mems).map_err(cgroup.error("set cpuset mems"))?;
+                }
+            }
+            Subsystem::Cpu(c) => {
+                let Some(cpu) = resources.cpu() else {
+                    continue;
+                };
+                if let Some(shares) = cpu.shares() {
+                    c.set_shares(shares)
+                        .map_err(cgroup.error("set CPU shares"))?;
+                }
+                if let Some(quota) = cpu.quota() {
+                    c.set_cfs_quota(quota)
+                        .map_err(cgroup.error("set CPU quota"))?;
+                }
+                if let Some(period) = cpu.period() {
+                    c.set_cfs_period(period)
+                        .map_err(cgroup.error("set CPU period"))?;
+                }
+            }
+            Subsystem::HugeTlb(c) => {
+                for limit in resources.hugepage_limits().iter().flatten() {
+                    c.set_limit_in_bytes(limit.page_size(), limit.limit() as u64)
+                        .map_err(cgroup.error("set hugepage limit"))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn apply_memory(
+    cgroup: &TaskCgroup,
+    c: &MemController,
+    memory: &LinuxMemory,
+    v2: bool,
+) -> Result<()> {
+    let limit = memory.limit().filter(|&limit| limit != 0);
+    let current = || c.memory_stat().limit_in_bytes;
+    let swap = if v2 {
+        // Unset swap is none, so that lifting the memory limit lifts the
+        // swap limit with it. Swap alone is measured against the memory
+        // limit in force.
+        let swap = memory.swap().unwrap_or(0);
+        let against = match limit {
+            None if swap > 0 => Some(current()),
+            limit => limit,
+        };
+        swap_for_v2(swap, against)?
+    } else {
+        memory.swap().filter(|&swap| swap != 0)
+    };
+    let set_limit = || match limit {
+        Some(limit) => c.set_limit(limit).map_err(cgroup.error("set memory limit")),
+        None => Ok(()),
+    };
+    let set_swap = || {
+        let Some(swap) = swap else {
+            return Ok(());
+        };
+        match c.set_memswap_limit(swap) {
+            // A host without swap accounting has no memory.swap.max: as
+            // runc does, that is fine for no swap or unlimited swap.
+            Err(e) if v2 && matches!(swap, 0 | -1) && is_not_found(&e) => Ok(()),
+            other => other.map_err(cgroup.error("set swap limit")),
+        }
+    };
+    let swap_first =
+        v2 || matches!((limit, swap), (Some(_), Some(swap)) if swap == -1 || current() < swap);
+    if swap_first {
+        set_swap()?;
+        set_limit()
+    } else {
+        set_limit()?;
+        set_swap()
+    }
+}
+
+fn is_not_found(e: &cgroups_rs::fs::error::Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|s| s.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// What v2's `memory.swap.max` takes (swap alone) for an OCI swap limit
+/// (memory plus swap) and the memory limit it goes with; `None` is no
+/// change. -1 is unlimited.
+fn swap_for_v2(swap: i64, limit: Option<i64>) -> Result<Option<i64>> {
+    const FIELD: &str = "resources.memory.swap";
+    match (swap, limit.unwrap_or(0)) {
+        (0, -1) => Ok(Some(-1)),
+        (0, _) => Ok(None),
+        (-1, _) | (_, -1) => Ok(Some(swap)),
+        (_, 0) => Err(Error::invalid(FIELD, "a swap limit needs a memory limit")),
+        (_, limit) if limit < 0 => Err(Error::invalid(
+            "resources.memory.limit",
+            format!("{limit} is not a limit"),
+        )),
+        (_, limit) if swap < limit => Err(Error::invalid(
+            FIELD,
+            format!("memory+swap {swap} is below the memory limit {limit}"),
+        )),
+        (_, limit) => Ok(Some(swap - limit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_is_converted_to_v2_s_swap_alone() {
+        assert_eq!(swap_for_v2(0, Some(-1)).unwrap(), Some(-1), "all unlimited");
+        assert_eq!(swap_for_v2(0, Some(100)).unwrap(), None, "no change");
+        assert_eq!(swap_for_v2(0, None).unwrap(), None);
+        assert_eq!(swap_for_v2(-1, Some(100)).unwrap(), Some(-1));
+        assert_eq!(swap_for_v2(300, Some(100)).unwrap(), Some(200));
+        assert_eq!(swap_for_v2(100, Some(100)).unwrap(), Some(0));
+        for (swap, limit) in [(100, None), (50, Some(100)), (100, Some(-5))] {
+            let err = swap_for_v2(swap, limit).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_resources_name_their_field() {
+        let err = parse(br#"{"cpu": {"shares": "many"}}"#).unwrap_err();
+        match err {
+            Error::InvalidArgument { field, .. } => assert_eq!(field, "resources.cpu.shares"),
+            other => panic!("{other:?}"),
+        }
+        let ok = parse(br#"{"memory": {"limit": 1048576}}"#).unwrap();
+        assert_eq!(ok.memory().as_ref().unwrap().limit(), Some(1048576));
+    }
+}

@@ -1,0 +1,157 @@
+//! The helper's client: how the shim (and `delete`) run one helper per
+//! request.
+//!
+//! Every fork, unshare and setns happens in a helper process: the shim is
+//! multi-threaded, and namespaces are per thread, so it never changes its
+//! own. Children the helper leaves behind reparent to the caller, which is
+//! their subreaper.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use crate::error::{Error, HelperError, Result};
+use crate::helper::protocol::{
+    ContainerRef, ContainerSpec, ExecSpec, PauseSpec, Request, Response, HELPER_ARG, HELPER_NAME,
+    PROTOCOL,
+};
+use crate::state::ProcessRecord;
+
+/// How the caller runs helpers: which binary, and who reaps them.
+#[derive(Debug, Clone)]
+pub struct Helper {
+    /// What is executed: the binary's path, or `/proc/self/fd/<n>`.
+    exe: PathBuf,
+    /// What messages call it: the binary's path.
+    path: PathBuf,
+    /// The descriptor `exe` goes through, open while any clone lives.
+    _file: Option<Arc<File>>,
+    reap: bool,
+}
+
+impl Helper {
+    /// Helpers run from the binary at `path`, looked up at every call.
+    ///
+    /// With `reap`, [`Helper::call`] waits for the helper itself; without it,
+    /// the caller's own reaper owns that exit (the shim's case: it reaps every
+    /// child with `waitpid(-1)` and must not have exits taken from it).
+    pub fn new(path: impl Into<PathBuf>, reap: bool) -> Self {
+        let path = path.into();
+        Helper {
+            exe: path.clone(),
+            path,
+            _file: None,
+            reap,
+        }
+    }
+
+    /// Helpers run from the binary at `path` as it is now: it is opened
+    /// here and run through that descriptor, so a file replaced later (an
+    /// upgrade) changes nothing for this caller. The binary must be an
+    /// executable file, not a script: the descriptor is close-on-exec, so
+    /// an interpreter could not open it again.
+    pub fn open(path: impl Into<PathBuf>, reap: bool) -> Result<Self> {
+        let path = path.into();
+        nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).map_err(|e| Error::Sys {
+            op: format!("use {} as the helper", path.display()),
+            source: e.into(),
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        // A child resolves the link in its own copy of the descriptor table
+        // before the exec that closes it.
+        Ok(Helper {
+            exe: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            path,
+            _file: Some(Arc::new(file)),
+            reap,
+        })
+    }
+
+    /// Runs one helper for `request` and returns its answer.
+    pub fn call(&self, request: &Request) -> Result<Response> {
+        let mut child = Command::new(&self.exe)
+            .arg0(HELPER_NAME)
+            .arg(HELPER_ARG)
+            .arg(PROTOCOL)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                Error::from(HelperError::internal(format!(
+                    "run helper {}: {e}",
+                    self.path.display()
+                )))
+            })?;
+        let input = serde_json::to_vec(request).expect("requests always serialize");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let written = stdin.write_all(&input);
+        drop(stdin);
+        let mut output = Vec::new();
+        let read = child
+            .stdout
+            .take()
+            .expect("stdout is piped")
+            .read_to_end(&mut output);
+        if self.reap {
+            let _ = child.wait();
+        }
+        written.map_err(Error::io("write helper request", &self.path))?;
+        read.map_err(Error::io("read helper response", &self.path))?;
+        match serde_json::from_slice(&output) {
+            Ok(Response::Error(e)) => Err(e.into()),
+            Ok(response) => Ok(response),
+            Err(_) => Err(HelperError::internal(format!(
+                "helper {} exited without an answer ({} bytes of output)",
+                self.path.display(),
+                output.len()
+            ))
+            .into()),
+        }
+    }
+
+    /// Starts a pod's berth-pause: see [`Request::SpawnPause`].
+    pub fn spawn_pause(&self, spec: PauseSpec) -> Result<ProcessRecord> {
+        self.call(&Request::SpawnPause(spec))?.into_process()
+    }
+
+    /// Creates a container, its init waiting for [`Helper::start_container`].
+    pub fn create_container(&self, spec: ContainerSpec) -> Result<ProcessRecord> {
+        self.call(&Request::CreateContainer(spec))?.into_process()
+    }
+
+    /// Runs an extra process in a container.
+    pub fn exec_container(&self, spec: ExecSpec) -> Result<ProcessRecord> {
+        self.call(&Request::ExecContainer(spec))?.into_process()
+    }
+
+    /// Lets a created container's init exec its process.
+    pub fn start_container(&self, container: &ContainerRef) -> Result<()> {
+        self.call(&Request::StartContainer(container.clone()))?
+            .into_done()
+    }
+
+    /// Signals every process of a container.
+    pub fn kill_container(&self, container: &ContainerRef, signal: i32) -> Result<()> {
+        self.call(&Request::KillContainer {
+            container: container.clone(),
+            signal,
+        })?
+        .into_done()
+    }
+
+    /// Removes a container's cgroup and engine state, killing what is left.
+    pub fn delete_container(&self, container: &ContainerRef) -> Result<()> {
+        self.call(&Request::DeleteContainer(container.clone()))?
+            .into_done()
+    }
+}

@@ -1,0 +1,133 @@
+//! Create: a task's init process, made and announced.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_proto::api::{CreateTaskRequest, CreateTaskResponse};
+use berth_proto::events::task::{TaskCreate, TaskIO};
+use berth_sandbox::mount::Mount;
+
+use super::Inner;
+use crate::backend::{Backend, CreateRequest, NewTask};
+use crate::error::{Error, Result};
+use crate::events::{Event, Publisher};
+use crate::io::Stdio;
+use crate::task::{Launched, Task};
+
+impl<B: Backend, P: Publisher> Inner<B, P> {
+    pub(super) async fn create(
+        self: &Arc<Self>,
+        req: CreateTaskRequest,
+    ) -> Result<CreateTaskResponse> {
+        if req.id.is_empty() {
+            return Err(Error::InvalidArgument("id: must not be empty".into()));
+        }
+        if req.bundle.is_empty() {
+            return Err(Error::InvalidArgument("bundle: must not be empty".into()));
+        }
+        {
+            let mut tasks = self.tasks();
+            if tasks.live.contains_key(&req.id) || !tasks.creating.insert(req.id.clone()) {
+                return Err(Error::AlreadyExists(format!("task {}", req.id)));
+            }
+        }
+        // A half-made task must not be abandoned with a request that gave up.
+        self.detached("create task", |this| async move {
+            this.create_reserved(req).await
+        })
+        .await
+    }
+
+    /// Create of an id reserved in the task table.
+    async fn create_reserved(
+        self: Arc<Self>,
+        req: CreateTaskRequest,
+    ) -> Result<CreateTaskResponse> {
+        // Subscribed before the process exists: its exit cannot be missed.
+        let mut exits = self.reaper.subscribe();
+        let stdio = Stdio {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let created = self
+            .backend
+            .create(CreateRequest {
+                id: req.id.clone(),
+                bundle: PathBuf::from(&req.bundle),
+                rootfs: req
+                    .rootfs
+                    .iter()
+                    .map(|m| Mount {
+                        kind: m.type_.clone(),
+                        source: m.source.clone(),
+                        options: m.options.clone(),
+                    })
+                    .collect(),
+                stdio: stdio.clone(),
+            })
+            .await;
+        let NewTask {
+            init,
+            cgroup,
+            oom,
+            freezer,
+        } = match created {
+            Ok(created) => created,
+            Err(e) => {
+                self.tasks().creating.remove(&req.id);
+                self.shutdown_if_deferred();
+                return Err(e);
+            }
+        };
+        let pid = init.process.pid as u32;
+        let launched = Launched {
+            os: exits.track(init.process),
+            io: init.io,
+        };
+        let task = Arc::new(
+            Task::new(&req.id, &req.bundle, stdio, launched).with_cgroup(cgroup, oom, freezer),
+        );
+        {
+            // Held from the moment the task is visible until TaskCreate is
+            // queued, so a racing Start cannot announce the task first.
+            let _order = task.events.lock().await;
+            {
+                let mut tasks = self.tasks();
+                tasks.creating.remove(&req.id);
+                tasks.live.insert(req.id.clone(), Arc::clone(&task));
+            }
+            self.publisher
+                .publish(Event::Create(TaskCreate {
+                    container_id: req.id.clone(),
+                    bundle: req.bundle.clone(),
+                    rootfs: req.rootfs.clone(),
+                    io: Some(TaskIO {
+                        stdin: req.stdin,
+                        stdout: req.stdout,
+                        stderr: req.stderr,
+                        terminal: req.terminal,
+                        ..Default::default()
+                    })
+                    .into(),
+                    checkpoint: req.checkpoint,
+                    pid,
+                    ..Default::default()
+                }))
+                .await;
+        }
+        if task.oom.is_some() {
+            let this = Arc::clone(&self);
+            let task = Arc::clone(&task);
+            tokio::spawn(async move { this.watch_oom(&task).await });
+        }
+        // Watched only now, so TaskExit cannot overtake TaskCreate.
+        let init = Arc::clone(task.init());
+        self.watch_exit(task, init, exits);
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+}

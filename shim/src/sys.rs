@@ -1,0 +1,162 @@
+//! The shim's raw calls: pidfds, descriptors handed to the runtime or taken
+//! over, terminal sizes, and what a child does between fork and exec.
+//!
+//! Every `unsafe` block of the shim is here, each with its reason.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use berth_sandbox::cgroup::oom::OomSource;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// Opens a pidfd on `pid`.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, open and ours alone;
+    // pidfds are close-on-exec.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `signal` to the process behind `pidfd`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal reads only its arguments; a null info makes
+    // the kernel fill in a plain kill's.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What owns its descriptor for as long as it lives and never swaps it for
+/// another: what the runtime may watch.
+pub trait OwnsFd: AsRawFd {}
+impl OwnsFd for OwnedFd {}
+impl OwnsFd for OomSource {}
+
+/// Hands a descriptor's owner to the runtime, its descriptor set
+/// non-blocking.
+pub fn register<T: OwnsFd + AsFd>(owner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    let fd = owner.as_fd();
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    // SAFETY: `OwnsFd` owners keep their one descriptor open, naming the
+    // same file description, until they are dropped, which the AsyncFd
+    // does when it is dropped itself.
+    unsafe { AsyncFd::register_with_interest(owner, interest) }.map_err(io::Error::from)
+}
+
+/// Sets the size of the terminal whose master is `fd`.
+pub fn set_window_size(fd: BorrowedFd<'_>, width: u32, height: u32) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: height.min(u16::MAX as u32) as u16,
+        ws_col: width.min(u16::MAX as u32) as u16,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives
+    // across the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes the first descriptor passed in a message on `socket` (the pty
+/// master libcontainer sends). Any others are closed.
+pub fn recv_fd(socket: RawFd) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 256];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: the kernel just installed this descriptor for us
+                // and nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                received.get_or_insert(fd);
+            }
+        }
+    }
+    received.ok_or_else(|| io::Error::other("no descriptor in the message"))
+}
+
+/// A close-on-exec copy of `fd` numbered `min` or above.
+pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;
+    // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Takes over the listening socket a parent left on descriptor `fd`, by
+/// contract: nothing else in the process may own `fd`.
+pub fn take_listener(fd: RawFd) -> io::Result<UnixListener> {
+    // SAFETY: by the caller's contract `fd` is open for the life of the
+    // process and owned by nothing else.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(
+        borrowed,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    // SAFETY: as above: from here on the listener alone owns it.
+    Ok(unsafe { UnixListener::from_raw_fd(fd) })
+}
+
+/// Arranges for the child `command` starts to find each `(source, target)`
+/// descriptor pair's source at `target`, inheritable, and, with
+/// `new_session`, to lead a session of its own. The sources must all be
+/// above every target, so that no placement overwrites a source.
+pub fn on_exec_place_fds(command: &mut Command, fds: Vec<(RawFd, RawFd)>, new_session: bool) {
+    debug_assert!(fds
+        .iter()
+        .all(|(source, _)| fds.iter().all(|(_, target)| source >= target)));
+    // SAFETY: between fork and exec the closure calls only async-signal-safe
+    // functions (dup2, fcntl, setsid); it allocates nothing (the pairs are
+    // moved in before the fork) and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            for &(source, target) in &fds {
+                let ret = if source == target {
+                    libc::fcntl(source, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(source, target)
+                };
+                if ret == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if new_session && libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
