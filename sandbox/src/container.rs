@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+#[cfg(test)]
+use crate::helper::protocol::Request;
 use crate::helper::protocol::{ContainerRef, ContainerSpec, ExecSpec, StdioPaths};
 use crate::helper::Helper;
 use crate::state::{remove_dir, PodDir, ProcessRecord};
@@ -145,4 +147,189 @@ pub fn remove_all_in_pod(helper: &Helper, dir: &PodDir) -> Result<()> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, HelperError};
+    use crate::helper::fake::FakeHelper;
+    use crate::helper::protocol::Response;
+
+    /// A pod directory and a bundle in `root`, and a fake helper.
+    fn pod(root: &std::path::Path) -> (PodDir, FakeHelper, NewContainer) {
+        let dir = PodDir::new(&root.join("state"), "pod");
+        dir.create().unwrap();
+        let bundle = root.join("bundle");
+        fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        let fake = FakeHelper::new(&root.join("fake"));
+        let new = NewContainer {
+            id: "c1".into(),
+            bundle,
+            rootfs: Vec::new(),
+            stdio: StdioPaths::default(),
+        };
+        (dir, fake, new)
+    }
+
+    fn refused(kind: ErrorKind, message: &str) -> Response {
+        Response::Error(HelperError {
+            kind,
+            message: message.into(),
+        })
+    }
+
+    #[test]
+    fn a_created_container_is_recorded_and_removed_again() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, fake, new) = pod(root.path());
+        fake.answer(
+            "create_container",
+            &Response::Created {
+                pid: 42,
+                start_time: 7,
+            },
+        );
+        let init = create_in_pod(&fake.helper(), &dir, &new).unwrap();
+        assert_eq!((init.pid, init.start_time), (42, 7));
+        assert_eq!(dir.container_ids(), ["c1"]);
+        let record: ContainerRecord =
+            crate::state::read_json(&dir.container_dir("c1").join(RECORD))
+                .unwrap()
+                .unwrap();
+        assert!(!record.rootfs_mounted, "no rootfs mounts were asked for");
+        remove_from_pod(&fake.helper(), &dir, "c1").unwrap();
+        assert!(dir.container_ids().is_empty());
+        assert_eq!(fake.kinds(), ["create_container", "delete_container"]);
+        remove_from_pod(&fake.helper(), &dir, "c1").expect("removing it twice is fine");
+    }
+
+    #[test]
+    fn a_refused_create_is_rolled_back_and_keeps_its_class() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, fake, new) = pod(root.path());
+        fake.answer(
+            "create_container",
+            &refused(ErrorKind::InvalidArgument, "invalid spec.process.args"),
+        );
+        let err = create_in_pod(&fake.helper(), &dir, &new).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(err.to_string(), "invalid spec.process.args");
+        // What the engine may have left was deleted, and berth's directory
+        // with it.
+        assert_eq!(fake.kinds(), ["create_container", "delete_container"]);
+        assert!(matches!(&fake.requests()[1], Request::DeleteContainer(c) if c.id == "c1"));
+        assert!(!dir.container_dir("c1").exists());
+    }
+
+    #[test]
+    fn a_rollback_that_fails_leaves_the_record_for_delete() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, fake, new) = pod(root.path());
+        fake.answer(
+            "create_container",
+            &refused(ErrorKind::Internal, "clone3 failed"),
+        );
+        fake.answer("delete_container", &refused(ErrorKind::Internal, "busy"));
+        let err = create_in_pod(&fake.helper(), &dir, &new).unwrap_err();
+        assert_eq!(err.to_string(), "clone3 failed", "the create's own error");
+        assert!(
+            dir.container_dir("c1").join(RECORD).exists(),
+            "kept, so that a later delete can finish the job"
+        );
+    }
+
+    #[test]
+    fn a_rootfs_that_does_not_mount_never_reaches_the_helper() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, fake, mut new) = pod(root.path());
+        new.rootfs = vec![crate::mount::Mount {
+            kind: "berth-no-such-filesystem".into(),
+            source: "none".into(),
+            options: Vec::new(),
+        }];
+        assert!(create_in_pod(&fake.helper(), &dir, &new).is_err());
+        assert_eq!(
+            fake.kinds(),
+            ["delete_container"],
+            "no create was asked for"
+        );
+        assert!(!dir.container_dir("c1").exists());
+    }
+
+    #[test]
+    fn every_container_is_tried_and_the_first_failure_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, fake, mut new) = pod(root.path());
+        fake.answer(
+            "create_container",
+            &Response::Created {
+                pid: 42,
+                start_time: 7,
+            },
+        );
+        for id in ["a", "b"] {
+            new.id = id.into();
+            create_in_pod(&fake.helper(), &dir, &new).unwrap();
+        }
+        fake.answer("delete_container", &refused(ErrorKind::Internal, "busy"));
+        let err = remove_all_in_pod(&fake.helper(), &dir).unwrap_err();
+        assert_eq!(err.to_string(), "busy");
+        let deletes = fake
+            .kinds()
+            .iter()
+            .filter(|k| *k == "delete_container")
+            .count();
+        assert_eq!(deletes, 2, "both were tried");
+        assert_eq!(dir.container_ids().len(), 2, "both kept for a retry");
+    }
+
+    #[test]
+    fn an_exec_s_process_file_goes_whatever_the_helper_says() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, fake, new) = pod(root.path());
+        fake.answer(
+            "create_container",
+            &Response::Created {
+                pid: 42,
+                start_time: 7,
+            },
+        );
+        create_in_pod(&fake.helper(), &dir, &new).unwrap();
+        let process = br#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["true"]}"#;
+        fake.answer("exec_container", &refused(ErrorKind::NotFound, "no init"));
+        let err = exec_in_pod(
+            &fake.helper(),
+            &dir,
+            "c1",
+            "e1",
+            process,
+            StdioPaths::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let Request::ExecContainer(spec) = &fake.requests()[1] else {
+            panic!("an exec request: {:?}", fake.requests());
+        };
+        assert!(!spec.process.exists(), "its process file is removed");
+        for bad in [
+            &br#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": []}"#[..],
+            br#"{"cwd": 3}"#,
+        ] {
+            let err = exec_in_pod(&fake.helper(), &dir, "c1", "e2", bad, StdioPaths::default())
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        }
+        let err = exec_in_pod(
+            &fake.helper(),
+            &dir,
+            "c1",
+            "../x",
+            process,
+            StdioPaths::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert_eq!(fake.requests().len(), 2, "refused before any helper ran");
+    }
 }

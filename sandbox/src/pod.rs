@@ -164,6 +164,9 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::error::{ErrorKind, HelperError};
+    use crate::helper::fake::FakeHelper;
+    use crate::helper::protocol::{Request, Response};
     use crate::state::PodRecord;
 
     /// A helper that is never run: these pods hold no container.
@@ -252,6 +255,84 @@ mod tests {
                 "{order:?}: the last clean-up removes it"
             );
         }
+    }
+
+    #[test]
+    fn a_pause_that_does_not_start_is_reported_with_its_class() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        let fake = FakeHelper::new(&root.path().join("fake"));
+        fake.answer(
+            "spawn_pause",
+            &Response::Error(HelperError {
+                kind: ErrorKind::InvalidArgument,
+                message: "invalid linux.namespaces[0].path".into(),
+            }),
+        );
+        let config = SandboxConfig {
+            hostname: None,
+            network: crate::spec::Network::Host,
+            new_ipc: true,
+            new_uts: false,
+            new_pid: false,
+            cgroup: None,
+            sysctls: Vec::new(),
+        };
+        let err =
+            start_pause(&fake.helper(), &dir, "pod", &config, "/bin/pause".into()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        let Request::SpawnPause(spec) = &fake.requests()[0] else {
+            panic!("a spawn request");
+        };
+        assert_eq!(spec.root_dir, dir.pause_root(), "an empty root made first");
+        assert!(dir.pause_root().is_dir());
+    }
+
+    #[test]
+    fn cleanup_removes_a_dead_pod_s_container_and_reports_its_exit() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dead_pod(root.path());
+        let fake = FakeHelper::new(&root.path().join("fake"));
+        std::fs::create_dir_all(dir.container_dir("c1")).unwrap();
+        let cleaned = cleanup_dead(&fake.helper(), &dir, "c1").unwrap();
+        assert_eq!(status(cleaned), Some(42));
+        assert_eq!(fake.kinds(), ["delete_container"]);
+        assert!(dir.container_ids().is_empty());
+        // The pod's own clean-up finds the container gone, kills no pause
+        // (none was recorded) and removes the directory.
+        let cleaned = cleanup_dead(&fake.helper(), &dir, "pod").unwrap();
+        assert_eq!(status(cleaned), Some(0));
+        assert!(!dir.path().exists());
+        assert_eq!(fake.kinds().len(), 1);
+    }
+
+    #[test]
+    fn a_container_the_helper_cannot_delete_is_left_for_its_own_clean_up() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dead_pod(root.path());
+        let fake = FakeHelper::new(&root.path().join("fake"));
+        std::fs::create_dir_all(dir.container_dir("c1")).unwrap();
+        fake.answer(
+            "delete_container",
+            &Response::Error(HelperError {
+                kind: ErrorKind::Internal,
+                message: "busy".into(),
+            }),
+        );
+        let err = cleanup_dead(&fake.helper(), &dir, "pod").unwrap_err();
+        assert_eq!(err.to_string(), "busy");
+        assert_eq!(
+            dir.container_ids(),
+            ["c1"],
+            "the container's record stays for its own clean-up"
+        );
+        // Once the helper can, the container's clean-up finishes the job.
+        std::fs::remove_file(root.path().join("fake/answers/delete_container.json")).unwrap();
+        assert_eq!(
+            status(cleanup_dead(&fake.helper(), &dir, "c1").unwrap()),
+            Some(42)
+        );
+        assert!(!dir.path().exists());
     }
 
     #[test]

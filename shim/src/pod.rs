@@ -321,3 +321,157 @@ impl Backend for Arc<PodBackend> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use berth_sandbox::error::{ErrorKind, HelperError};
+    use berth_sandbox::helper::fake::FakeHelper;
+    use berth_sandbox::helper::protocol::Response;
+
+    use super::*;
+
+    /// A pod whose helper is a fake, all in `root`.
+    fn backend(root: &Path) -> (Arc<PodBackend>, FakeHelper) {
+        let fake = FakeHelper::new(&root.join("fake"));
+        let dir = PodDir::new(&root.join("state"), "pod");
+        dir.create().unwrap();
+        let backend = PodBackend::new(fake.helper(), "/bin/berth-pause".into(), dir, "k8s.io");
+        (Arc::new(backend), fake)
+    }
+
+    /// A bundle in `root/<id>` whose spec carries `annotations`.
+    fn bundle(root: &Path, id: &str, annotations: serde_json::Value) -> CreateRequest {
+        let bundle = root.join(id);
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": annotations,
+            "linux": {
+                "cgroupsPath": format!("/berth-unit-{}/{id}", std::process::id()),
+                "namespaces": [{"type": "ipc"}, {"type": "uts"}]
+            }
+        });
+        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+        CreateRequest {
+            id: id.into(),
+            bundle,
+            rootfs: Vec::new(),
+            stdio: Stdio::default(),
+        }
+    }
+
+    fn sandbox(root: &Path) -> CreateRequest {
+        bundle(
+            root,
+            "pod",
+            serde_json::json!({spec::CONTAINER_TYPE: "sandbox", spec::SANDBOX_ID: "pod"}),
+        )
+    }
+
+    fn refused(kind: ErrorKind, message: &str) -> Response {
+        Response::Error(HelperError {
+            kind,
+            message: message.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_pause_that_does_not_start_leaves_a_record_without_cgroup() {
+        let root = tempfile::tempdir().unwrap();
+        let (backend, fake) = backend(root.path());
+        fake.answer(
+            "spawn_pause",
+            &refused(ErrorKind::InvalidArgument, "invalid linux.sysctl[x]"),
+        );
+        let err = backend.create(sandbox(root.path())).await.unwrap_err();
+        assert_eq!(err.to_string(), "invalid linux.sysctl[x]");
+        let record = backend.dir.read_record().unwrap().unwrap();
+        assert_eq!(record.sandbox_id, "pod");
+        assert_eq!((record.cgroup, record.pause), (None, None));
+        assert!(backend.is_sandbox("pod"));
+    }
+
+    #[tokio::test]
+    async fn a_pause_that_cannot_be_recorded_is_killed() {
+        let root = tempfile::tempdir().unwrap();
+        let (backend, fake) = backend(root.path());
+        let mut pause = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = pause.id() as i32;
+        let start_time = berth_sandbox::process::start_time(pid).unwrap();
+        fake.answer("spawn_pause", &Response::Pause { pid, start_time });
+        // While pause starts, its record becomes unwritable.
+        let record = backend.dir.path().join("pod.json");
+        fake.on(
+            "spawn_pause",
+            &format!("rm -f '{0}' && mkdir -p '{0}/taken'", record.display()),
+        );
+        assert!(backend.create(sandbox(root.path())).await.is_err());
+        let status = pause.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL),
+            "an untracked pause would outlive the shim"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_lives_in_the_record_until_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let (backend, fake) = backend(root.path());
+        let pid = std::process::id() as i32;
+        let start_time = berth_sandbox::process::start_time(pid).unwrap();
+        fake.answer("spawn_pause", &Response::Pause { pid, start_time });
+        let task = backend.create(sandbox(root.path())).await.unwrap();
+        assert_eq!(task.init.process.pid, pid);
+        let record = backend.dir.read_record().unwrap().unwrap();
+        assert_eq!(record.pause.map(|p| p.pid), Some(pid));
+        assert!(record.cgroup.is_some());
+        backend.remove("pod").await.unwrap();
+        let record = backend.dir.read_record().unwrap().unwrap();
+        assert_eq!((record.cgroup, record.pause), (None, None));
+    }
+
+    #[tokio::test]
+    async fn a_container_that_is_not_created_is_forgotten() {
+        let root = tempfile::tempdir().unwrap();
+        let (backend, fake) = backend(root.path());
+        let container = bundle(
+            root.path(),
+            "c1",
+            serde_json::json!({spec::CONTAINER_TYPE: "container", spec::SANDBOX_ID: "pod"}),
+        );
+        fake.answer(
+            "create_container",
+            &refused(ErrorKind::InvalidArgument, "invalid spec.process"),
+        );
+        let err = backend.create(container.clone()).await.unwrap_err();
+        assert_eq!(err.to_string(), "invalid spec.process");
+        assert_eq!(fake.kinds(), ["create_container", "delete_container"]);
+        assert!(!backend.dir.container_dir("c1").exists());
+        // Forgotten: nothing more is asked of the helper for it.
+        assert!(!backend.is_container("c1"));
+        assert!(matches!(
+            backend
+                .exec("c1", "e1", b"{}".to_vec(), Stdio::default())
+                .await,
+            Err(Error::FailedPrecondition(_))
+        ));
+        assert_eq!(fake.kinds().len(), 2);
+        // The same id can be created again.
+        fake.answer(
+            "create_container",
+            &Response::Created {
+                pid: std::process::id() as i32,
+                start_time: 1,
+            },
+        );
+        backend.create(container).await.unwrap();
+        assert!(backend.is_container("c1"));
+    }
+}

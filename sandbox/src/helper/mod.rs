@@ -12,11 +12,14 @@
 //!   - `netlink`: the pod's loopback.
 //!
 //! The helper's side is compiled only with the `helper` feature, into
-//! `berth-sandbox-helper`: the shim links none of it.
+//! `berth-sandbox-helper`: the shim links none of it. `fake` (tests and
+//! the `testing` feature) stands in for the helper binary.
 
 pub mod client;
 #[cfg(feature = "helper")]
 mod engine;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 #[cfg(feature = "helper")]
 mod netlink;
 #[cfg(feature = "helper")]
