@@ -59,8 +59,7 @@ fn print(text: &[u8]) -> c_int {
 #[cfg(all(panic = "abort", not(test)))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    // SAFETY: abort has no preconditions; it ends the process at once.
-    unsafe { libc::abort() }
+    sys::abort()
 }
 
 // On musl the libc crate leaves linking the C library to std. Without std we

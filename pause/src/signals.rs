@@ -11,47 +11,18 @@
 //! would kill it.
 
 use core::ffi::c_int;
-use core::ptr;
 
-use crate::sys::{check, Errno};
+use crate::sys::{self, Errno, SigSet};
 
-/// Every signal, as the kernel's signal set: one bit per signal, 64 signals
-/// on every architecture berth builds for (only MIPS has 128).
-static ALL: u64 = !0;
-
-/// The size of the kernel's signal set, which the system calls check.
-const SET_SIZE: usize = core::mem::size_of::<u64>();
+/// Every signal.
+static ALL: SigSet = !0;
 
 /// Blocks every signal that can be blocked.
 pub fn block_all() -> Result<(), Errno> {
-    // SAFETY: ALL is a kernel signal set of SET_SIZE bytes that lives
-    // forever; a null old set asks for nothing back.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            ptr::addr_of!(ALL),
-            ptr::null_mut::<u64>(),
-            SET_SIZE,
-        )
-    };
-    check(ret).map(drop)
+    sys::block_signals(&ALL)
 }
 
 /// Waits for the next signal and returns its number.
 pub fn next() -> Result<c_int, Errno> {
-    // SAFETY: ALL is a kernel signal set of SET_SIZE bytes that lives
-    // forever; a null siginfo asks for no details, a null timeout waits for
-    // as long as it takes.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigtimedwait,
-            ptr::addr_of!(ALL),
-            ptr::null_mut::<libc::siginfo_t>(),
-            ptr::null::<libc::timespec>(),
-            SET_SIZE,
-        )
-    };
-    // A signal number always fits in a c_int.
-    check(ret).map(|signal| c_int::try_from(signal).unwrap_or(0))
+    sys::wait_signal(&ALL)
 }

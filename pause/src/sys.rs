@@ -1,7 +1,9 @@
-//! Small libc helpers: the one place where "-1 and errno" becomes an error,
-//! and how pause writes to its standard streams without allocating.
+//! Every raw call pause makes: the one place where "-1 and errno" becomes
+//! an error, how pause writes to its standard streams without allocating,
+//! and the system calls the other modules decide about.
 
-use core::ffi::c_int;
+use core::ffi::{c_int, c_uint, c_ulong, CStr};
+use core::ptr;
 
 /// The errno of a call that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,110 @@ pub fn back_off() {
     // SAFETY: `tenth` is a valid timespec; a null remainder asks for nothing
     // back. An early wake-up only shortens the sleep.
     unsafe { libc::nanosleep(&tenth, core::ptr::null_mut()) };
+}
+
+/// The kernel's signal set: one bit per signal, 64 signals on every
+/// architecture berth builds for (only MIPS has 128).
+pub type SigSet = u64;
+
+/// The size of the kernel's signal set, which the system calls check.
+const SET_SIZE: usize = core::mem::size_of::<SigSet>();
+
+/// Makes `set` the blocked signals, with the system call itself (libc's
+/// wrappers leave out the signals they keep for their threads).
+pub fn block_signals(set: &'static SigSet) -> Result<(), Errno> {
+    // SAFETY: `set` is a kernel signal set of SET_SIZE bytes that lives
+    // forever; a null old set asks for nothing back.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            ptr::from_ref(set),
+            ptr::null_mut::<SigSet>(),
+            SET_SIZE,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// Waits for the next signal of `set` and returns its number.
+pub fn wait_signal(set: &'static SigSet) -> Result<c_int, Errno> {
+    // SAFETY: `set` is a kernel signal set of SET_SIZE bytes that lives
+    // forever; a null siginfo asks for no details, a null timeout waits for
+    // as long as it takes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            ptr::from_ref(set),
+            ptr::null_mut::<libc::siginfo_t>(),
+            ptr::null::<libc::timespec>(),
+            SET_SIZE,
+        )
+    };
+    // A signal number always fits in a c_int.
+    check(ret).map(|signal| c_int::try_from(signal).unwrap_or(0))
+}
+
+/// Closes every descriptor from `first` up, in one call.
+pub fn close_range(first: c_uint) -> Result<(), Errno> {
+    // SAFETY: close_range only closes descriptors; the caller owns none at
+    // or above `first` that it would use afterwards.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, c_uint::MAX, 0 as c_uint) };
+    check(ret).map(drop)
+}
+
+/// Closes `fd`, whether it is open or not.
+pub fn close(fd: c_int) {
+    // SAFETY: the caller owns no descriptor numbered `fd` that it would use
+    // afterwards; closing one that is not open fails with EBADF, harmlessly.
+    unsafe { libc::close(fd) };
+}
+
+/// The soft limit on open descriptors.
+pub fn descriptor_limit() -> Result<libc::rlim_t, Errno> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill in.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    Ok(limit.rlim_cur)
+}
+
+/// Reaps one exited child of any kind, if there is one: its pid, or 0 when
+/// children are left but none has exited.
+pub fn reap_one() -> Result<libc::pid_t, Errno> {
+    // SAFETY: a null status pointer asks for no status; WNOHANG makes the
+    // call return at once. __WALL also takes children that were cloned with
+    // an exit signal other than SIGCHLD.
+    check(unsafe { libc::waitpid(-1, ptr::null_mut(), libc::WNOHANG | libc::__WALL) })
+}
+
+/// Changes the working directory.
+pub fn chdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+/// The process's own pid.
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// A prctl option that takes one integer argument.
+pub fn prctl(option: c_int, value: c_ulong) -> Result<(), Errno> {
+    // SAFETY: the options pause uses read one integer argument and ignore
+    // the rest, which are passed as zero, as the kernel asks of unused
+    // arguments.
+    check(unsafe { libc::prctl(option, value, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(drop)
+}
+
+/// Ends the process at once.
+#[cfg(all(panic = "abort", not(test)))]
+pub fn abort() -> ! {
+    // SAFETY: abort has no preconditions; it ends the process at once.
+    unsafe { libc::abort() }
 }
 
 #[cfg(test)]
