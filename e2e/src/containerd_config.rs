@@ -25,9 +25,6 @@ pub const BERTH_HANDLER: &str = "berth";
 pub const RUNC_HANDLER: &str = "runc";
 /// berth's shim runtime type: containerd looks for `containerd-shim-berth-v2`.
 pub const BERTH_RUNTIME_TYPE: &str = "io.containerd.berth.v2";
-/// The `runc` binary the runc runtime uses (Debian's package).
-pub const RUNC_BINARY: &str = "/usr/sbin/runc";
-
 /// What to put in the config besides the instance's paths.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -149,7 +146,7 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
         cni_conf = qp(&instance.cni_conf_dir()),
         runc = q(RUNC_HANDLER),
         runc_name = RUNC_HANDLER,
-        runc_bin = q(RUNC_BINARY),
+        runc_bin = q(crate::paths::RUNC_BINARY),
         runc_root = qp(&instance.runc_root()),
         berth_name = BERTH_HANDLER,
         berth_type = q(BERTH_RUNTIME_TYPE),
@@ -204,7 +201,7 @@ fn render_v2(instance: &Instance, settings: &Settings) -> String {
         cni_conf = qp(&instance.cni_conf_dir()),
         runc = q(RUNC_HANDLER),
         runc_name = RUNC_HANDLER,
-        runc_bin = q(RUNC_BINARY),
+        runc_bin = q(crate::paths::RUNC_BINARY),
         runc_root = qp(&instance.runc_root()),
         berth_name = BERTH_HANDLER,
         berth_type = q(BERTH_RUNTIME_TYPE),

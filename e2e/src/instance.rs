@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cgroups, containerd_config, paths, procs};
+use crate::{cgroups, paths, procs};
 
 /// Where containerd's Go shims put their sockets, whatever the instance.
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
@@ -266,7 +266,7 @@ impl Instance {
         let mut pids = self.processes();
         // A berth-pause need not inherit BERTH_STATE_ROOT; it does carry its sandbox id.
         for id in self.known_ids() {
-            pids.extend(procs::with_env(crate::pod_trace::SANDBOX_ID_ENV, &id));
+            pids.extend(procs::with_env(procs::SANDBOX_ID_ENV, &id));
         }
         pids.sort_unstable();
         pids.dedup();
@@ -306,7 +306,7 @@ impl Instance {
                     .to_string_lossy()
                     .into_owned();
                 report.push(format!("runc container {}", container.display()));
-                let _ = Command::new(containerd_config::RUNC_BINARY)
+                let _ = Command::new(paths::RUNC_BINARY)
                     .arg("--root")
                     .arg(&ns_root)
                     .args(["delete", "--force", &id])

@@ -13,8 +13,9 @@ use anyhow::{bail, Result};
 use crate::cgroups;
 use crate::containerd::Containerd;
 use crate::instance;
-use crate::pod_trace::{self, PodTrace, SANDBOX_ID_ENV};
+use crate::pod_trace::{self, PodTrace};
 use crate::procs;
+use crate::procs::SANDBOX_ID_ENV;
 
 /// Tear-down may finish just after RemovePodSandbox returns (a shim exiting after its
 /// Shutdown call): leaks must persist this long before they count.

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// The `runc` binary the runc runtime uses (Debian's package).
+pub const RUNC_BINARY: &str = "/usr/sbin/runc";
+
 /// The cargo workspace this crate belongs to.
 pub fn workspace() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

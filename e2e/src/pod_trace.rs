@@ -9,9 +9,6 @@ use anyhow::Result;
 use crate::containerd::Containerd;
 use crate::procs::{self, ProcId};
 
-/// The environment variable every berth-pause carries.
-pub const SANDBOX_ID_ENV: &str = "BERTH_SANDBOX_ID";
-
 /// Facts about one pod, taken while it was running.
 #[derive(Clone, Debug, Default)]
 pub struct PodTrace {
@@ -71,7 +68,7 @@ pub fn netns_path(info: &serde_json::Value) -> Option<PathBuf> {
 
 /// The berth-pause processes of pod `id`, found by their environment.
 pub fn pause_pids(id: &str) -> Vec<i32> {
-    procs::with_env(SANDBOX_ID_ENV, id)
+    procs::with_env(procs::SANDBOX_ID_ENV, id)
 }
 
 #[cfg(test)]

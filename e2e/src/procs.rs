@@ -7,6 +7,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+/// The environment variable every berth-pause carries.
+pub const SANDBOX_ID_ENV: &str = "BERTH_SANDBOX_ID";
+
 /// A process seen in `/proc`, identified by pid and start time (so a reused pid is
 /// never mistaken for the process that was recorded).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::handler::Handler;
 use crate::containerd::Containerd;
-use crate::pod_trace::SANDBOX_ID_ENV;
 use crate::procs;
+use crate::procs::SANDBOX_ID_ENV;
 
 /// Sums over one handler's processes, in KiB.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::containerd::Containerd;
 use crate::leaks::{self, Census};
-use crate::pod_trace::SANDBOX_ID_ENV;
+use crate::procs::SANDBOX_ID_ENV;
 use crate::{cgroups, procs};
 
 /// Fails, listing what is left, unless pods `ids` left nothing behind; `before` is the

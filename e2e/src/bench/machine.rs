@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::containerd::Containerd;
-use crate::containerd_config::RUNC_BINARY;
 use crate::paths;
+use crate::paths::RUNC_BINARY;
 
 /// The machine and software a bench ran on.
 #[derive(Clone, Debug, PartialEq, Serialize)]
