@@ -628,17 +628,8 @@ touch "$DIR/done""#,
         let pty = nix::pty::openpty(None, None).unwrap();
         let _ = io.console.set(Master::of(pty.master));
         io.resize(132, 43).unwrap();
-        let mut size = libc::winsize {
-            ws_row: 0,
-            ws_col: 0,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which
-        // lives across the call.
-        let ret = unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
-        assert_eq!(ret, 0);
-        assert_eq!((size.ws_col, size.ws_row), (132, 43));
+        let size = crate::sys::window_size(std::os::fd::AsFd::as_fd(&pty.slave)).unwrap();
+        assert_eq!(size, (132, 43));
     }
 
     #[tokio::test]

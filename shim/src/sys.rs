@@ -82,6 +82,24 @@ pub fn set_window_size(fd: BorrowedFd<'_>, width: u32, height: u32) -> io::Resul
     Ok(())
 }
 
+/// The size (width, height) of the terminal `fd` is a side of.
+#[cfg(test)]
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which lives
+    // across the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((size.ws_col, size.ws_row))
+}
+
 /// Takes the first descriptor passed in a message on `socket` (the pty
 /// master libcontainer sends). Any others are closed.
 pub fn recv_fd(socket: RawFd) -> io::Result<OwnedFd> {
