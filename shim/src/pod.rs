@@ -62,7 +62,7 @@ impl PodBackend {
     }
 }
 
-/// What the engine keeps of an app container.
+/// What the backend keeps of an app container.
 #[derive(Debug, Clone, Default)]
 struct ContainerInfo {
     /// Its processes outlive its init (no PID namespace of its own), so they

@@ -2,8 +2,8 @@
 //!
 //! A pid names a process only until the process is reaped; then the kernel
 //! may give it to another. A pidfd names one process for as long as it is
-//! open. The shim opens one as soon as an engine hands it a process, checks
-//! that it names the process the engine meant (its start time), and from
+//! open. The shim opens one as soon as the backend hands it a process, checks
+//! that it names the process the backend meant (its start time), and from
 //! then on signals through it and uses it to tell the process's exit from a
 //! stale exit of an earlier holder of the pid.
 

@@ -46,7 +46,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Takes hold of the process the engine started for this subscription.
+    /// Takes hold of the process the backend started for this subscription.
     ///
     /// Under the reaper's lock a reap and its notification are one step, so
     /// the process is either not reaped yet, and every exit of its pid seen
@@ -177,7 +177,7 @@ mod tests {
         let reaper = Reaper::new();
         let mut sub = reaper.subscribe();
         // An earlier holder's exit, then the process's own: a short exec
-        // that was reaped before the engine's answer was read.
+        // that was reaped before the backend's answer was read.
         reaper.notify(Exit {
             pid,
             status: 1,
@@ -226,7 +226,7 @@ mod tests {
         let pid = record.pid;
         let reaper = Reaper::new();
         let mut sub = reaper.subscribe();
-        // An earlier process with this pid, reaped before the engine
+        // An earlier process with this pid, reaped before the backend
         // handed the new one over.
         let stale = Exit {
             pid,
