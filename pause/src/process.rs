@@ -12,7 +12,7 @@ pub fn chdir_root() -> Result<(), Errno> {
 /// /proc/<pid> entries belong to root, so another user cannot open
 /// /proc/<pid>/root, cwd or fd and look into the pod through them.
 pub fn make_undumpable() -> Result<(), Errno> {
-    sys::prctl(libc::PR_SET_DUMPABLE, 0)
+    sys::set_undumpable()
 }
 
 /// Makes pause adopt the orphans among its descendants. PID 1 of a PID
@@ -23,5 +23,5 @@ pub fn adopt_orphans() -> Result<(), Errno> {
     if sys::getpid() == 1 {
         return Ok(());
     }
-    sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1)
+    sys::set_child_subreaper()
 }

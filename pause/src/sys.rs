@@ -129,18 +129,24 @@ pub fn wait_signal(set: &'static SigSet) -> Result<c_int, Errno> {
     check(ret).map(|signal| c_int::try_from(signal).unwrap_or(0))
 }
 
-/// Closes every descriptor from `first` up, in one call.
+/// Closes every descriptor from `first` (3 or above) up, in one call.
+///
+/// berth-pause never opens a descriptor of its own: everything from 3 up
+/// is inherited, and nothing in the program holds or uses one.
 pub fn close_range(first: c_uint) -> Result<(), Errno> {
-    // SAFETY: close_range only closes descriptors; the caller owns none at
-    // or above `first` that it would use afterwards.
+    debug_assert!(first >= 3, "stdin, stdout and stderr stay");
+    // SAFETY: close_range only closes descriptors, and no part of pause
+    // owns one at or above `first` (see above).
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, c_uint::MAX, 0 as c_uint) };
     check(ret).map(drop)
 }
 
-/// Closes `fd`, whether it is open or not.
+/// Closes `fd` (3 or above), whether it is open or not: an inherited
+/// descriptor, which nothing in pause owns (see [`close_range`]).
 pub fn close(fd: c_int) {
-    // SAFETY: the caller owns no descriptor numbered `fd` that it would use
-    // afterwards; closing one that is not open fails with EBADF, harmlessly.
+    debug_assert!(fd >= 3, "stdin, stdout and stderr stay");
+    // SAFETY: no part of pause owns a descriptor at or above 3; closing one
+    // that is not open fails with EBADF, harmlessly.
     unsafe { libc::close(fd) };
 }
 
@@ -176,11 +182,23 @@ pub fn getpid() -> libc::pid_t {
     unsafe { libc::getpid() }
 }
 
-/// A prctl option that takes one integer argument.
-pub fn prctl(option: c_int, value: c_ulong) -> Result<(), Errno> {
-    // SAFETY: the options pause uses read one integer argument and ignore
-    // the rest, which are passed as zero, as the kernel asks of unused
-    // arguments.
+/// Makes the process undumpable (PR_SET_DUMPABLE 0).
+pub fn set_undumpable() -> Result<(), Errno> {
+    prctl_int(libc::PR_SET_DUMPABLE, 0)
+}
+
+/// Makes the process adopt its orphaned descendants
+/// (PR_SET_CHILD_SUBREAPER 1).
+pub fn set_child_subreaper() -> Result<(), Errno> {
+    prctl_int(libc::PR_SET_CHILD_SUBREAPER, 1)
+}
+
+/// A prctl option that reads one integer argument, never a pointer: only
+/// the options above are passed here.
+fn prctl_int(option: c_int, value: c_ulong) -> Result<(), Errno> {
+    // SAFETY: both callers pass an option that reads one integer argument
+    // and ignores the rest, which are passed as zero, as the kernel asks of
+    // unused arguments; no memory is read or written.
     check(unsafe { libc::prctl(option, value, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(drop)
 }
 

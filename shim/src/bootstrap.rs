@@ -8,7 +8,7 @@
 //! clean-up after a shim died.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -137,10 +137,9 @@ fn spawn_server(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<
     }
     // The listener goes on LISTEN_FD, and the daemon leaves containerd's
     // session.
-    crate::sys::on_exec_place_fds(&mut command, vec![(listener.as_raw_fd(), LISTEN_FD)], true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| Error::Internal(format!("spawn the shim server: {e}")))?;
+    let mut child =
+        crate::sys::spawn_with_fds(&mut command, &[(listener.as_fd(), LISTEN_FD)], true)
+            .map_err(|e| Error::Internal(format!("spawn the shim server: {e}")))?;
     // Our copy must go, or the socket would look served even if the child died.
     drop(listener);
     let mut said = String::new();

@@ -166,13 +166,12 @@ pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<LogPipe
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     // The sources are all >= 10: no placement overwrites another.
-    let placed = vec![
-        (stdout_r.as_raw_fd(), 3),
-        (stderr_r.as_raw_fd(), 4),
-        (ready_w.as_raw_fd(), 5),
+    let placed = [
+        (stdout_r.as_fd(), 3),
+        (stderr_r.as_fd(), 4),
+        (ready_w.as_fd(), 5),
     ];
-    crate::sys::on_exec_place_fds(&mut command, placed, false);
-    let child = command.spawn().map_err(|e| {
+    let child = crate::sys::spawn_with_fds(&mut command, &placed, false).map_err(|e| {
         Error::InvalidArgument(format!(
             "binary log URI: start {}: {e}",
             binary.path.display()

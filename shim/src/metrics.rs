@@ -37,13 +37,15 @@ fn v1_metrics(stats: &V1Stats) -> Metrics {
         usage.set_total(cpu.usage_total);
         usage.set_user(cpu.usage_user);
         usage.set_kernel(cpu.usage_kernel);
-        let mut throttling = Throttle::new();
-        throttling.set_periods(cpu.periods);
-        throttling.set_throttled_periods(cpu.throttled_periods);
-        throttling.set_throttled_time(cpu.throttled_time);
         let mut stat = CPUStat::new();
         stat.set_usage(usage);
-        stat.set_throttling(throttling);
+        if let Some(t) = &cpu.throttling {
+            let mut throttling = Throttle::new();
+            throttling.set_periods(t.periods);
+            throttling.set_throttled_periods(t.throttled_periods);
+            throttling.set_throttled_time(t.throttled_time);
+            stat.set_throttling(throttling);
+        }
         metrics.set_cpu(stat);
     }
     if let Some(memory) = &stats.memory {
@@ -177,7 +179,7 @@ fn v2_metrics(stats: &V2Stats) -> MetricsV2 {
 mod tests {
     use super::*;
     use berth_proto::protobuf::Message;
-    use berth_sandbox::cgroup::stats::{Pids, V1Cpu, V1Memory, V2Memory};
+    use berth_sandbox::cgroup::stats::{Pids, V1Cpu, V1Memory, V1Throttling, V2Memory};
 
     #[test]
     fn metrics_are_packed_under_their_descriptors_names() {
@@ -195,9 +197,11 @@ mod tests {
                 usage_total: 30,
                 usage_user: 20,
                 usage_kernel: 10,
-                periods: 5,
-                throttled_periods: 2,
-                throttled_time: 7,
+                throttling: Some(V1Throttling {
+                    periods: 5,
+                    throttled_periods: 2,
+                    throttled_time: 7,
+                }),
             }),
             memory: Some(V1Memory {
                 usage: 4096,
@@ -223,6 +227,20 @@ mod tests {
         assert_eq!(m.memory.swap.usage, 8192);
         assert_eq!(m.memory_oom_control.oom_kill, 1);
         assert_eq!(m.pids.current, 3);
+        let without_cpu_controller = Stats::V1(V1Stats {
+            cpu: Some(V1Cpu {
+                usage_total: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let any = pack_stats(&without_cpu_controller).unwrap();
+        let m = Metrics::parse_from_bytes(&any.value).unwrap();
+        assert_eq!(m.cpu.usage.total, 1);
+        assert!(
+            m.cpu.throttling.is_none(),
+            "no cpu controller, no throttling"
+        );
     }
 
     #[test]

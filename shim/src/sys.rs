@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Child, Command};
 
 use berth_sandbox::cgroup::oom::OomSource;
 use tokio::io::unix::AsyncFd;
@@ -48,9 +48,17 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
 
 /// What owns its descriptor for as long as it lives and never swaps it for
 /// another: what the runtime may watch.
-pub trait OwnsFd: AsRawFd {}
-impl OwnsFd for OwnedFd {}
-impl OwnsFd for OomSource {}
+///
+/// # Safety
+///
+/// `as_raw_fd` must return the same open descriptor, owned by the value
+/// alone, for as long as the value lives.
+pub unsafe trait OwnsFd: AsRawFd {}
+// SAFETY: an OwnedFd is its descriptor, open until it is dropped.
+unsafe impl OwnsFd for OwnedFd {}
+// SAFETY: an OomSource holds one OwnedFd in a private field that it never
+// replaces, and hands out only borrows of it.
+unsafe impl OwnsFd for OomSource {}
 
 /// Hands a descriptor's owner to the runtime, its descriptor set
 /// non-blocking.
@@ -134,34 +142,55 @@ pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Takes over the listening socket a parent left on descriptor `fd`, by
-/// contract: nothing else in the process may own `fd`.
+/// Takes over the listening socket `start` left on descriptor `fd` for the
+/// serving shim. Only once per process, and only if `fd` is a socket: the
+/// listener then owns it, as nothing else in the process does.
 pub fn take_listener(fd: RawFd) -> io::Result<UnixListener> {
-    // SAFETY: by the caller's contract `fd` is open for the life of the
-    // process and owned by nothing else.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(io::Error::other("the handed-over socket was taken already"));
+    }
+    let kind = std::fs::metadata(format!("/proc/self/fd/{fd}"))?.file_type();
+    if !std::os::unix::fs::FileTypeExt::is_socket(&kind) {
+        return Err(io::Error::other(format!("descriptor {fd} is not a socket")));
+    }
+    // SAFETY: `fd` is open (its /proc link resolved) and is the socket `start` put
+    // there before exec, which nothing in this process opened or owns; the
+    // guard above makes this the one taking of it.
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
     nix::fcntl::fcntl(
-        borrowed,
+        &listener,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
-    // SAFETY: as above: from here on the listener alone owns it.
-    Ok(unsafe { UnixListener::from_raw_fd(fd) })
+    Ok(listener)
 }
 
-/// Arranges for the child `command` starts to find each `(source, target)`
-/// descriptor pair's source at `target`, inheritable, and, with
-/// `new_session`, to lead a session of its own. The sources must all be
-/// above every target, so that no placement overwrites a source.
-pub fn on_exec_place_fds(command: &mut Command, fds: Vec<(RawFd, RawFd)>, new_session: bool) {
-    debug_assert!(fds
-        .iter()
-        .all(|(source, _)| fds.iter().all(|(_, target)| source >= target)));
+/// Spawns `command` with each `(source, target)` pair's source placed at
+/// `target` in the child, inheritable, and, with `new_session`, leading a
+/// session of its own. Every source must be numbered above every target, so
+/// that no placement overwrites a source; the borrows keep the sources open
+/// until the child has them.
+pub fn spawn_with_fds(
+    command: &mut Command,
+    fds: &[(BorrowedFd<'_>, RawFd)],
+    new_session: bool,
+) -> io::Result<Child> {
+    let pairs: Vec<(RawFd, RawFd)> = fds.iter().map(|(s, t)| (s.as_raw_fd(), *t)).collect();
+    let lowest_source = pairs.iter().map(|p| p.0).min().unwrap_or(RawFd::MAX);
+    let highest_target = pairs.iter().map(|p| p.1).max().unwrap_or(RawFd::MIN);
+    if pairs.iter().any(|(s, t)| s != t) && lowest_source <= highest_target {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptors {pairs:?} would overwrite each other"),
+        ));
+    }
     // SAFETY: between fork and exec the closure calls only async-signal-safe
     // functions (dup2, fcntl, setsid); it allocates nothing (the pairs are
-    // moved in before the fork) and takes no lock.
+    // moved in before the fork) and takes no lock. The sources are open
+    // across the spawn: they are borrowed for this call.
     unsafe {
         command.pre_exec(move || {
-            for &(source, target) in &fds {
+            for &(source, target) in &pairs {
                 let ret = if source == target {
                     libc::fcntl(source, libc::F_SETFD, 0)
                 } else {
@@ -177,4 +206,5 @@ pub fn on_exec_place_fds(command: &mut Command, fds: Vec<(RawFd, RawFd)>, new_se
             Ok(())
         });
     }
+    command.spawn()
 }

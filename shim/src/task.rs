@@ -360,16 +360,17 @@ impl Task {
     }
 
     /// Kill: the OS process a signal to `process` goes to. An exec never
-    /// started cannot be signalled; a process that stopped is gone.
+    /// launched cannot be signalled; one reaches its process only while it
+    /// runs, the init also while it waits to start. A stopped process is
+    /// gone.
     pub fn signal_target<'p>(&self, process: &'p Process) -> Result<&'p Tracked> {
         let launched = process
             .launched()
             .ok_or_else(|| Error::FailedPrecondition(format!("{} is not started", process.name)))?;
         match process.state() {
-            State::Stopped { .. } => Err(process.not_running()),
-            // The init of a created task is there, waiting: it can be
-            // killed. An exec runs from its launch on.
-            _ => Ok(&launched.os),
+            State::Running => Ok(&launched.os),
+            State::Created if process.is_init() => Ok(&launched.os),
+            _ => Err(process.not_running()),
         }
     }
 
@@ -562,6 +563,13 @@ mod tests {
         let exec = t.process("e1").unwrap();
         assert!(precondition(t.signal_target(&exec)).contains("exec e1 of task t is not started"));
         exec.set_launched(launched(7));
+        assert!(
+            matches!(
+                t.signal_target(&exec),
+                Err(Error::NotFound(m)) if m.contains("not running")
+            ),
+            "launched, not yet running"
+        );
         exec.start().unwrap();
         assert_eq!(t.signal_target(&exec).unwrap().pid, 7);
         exec.exited(0, SystemTime::UNIX_EPOCH);

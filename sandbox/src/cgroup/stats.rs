@@ -37,12 +37,19 @@ pub struct V1Stats {
     pub pids: Option<Pids>,
 }
 
-/// v1 CPU time (`cpuacct`, nanoseconds) and throttling (`cpu.stat`).
+/// v1 CPU time (`cpuacct`, nanoseconds) and throttling (the `cpu`
+/// controller's `cpu.stat`, where the host has that controller).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct V1Cpu {
     pub usage_total: u64,
     pub usage_user: u64,
     pub usage_kernel: u64,
+    pub throttling: Option<V1Throttling>,
+}
+
+/// v1 CFS throttling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct V1Throttling {
     pub periods: u64,
     pub throttled_periods: u64,
     /// Nanoseconds.
@@ -114,10 +121,12 @@ pub fn read(cgroup: &TaskCgroup) -> Result<Stats> {
         match subsystem {
             Subsystem::Cpu(c) => {
                 let stat = flat_keyed(&c.cpu().stat);
-                let cpu = stats.cpu.get_or_insert_with(V1Cpu::default);
-                cpu.periods = stat.get("nr_periods").copied().unwrap_or(0);
-                cpu.throttled_periods = stat.get("nr_throttled").copied().unwrap_or(0);
-                cpu.throttled_time = stat.get("throttled_time").copied().unwrap_or(0);
+                let key = |k: &str| stat.get(k).copied().unwrap_or(0);
+                stats.cpu.get_or_insert_with(V1Cpu::default).throttling = Some(V1Throttling {
+                    periods: key("nr_periods"),
+                    throttled_periods: key("nr_throttled"),
+                    throttled_time: key("throttled_time"),
+                });
             }
             Subsystem::CpuAcct(c) => {
                 let acct = CpuAcctController::cpuacct(c);

@@ -31,6 +31,10 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
     /// each task whose state changed.
     pub(super) async fn set_frozen(&self, id: &str, freeze: bool) -> Result<()> {
         let task = self.task(id)?;
+        if task.freezer.is_none() {
+            // Refused at once, without waiting for the pod's tasks.
+            return task.check_freeze(freeze);
+        }
         let targets = self.freeze_targets(&task);
         let mut order = Vec::with_capacity(targets.len());
         for t in &targets {
