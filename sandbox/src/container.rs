@@ -152,9 +152,8 @@ pub fn remove_all_in_pod(helper: &Helper, dir: &PodDir) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{ErrorKind, HelperError};
+    use crate::error::ErrorKind;
     use crate::helper::fake::FakeHelper;
-    use crate::helper::protocol::Response;
 
     /// A pod directory and a bundle in `root`, and a fake helper.
     fn pod(root: &std::path::Path) -> (PodDir, FakeHelper, NewContainer) {
@@ -172,24 +171,11 @@ mod tests {
         (dir, fake, new)
     }
 
-    fn refused(kind: ErrorKind, message: &str) -> Response {
-        Response::Error(HelperError {
-            kind,
-            message: message.into(),
-        })
-    }
-
     #[test]
     fn a_created_container_is_recorded_and_removed_again() {
         let root = tempfile::tempdir().unwrap();
         let (dir, fake, new) = pod(root.path());
-        fake.answer(
-            "create_container",
-            &Response::Created {
-                pid: 42,
-                start_time: 7,
-            },
-        );
+        fake.create("create_container", 42, 7);
         let init = create_in_pod(&fake.helper(), &dir, &new).unwrap();
         assert_eq!((init.pid, init.start_time), (42, 7));
         assert_eq!(dir.container_ids(), ["c1"]);
@@ -208,9 +194,10 @@ mod tests {
     fn a_refused_create_is_rolled_back_and_keeps_its_class() {
         let root = tempfile::tempdir().unwrap();
         let (dir, fake, new) = pod(root.path());
-        fake.answer(
+        fake.refuse(
             "create_container",
-            &refused(ErrorKind::InvalidArgument, "invalid spec.process.args"),
+            ErrorKind::InvalidArgument,
+            "invalid spec.process.args",
         );
         let err = create_in_pod(&fake.helper(), &dir, &new).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -226,11 +213,8 @@ mod tests {
     fn a_rollback_that_fails_leaves_the_record_for_delete() {
         let root = tempfile::tempdir().unwrap();
         let (dir, fake, new) = pod(root.path());
-        fake.answer(
-            "create_container",
-            &refused(ErrorKind::Internal, "clone3 failed"),
-        );
-        fake.answer("delete_container", &refused(ErrorKind::Internal, "busy"));
+        fake.refuse("create_container", ErrorKind::Internal, "clone3 failed");
+        fake.refuse("delete_container", ErrorKind::Internal, "busy");
         let err = create_in_pod(&fake.helper(), &dir, &new).unwrap_err();
         assert_eq!(err.to_string(), "clone3 failed", "the create's own error");
         assert!(
@@ -261,18 +245,12 @@ mod tests {
     fn every_container_is_tried_and_the_first_failure_reported() {
         let root = tempfile::tempdir().unwrap();
         let (dir, fake, mut new) = pod(root.path());
-        fake.answer(
-            "create_container",
-            &Response::Created {
-                pid: 42,
-                start_time: 7,
-            },
-        );
+        fake.create("create_container", 42, 7);
         for id in ["a", "b"] {
             new.id = id.into();
             create_in_pod(&fake.helper(), &dir, &new).unwrap();
         }
-        fake.answer("delete_container", &refused(ErrorKind::Internal, "busy"));
+        fake.refuse("delete_container", ErrorKind::Internal, "busy");
         let err = remove_all_in_pod(&fake.helper(), &dir).unwrap_err();
         assert_eq!(err.to_string(), "busy");
         let deletes = fake
@@ -288,16 +266,10 @@ mod tests {
     fn an_exec_s_process_file_goes_whatever_the_helper_says() {
         let root = tempfile::tempdir().unwrap();
         let (dir, fake, new) = pod(root.path());
-        fake.answer(
-            "create_container",
-            &Response::Created {
-                pid: 42,
-                start_time: 7,
-            },
-        );
+        fake.create("create_container", 42, 7);
         create_in_pod(&fake.helper(), &dir, &new).unwrap();
         let process = br#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["true"]}"#;
-        fake.answer("exec_container", &refused(ErrorKind::NotFound, "no init"));
+        fake.refuse("exec_container", ErrorKind::NotFound, "no init");
         let err = exec_in_pod(
             &fake.helper(),
             &dir,

@@ -164,7 +164,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::error::{ErrorKind, HelperError};
+    use crate::error::ErrorKind;
     use crate::helper::fake::FakeHelper;
     use crate::helper::protocol::{Request, Response};
     use crate::state::PodRecord;
@@ -262,12 +262,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = PodDir::new(root.path(), "x");
         let fake = FakeHelper::new(&root.path().join("fake"));
-        fake.answer(
+        fake.refuse(
             "spawn_pause",
-            &Response::Error(HelperError {
-                kind: ErrorKind::InvalidArgument,
-                message: "invalid linux.namespaces[0].path".into(),
-            }),
+            ErrorKind::InvalidArgument,
+            "invalid linux.namespaces[0].path",
         );
         let config = SandboxConfig {
             hostname: None,
@@ -312,13 +310,7 @@ mod tests {
         let dir = dead_pod(root.path());
         let fake = FakeHelper::new(&root.path().join("fake"));
         std::fs::create_dir_all(dir.container_dir("c1")).unwrap();
-        fake.answer(
-            "delete_container",
-            &Response::Error(HelperError {
-                kind: ErrorKind::Internal,
-                message: "busy".into(),
-            }),
-        );
+        fake.refuse("delete_container", ErrorKind::Internal, "busy");
         let err = cleanup_dead(&fake.helper(), &dir, "pod").unwrap_err();
         assert_eq!(err.to_string(), "busy");
         assert_eq!(
@@ -327,7 +319,7 @@ mod tests {
             "the container's record stays for its own clean-up"
         );
         // Once the helper can, the container's clean-up finishes the job.
-        std::fs::remove_file(root.path().join("fake/answers/delete_container.json")).unwrap();
+        fake.answer("delete_container", &Response::Done);
         assert_eq!(
             status(cleanup_dead(&fake.helper(), &dir, "c1").unwrap()),
             Some(42)

@@ -326,9 +326,8 @@ impl Backend for Arc<PodBackend> {
 mod tests {
     use std::path::Path;
 
-    use berth_sandbox::error::{ErrorKind, HelperError};
+    use berth_sandbox::error::ErrorKind;
     use berth_sandbox::helper::fake::FakeHelper;
-    use berth_sandbox::helper::protocol::Response;
 
     use super::*;
 
@@ -371,20 +370,14 @@ mod tests {
         )
     }
 
-    fn refused(kind: ErrorKind, message: &str) -> Response {
-        Response::Error(HelperError {
-            kind,
-            message: message.into(),
-        })
-    }
-
     #[tokio::test]
     async fn a_pause_that_does_not_start_leaves_a_record_without_cgroup() {
         let root = tempfile::tempdir().unwrap();
         let (backend, fake) = backend(root.path());
-        fake.answer(
+        fake.refuse(
             "spawn_pause",
-            &refused(ErrorKind::InvalidArgument, "invalid linux.sysctl[x]"),
+            ErrorKind::InvalidArgument,
+            "invalid linux.sysctl[x]",
         );
         let err = backend.create(sandbox(root.path())).await.unwrap_err();
         assert_eq!(err.to_string(), "invalid linux.sysctl[x]");
@@ -404,7 +397,7 @@ mod tests {
             .unwrap();
         let pid = pause.id() as i32;
         let start_time = berth_sandbox::process::start_time(pid).unwrap();
-        fake.answer("spawn_pause", &Response::Pause { pid, start_time });
+        fake.create("spawn_pause", pid, start_time);
         // While pause starts, its record becomes unwritable.
         let record = backend.dir.path().join("pod.json");
         fake.on(
@@ -426,7 +419,7 @@ mod tests {
         let (backend, fake) = backend(root.path());
         let pid = std::process::id() as i32;
         let start_time = berth_sandbox::process::start_time(pid).unwrap();
-        fake.answer("spawn_pause", &Response::Pause { pid, start_time });
+        fake.create("spawn_pause", pid, start_time);
         let task = backend.create(sandbox(root.path())).await.unwrap();
         assert_eq!(task.init.process.pid, pid);
         let record = backend.dir.read_record().unwrap().unwrap();
@@ -446,9 +439,10 @@ mod tests {
             "c1",
             serde_json::json!({spec::CONTAINER_TYPE: "container", spec::SANDBOX_ID: "pod"}),
         );
-        fake.answer(
+        fake.refuse(
             "create_container",
-            &refused(ErrorKind::InvalidArgument, "invalid spec.process"),
+            ErrorKind::InvalidArgument,
+            "invalid spec.process",
         );
         let err = backend.create(container.clone()).await.unwrap_err();
         assert_eq!(err.to_string(), "invalid spec.process");
@@ -464,13 +458,7 @@ mod tests {
         ));
         assert_eq!(fake.kinds().len(), 2);
         // The same id can be created again.
-        fake.answer(
-            "create_container",
-            &Response::Created {
-                pid: std::process::id() as i32,
-                start_time: 1,
-            },
-        );
+        fake.create("create_container", std::process::id() as i32, 1);
         backend.create(container).await.unwrap();
         assert!(backend.is_container("c1"));
     }

@@ -181,11 +181,23 @@ impl TaskCgroup {
             .collect()
     }
 
-    /// A failure of cgroups-rs on this cgroup.
-    fn error(&self, op: &'static str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> Error {
-        let path = self.name();
-        move |source| Error::Cgroup { op, path, source }
+    /// A failure of cgroups-rs on this cgroup; the name is made only then.
+    fn error(&self, op: &'static str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> Error + '_ {
+        move |source| Error::Cgroup {
+            op,
+            path: self.name(),
+            source,
+        }
     }
+}
+
+/// Whether cgroups-rs failed because a cgroup file is not there (a cgroup
+/// gone, a controller file the host lacks).
+fn is_not_found(e: &cgroups_rs::fs::error::Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|s| s.kind() == std::io::ErrorKind::NotFound)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::{MaxValue, Subsystem};
 use oci_spec::runtime::{LinuxMemory, LinuxResources};
 
-use crate::cgroup::TaskCgroup;
+use crate::cgroup::{is_not_found, TaskCgroup};
 use crate::error::{Error, Result};
 
 /// Parses Update's resources (an OCI `LinuxResources` as JSON), naming the
@@ -126,13 +126,6 @@ fn apply_memory(
         set_limit()?;
         set_swap()
     }
-}
-
-fn is_not_found(e: &cgroups_rs::fs::error::Error) -> bool {
-    use std::error::Error as _;
-    e.source()
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .is_some_and(|s| s.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// What v2's `memory.swap.max` takes (swap alone) for an OCI swap limit

@@ -8,14 +8,13 @@
 //! over whole, by key.
 
 use std::collections::HashMap;
-use std::error::Error as _;
 
 use cgroups_rs::fs::cpuacct::CpuAcctController;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::{Controller, MaxValue, Subsystem};
 
-use crate::cgroup::TaskCgroup;
+use crate::cgroup::{is_not_found, TaskCgroup};
 use crate::error::Result;
 
 /// The `key value` lines of a flat-keyed cgroup file, by key.
@@ -182,17 +181,12 @@ fn v2_memory(c: &MemController) -> Result<V2Memory> {
 /// The current and maximum pid counts, 0 for either once the cgroup has
 /// gone.
 fn pids(cgroup: &TaskCgroup, c: &PidController) -> Result<Pids> {
-    let gone = |e: &cgroups_rs::fs::error::Error| {
-        e.source()
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|s| s.kind() == std::io::ErrorKind::NotFound)
-    };
     let current = match c.get_pid_current() {
-        Err(e) if gone(&e) => 0,
+        Err(e) if is_not_found(&e) => 0,
         other => other.map_err(cgroup.error("read pids.current"))?,
     };
     let limit = match c.get_pid_max() {
-        Err(e) if gone(&e) => 0,
+        Err(e) if is_not_found(&e) => 0,
         other => match other.map_err(cgroup.error("read pids.max"))? {
             MaxValue::Max => 0,
             MaxValue::Value(v) => u64::try_from(v).unwrap_or(0),

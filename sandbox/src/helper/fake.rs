@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{ErrorKind, HelperError};
 use crate::helper::protocol::{Request, Response};
 use crate::helper::Helper;
 
@@ -66,6 +67,26 @@ impl FakeHelper {
             .expect("fake helper: write an answer");
     }
 
+    /// From now on, requests of `kind` fail with `class` and `message`, as
+    /// the real helper reports an error.
+    pub fn refuse(&self, kind: &str, class: ErrorKind, message: &str) {
+        let error = HelperError {
+            kind: class,
+            message: message.into(),
+        };
+        self.answer(kind, &Response::Error(error));
+    }
+
+    /// From now on, requests of `kind` answer that they made process `pid`.
+    pub fn create(&self, kind: &str, pid: i32, start_time: u64) {
+        let made = if kind == "spawn_pause" {
+            Response::Pause { pid, start_time }
+        } else {
+            Response::Created { pid, start_time }
+        };
+        self.answer(kind, &made);
+    }
+
     /// From now on, before it answers a request of `kind`, the fake runs
     /// `script` with `sh`: what the real helper would also do to the world.
     pub fn on(&self, kind: &str, script: &str) {
@@ -106,7 +127,6 @@ impl FakeHelper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{ErrorKind, HelperError};
     use crate::helper::protocol::ContainerRef;
 
     #[test]
@@ -118,12 +138,10 @@ mod tests {
             engine_root: "/e".into(),
         };
         fake.helper().start_container(&c).unwrap();
-        fake.answer(
+        fake.refuse(
             "delete_container",
-            &Response::Error(HelperError {
-                kind: ErrorKind::FailedPrecondition,
-                message: "still running".into(),
-            }),
+            ErrorKind::FailedPrecondition,
+            "still running",
         );
         let err = fake.helper().delete_container(&c).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
