@@ -42,6 +42,27 @@ pub fn start_pause(
     answer
 }
 
+/// What a shim done with its pod removes on its way out: its socket, any
+/// container whose failed create could not be undone (known to no one
+/// else), then the pod's directory if they went. Under the pod's lock: the
+/// `delete` containerd runs as soon as the shim hangs up waits, then finds
+/// the directory gone, instead of writing its record into a directory
+/// being removed (which would outlive both).
+pub fn retire(helper: &Helper, dir: &PodDir, done_with_pod: bool) -> Result<()> {
+    let Some(_lock) = dir.lock_existing()? else {
+        // Already removed, by the clean-up of the pod's task.
+        return Ok(());
+    };
+    if let Err(e) = crate::state::remove_file(&dir.socket()) {
+        log::warn!("{e}");
+    }
+    if !done_with_pod {
+        return Ok(());
+    }
+    crate::container::remove_all_in_pod(helper, dir)?;
+    dir.remove()
+}
+
 /// What the clean-up of a dead shim's task found.
 #[derive(Debug, Default, PartialEq)]
 pub struct Cleaned {
@@ -64,15 +85,10 @@ pub fn cleanup_dead(helper: &Helper, dir: &PodDir, id: &str) -> Result<Cleaned> 
     if !dir.path().exists() {
         return Ok(Cleaned::default());
     }
-    let _lock = match dir.lock() {
-        Ok(lock) => lock,
-        // Removed by the clean-up of another task meanwhile.
-        Err(_) if !dir.path().exists() => return Ok(Cleaned::default()),
-        Err(e) => return Err(e),
-    };
-    if !dir.path().exists() {
+    let Some(_lock) = dir.lock_existing()? else {
+        // Removed meanwhile, by its shim or the clean-up of another task.
         return Ok(Cleaned::default());
-    }
+    };
     if dir.probe() == Probe::Serving {
         log::warn!("task {id}: its pod is still served by a live shim; leaving it alone");
         return Ok(Cleaned::default());
@@ -169,9 +185,72 @@ mod tests {
     use crate::helper::protocol::{Request, Response};
     use crate::state::PodRecord;
 
+    /// Makes a pod's directory as `start` does, lock file and all.
+    fn made(dir: &PodDir) {
+        drop(dir.lock().unwrap());
+    }
+
     /// A helper that is never run: these pods hold no container.
     fn no_helper() -> Helper {
         Helper::new("/nonexistent/berth-sandbox-helper", true)
+    }
+
+    /// A pod directory holding a journaled exit, as a shim leaves it.
+    fn served_pod(root: &Path) -> PodDir {
+        let dir = PodDir::new(root, "x");
+        made(&dir);
+        std::fs::write(dir.socket(), b"").unwrap();
+        journal::append(&dir, &Record::Deleted { id: "c1".into() }).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_retiring_shim_waits_for_a_clean_up_in_progress() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = served_pod(root.path());
+        let held = dir.lock().unwrap();
+        let shim = {
+            let dir = dir.clone();
+            std::thread::spawn(move || retire(&no_helper(), &dir, true))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!shim.is_finished(), "retire did not wait for the lock");
+        // What a `delete` writes while it holds the lock stays in place
+        // until it lets go, then goes with the directory.
+        journal::append(&dir, &Record::Deleted { id: "c2".into() }).unwrap();
+        assert!(dir.socket().exists());
+        drop(held);
+        shim.join().unwrap().unwrap();
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn a_clean_up_behind_a_retiring_shim_finds_nothing_and_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = served_pod(root.path());
+        let held = dir.lock().unwrap();
+        let delete = {
+            let dir = dir.clone();
+            std::thread::spawn(move || cleanup_dead(&no_helper(), &dir, "c1"))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        dir.remove().unwrap();
+        drop(held);
+        assert_eq!(delete.join().unwrap().unwrap(), Cleaned::default());
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn a_shim_stopped_by_sigterm_keeps_the_pod_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = served_pod(root.path());
+        retire(&no_helper(), &dir, false).unwrap();
+        assert!(!dir.socket().exists());
+        assert_eq!(journal::read(&dir).len(), 1);
+        retire(&no_helper(), &dir, true).unwrap();
+        assert!(!dir.path().exists());
+        // Removed already, by the clean-up of the pod's task: nothing to do.
+        retire(&no_helper(), &dir, true).unwrap();
     }
 
     #[test]
@@ -188,7 +267,7 @@ mod tests {
     fn cleanup_removes_a_pod_dir_without_a_record() {
         let root = tempfile::tempdir().unwrap();
         let dir = PodDir::new(root.path(), "x");
-        dir.create().unwrap();
+        made(&dir);
         std::fs::write(dir.socket(), b"").unwrap();
         assert_eq!(
             cleanup_dead(&no_helper(), &dir, "c1").unwrap(),
@@ -201,7 +280,7 @@ mod tests {
     fn cleanup_leaves_a_pod_that_a_live_shim_serves() {
         let root = tempfile::tempdir().unwrap();
         let dir = PodDir::new(root.path(), "x");
-        dir.create().unwrap();
+        made(&dir);
         let _listener = UnixListener::bind(dir.socket()).unwrap();
         assert_eq!(dir.probe(), Probe::Serving);
         assert_eq!(
@@ -215,7 +294,7 @@ mod tests {
     /// container c1 (42).
     fn dead_pod(root: &Path) -> PodDir {
         let dir = PodDir::new(root, "x");
-        dir.create().unwrap();
+        made(&dir);
         dir.write_record(&PodRecord {
             sandbox_id: "pod".into(),
             ..Default::default()

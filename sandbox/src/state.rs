@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -23,6 +23,7 @@ const POD_FILE: &str = "pod.json";
 const PAUSE_ROOT: &str = "pause-root";
 const CONTAINERS: &str = "containers";
 const ENGINE_ROOT: &str = "engine";
+const LOCK_FILE: &str = "lock";
 /// The shim's ttrpc socket, inside the pod's directory.
 pub const SOCKET: &str = "shim.sock";
 
@@ -49,6 +50,9 @@ pub struct PodRecord {
     /// The cgroup berth created for the pod, removed with it.
     pub cgroup: Option<String>,
 }
+
+/// The pod's lock, held until dropped.
+pub type PodLock = nix::fcntl::Flock<File>;
 
 /// One pod's directory under the state root.
 #[derive(Debug, Clone)]
@@ -84,18 +88,48 @@ impl PodDir {
     }
 
     /// Takes the pod's lock, held while a shim's socket is probed, replaced
-    /// or bound, so racing `start`s never serve one pod twice.
-    pub fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
-        let path = self.path.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
+    /// or bound, so racing `start`s never serve one pod twice. Makes the
+    /// directory, and makes it again if it went while we waited (the pod's
+    /// last shim removes it under this lock, [`crate::pod::retire`]).
+    pub fn lock(&self) -> Result<PodLock> {
+        loop {
+            self.create()?;
+            if let Some(lock) = self.lock_file(true)? {
+                return Ok(lock);
+            }
+        }
+    }
+
+    /// Takes the lock of a pod directory that is there, creating nothing:
+    /// `None` when the directory is gone or is being removed by the holder
+    /// of the lock, which removes it while holding it.
+    pub fn lock_existing(&self) -> Result<Option<PodLock>> {
+        self.lock_file(false)
+    }
+
+    fn lock_file(&self, create: bool) -> Result<Option<PodLock>> {
+        let path = self.path.join(LOCK_FILE);
+        let file = match OpenOptions::new()
+            .create(create)
             .truncate(false)
             .write(true)
             .mode(0o600)
             .open(&path)
-            .map_err(Error::io("open", &path))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io("lock", &path)(e.into()))
+        {
+            Ok(file) => file,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", &path)(e)),
+        };
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io("lock", &path)(e.into()))?;
+        // Removed while we waited: the lock is on a file no longer there.
+        let held = lock.metadata().map_err(Error::io("stat", &path))?;
+        match fs::metadata(&path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => Ok(Some(lock)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", &path)(e)),
+        }
     }
 
     /// berth's directory for one app container of the pod.
@@ -138,9 +172,35 @@ impl PodDir {
         read_json(&self.path.join(POD_FILE))
     }
 
-    /// Removes the directory and everything in it; a missing one is fine.
+    /// Removes the directory and everything in it, its lock file last; a
+    /// missing one is fine. Call it holding the lock: whoever waits for the
+    /// lock meanwhile finds the directory gone once it has it, and no one
+    /// takes it anew in a directory half removed.
     pub fn remove(&self) -> Result<()> {
-        remove_dir(&self.path)
+        let entries = match fs::read_dir(&self.path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("read", &self.path)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(Error::io("read", &self.path))?;
+            if entry.file_name() == LOCK_FILE {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dir(&path)?;
+            } else {
+                remove_file(&path)?;
+            }
+        }
+        remove_file(&self.path.join(LOCK_FILE))?;
+        match fs::remove_dir(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", &self.path)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether a shim answers on the pod's socket.
@@ -260,6 +320,50 @@ mod tests {
         dir.remove().unwrap();
         assert!(!dir.path().exists());
         dir.remove().unwrap();
+    }
+
+    /// Runs `f` on a thread while the test holds the pod's lock, then lets
+    /// `meanwhile` act as the holder before the lock goes.
+    fn behind_the_lock<T: Send + 'static>(
+        dir: &PodDir,
+        f: impl FnOnce(PodDir) -> T + Send + 'static,
+        meanwhile: impl FnOnce(&PodDir),
+    ) -> T {
+        let held = dir.lock().unwrap();
+        let waiter = {
+            let dir = dir.clone();
+            std::thread::spawn(move || f(dir))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "the lock did not hold the waiter");
+        meanwhile(dir);
+        drop(held);
+        waiter.join().unwrap()
+    }
+
+    #[test]
+    fn a_lock_on_a_directory_removed_meanwhile_is_no_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        assert!(dir.lock_existing().unwrap().is_none());
+        dir.create().unwrap();
+        let got = behind_the_lock(
+            &dir,
+            |d| d.lock_existing().unwrap().is_some(),
+            |d| d.remove().unwrap(),
+        );
+        assert!(!got);
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn lock_makes_the_directory_again_if_it_went_meanwhile() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "x");
+        behind_the_lock(&dir, |d| drop(d.lock().unwrap()), |d| d.remove().unwrap());
+        assert!(dir.path().join(LOCK_FILE).exists());
+        assert!(dir.pause_root().exists());
+        assert!(dir.lock_existing().unwrap().is_some());
     }
 
     #[test]

@@ -101,20 +101,14 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     if !outbox.flush(FLUSH_TIMEOUT).await {
         log::warn!("events still undelivered after {FLUSH_TIMEOUT:?}");
     }
-    let _ = std::fs::remove_file(dir.socket());
-    if done_with_pod {
-        // A container whose failed create could not be undone is known to
-        // no one else: it goes now, and the directory only if it went.
-        let leftovers = dir.clone();
-        let removed = tokio::task::spawn_blocking(move || {
-            berth_sandbox::container::remove_all_in_pod(&helper, &leftovers)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("remove leftover containers: {e}")))?;
-        match removed {
-            Ok(()) => dir.remove()?,
-            Err(e) => log::error!("pod {grouping}: keeping its directory for `delete`: {e}"),
-        }
+    let leftovers = dir.clone();
+    let retired = tokio::task::spawn_blocking(move || {
+        berth_sandbox::pod::retire(&helper, &leftovers, done_with_pod)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("retire the pod directory: {e}")))?;
+    if let Err(e) = retired {
+        log::error!("pod {grouping}: keeping its directory for `delete`: {e}");
     }
     log::info!("shim for pod {grouping} exits");
     Ok(())
