@@ -42,25 +42,44 @@ pub fn start_pause(
     answer
 }
 
-/// What a shim done with its pod removes on its way out: its socket, any
-/// container whose failed create could not be undone (known to no one
-/// else), then the pod's directory if they went. Under the pod's lock: the
-/// `delete` containerd runs as soon as the shim hangs up waits, then finds
-/// the directory gone, instead of writing its record into a directory
-/// being removed (which would outlive both).
-pub fn retire(helper: &Helper, dir: &PodDir, done_with_pod: bool) -> Result<()> {
+/// What [`retire`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// The pod's directory is gone.
+    Removed,
+    /// The socket went; the directory stays for `delete` or the next shim.
+    Kept,
+    /// A new shim serves the pod: nothing was touched.
+    TakenOver,
+}
+
+/// What a shim that has stopped listening removes on its way out: its
+/// socket; if it is done with the pod, also any container whose failed
+/// create could not be undone (known to no one else), then the pod's
+/// directory if they went.
+///
+/// Under the pod's lock, so that neither a `start` of the same pod nor the
+/// `delete` containerd runs as soon as the shim hangs up works in a
+/// directory half removed: a `delete` waits, then finds it gone; a `start`
+/// that came first found the socket refusing connections and bound a new
+/// one, and this shim then leaves the directory to the shim serving it.
+pub fn retire(helper: &Helper, dir: &PodDir, done_with_pod: bool) -> Result<Retired> {
     let Some(_lock) = dir.lock_existing()? else {
         // Already removed, by the clean-up of the pod's task.
-        return Ok(());
+        return Ok(Retired::Removed);
     };
+    if dir.probe() == Probe::Serving {
+        return Ok(Retired::TakenOver);
+    }
     if let Err(e) = crate::state::remove_file(&dir.socket()) {
         log::warn!("{e}");
     }
     if !done_with_pod {
-        return Ok(());
+        return Ok(Retired::Kept);
     }
     crate::container::remove_all_in_pod(helper, dir)?;
-    dir.remove()
+    dir.remove()?;
+    Ok(Retired::Removed)
 }
 
 /// What the clean-up of a dead shim's task found.
@@ -220,7 +239,7 @@ mod tests {
         journal::append(&dir, &Record::Deleted { id: "c2".into() }).unwrap();
         assert!(dir.socket().exists());
         drop(held);
-        shim.join().unwrap().unwrap();
+        assert_eq!(shim.join().unwrap().unwrap(), Retired::Removed);
         assert!(!dir.path().exists());
     }
 
@@ -244,13 +263,28 @@ mod tests {
     fn a_shim_stopped_by_sigterm_keeps_the_pod_directory() {
         let root = tempfile::tempdir().unwrap();
         let dir = served_pod(root.path());
-        retire(&no_helper(), &dir, false).unwrap();
+        assert_eq!(retire(&no_helper(), &dir, false).unwrap(), Retired::Kept);
         assert!(!dir.socket().exists());
         assert_eq!(journal::read(&dir).len(), 1);
-        retire(&no_helper(), &dir, true).unwrap();
+        assert_eq!(retire(&no_helper(), &dir, true).unwrap(), Retired::Removed);
         assert!(!dir.path().exists());
         // Removed already, by the clean-up of the pod's task: nothing to do.
-        retire(&no_helper(), &dir, true).unwrap();
+        assert_eq!(retire(&no_helper(), &dir, true).unwrap(), Retired::Removed);
+    }
+
+    #[test]
+    fn a_retiring_shim_leaves_the_pod_to_a_new_shim_that_bound_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = served_pod(root.path());
+        // A `start` found our socket refusing connections and bound anew.
+        std::fs::remove_file(dir.socket()).unwrap();
+        let _theirs = UnixListener::bind(dir.socket()).unwrap();
+        assert_eq!(
+            retire(&no_helper(), &dir, true).unwrap(),
+            Retired::TakenOver
+        );
+        assert_eq!(dir.probe(), Probe::Serving);
+        assert_eq!(journal::read(&dir).len(), 1);
     }
 
     #[test]

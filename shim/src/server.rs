@@ -10,6 +10,7 @@ use berth_proto::shim_async::create_task;
 use berth_proto::ttrpc::r#async::transport::Listener;
 use berth_proto::ttrpc::r#async::{Server, Service as TtrpcService};
 use berth_sandbox::helper::Helper;
+use berth_sandbox::pod::Retired;
 use berth_sandbox::state::{PodDir, Probe};
 use containerd_shim::Flags;
 use tokio::sync::Notify;
@@ -107,8 +108,12 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     })
     .await
     .map_err(|e| Error::Internal(format!("retire the pod directory: {e}")))?;
-    if let Err(e) = retired {
-        log::error!("pod {grouping}: keeping its directory for `delete`: {e}");
+    match retired {
+        Ok(Retired::TakenOver) => {
+            log::info!("pod {grouping}: a new shim serves it; leaving its directory")
+        }
+        Ok(Retired::Removed | Retired::Kept) => {}
+        Err(e) => log::error!("pod {grouping}: keeping its directory for `delete`: {e}"),
     }
     log::info!("shim for pod {grouping} exits");
     Ok(())
