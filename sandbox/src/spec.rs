@@ -236,7 +236,20 @@ impl SandboxConfig {
         }
         let dotted = path.replace('/', ".");
         let owned = if dotted.starts_with("net.") {
-            self.network != Network::Host
+            match &self.network {
+                Network::Host => false,
+                Network::New => true,
+                Network::Join(netns) if is_own_netns(netns) => {
+                    return Err(Error::invalid(
+                        field(),
+                        format!(
+                            "the network namespace at {} is the host's",
+                            netns.display()
+                        ),
+                    ))
+                }
+                Network::Join(_) => true,
+            }
         } else if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
             self.new_ipc
         } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
@@ -254,6 +267,21 @@ impl SandboxConfig {
             ));
         }
         Ok(path)
+    }
+}
+
+/// Whether the namespace pinned at `path` is this process's own network
+/// namespace, the host's: runc compares them the same way before it writes
+/// a `net.*` sysctl. A path that cannot be read is left to the join to
+/// report.
+fn is_own_netns(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/ns/net"),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs.dev() == ours.dev() && theirs.ino() == ours.ino(),
+        _ => false,
     }
 }
 
@@ -412,6 +440,12 @@ mod tests {
                 "net.ipv4/../../vm",
                 serde_json::json!([{"type": "network"}]),
             ),
+            // The host's own network namespace, joined by path (runc
+            // refuses the same).
+            (
+                "net.ipv4.ip_forward",
+                serde_json::json!([{"type": "network", "path": "/proc/self/ns/net"}]),
+            ),
         ] {
             match pod(serde_json::json!({ key: "1" }), namespaces) {
                 Err(Error::InvalidArgument { field, .. }) => {
@@ -420,6 +454,8 @@ mod tests {
                 other => panic!("{key}: {other:?}"),
             }
         }
+        let cni = serde_json::json!([{"type": "network", "path": "/run/netns/cni-1"}]);
+        assert!(pod(serde_json::json!({"net.ipv4.ip_forward": "1"}), cni).is_ok());
     }
 
     #[test]
