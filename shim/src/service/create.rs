@@ -25,15 +25,10 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         if req.bundle.is_empty() {
             return Err(Error::InvalidArgument("bundle: must not be empty".into()));
         }
-        {
-            let mut tasks = self.tasks();
-            if tasks.live.contains_key(&req.id) || !tasks.creating.insert(req.id.clone()) {
-                return Err(Error::AlreadyExists(format!("task {}", req.id)));
-            }
-        }
+        let reserved = Reservation::take(self, &req.id)?;
         // A half-made task must not be abandoned with a request that gave up.
         self.detached("create task", |this| async move {
-            this.create_reserved(req).await
+            this.create_reserved(req, reserved).await
         })
         .await
     }
@@ -42,6 +37,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
     async fn create_reserved(
         self: Arc<Self>,
         req: CreateTaskRequest,
+        reserved: Reservation<B, P>,
     ) -> Result<CreateTaskResponse> {
         // Subscribed before the process exists: its exit cannot be missed.
         let mut exits = self.reaper.subscribe();
@@ -73,14 +69,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             cgroup,
             oom,
             freezer,
-        } = match created {
-            Ok(created) => created,
-            Err(e) => {
-                self.tasks().creating.remove(&req.id);
-                self.shutdown_if_deferred();
-                return Err(e);
-            }
-        };
+        } = created?;
         let pid = init.process.pid as u32;
         let launched = Launched {
             os: exits.track(init.process),
@@ -93,11 +82,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             // Held from the moment the task is visible until TaskCreate is
             // queued, so a racing Start cannot announce the task first.
             let _order = task.events.lock().await;
-            {
-                let mut tasks = self.tasks();
-                tasks.creating.remove(&req.id);
-                tasks.live.insert(req.id.clone(), Arc::clone(&task));
-            }
+            reserved.fulfil(Arc::clone(&task));
             self.publisher
                 .publish(Event::Create(TaskCreate {
                     container_id: req.id.clone(),
@@ -129,5 +114,45 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             pid,
             ..Default::default()
         })
+    }
+}
+
+/// A task id reserved while its Create is under way. Dropped unfulfilled,
+/// on an error or a panic of the Create alike, it frees the id again, and
+/// a Shutdown deferred for it goes ahead.
+pub(super) struct Reservation<B: Backend, P: Publisher> {
+    inner: Arc<Inner<B, P>>,
+    id: String,
+    fulfilled: bool,
+}
+
+impl<B: Backend, P: Publisher> Reservation<B, P> {
+    fn take(inner: &Arc<Inner<B, P>>, id: &str) -> Result<Self> {
+        let mut tasks = inner.tasks();
+        if tasks.live.contains_key(id) || !tasks.creating.insert(id.to_owned()) {
+            return Err(Error::AlreadyExists(format!("task {id}")));
+        }
+        Ok(Reservation {
+            inner: Arc::clone(inner),
+            id: id.to_owned(),
+            fulfilled: false,
+        })
+    }
+
+    /// Makes `task` the live task of the reserved id.
+    fn fulfil(mut self, task: Arc<Task>) {
+        let mut tasks = self.inner.tasks();
+        tasks.creating.remove(&self.id);
+        tasks.live.insert(self.id.clone(), task);
+        self.fulfilled = true;
+    }
+}
+
+impl<B: Backend, P: Publisher> Drop for Reservation<B, P> {
+    fn drop(&mut self) {
+        if !self.fulfilled {
+            self.inner.tasks().creating.remove(&self.id);
+            self.inner.shutdown_if_deferred();
+        }
     }
 }

@@ -380,6 +380,19 @@ async fn a_create_whose_caller_gave_up_still_completes() {
 }
 
 #[tokio::test]
+async fn a_create_that_panics_frees_its_id_and_lets_shutdown_go_ahead() {
+    let f = fixture();
+    *f.stub.panic_create.lock().unwrap() = true;
+    assert_eq!(code(f.inner.create(create_req("c")).await), Code::INTERNAL);
+    f.inner.shutdown(ShutdownRequest::default()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(1), f.shutdown.notified())
+        .await
+        .expect("no reservation is left to defer the shutdown");
+    f.inner.create(create_req("c")).await.unwrap();
+    assert!(f.inner.task("c").is_ok(), "the id is free again");
+}
+
+#[tokio::test]
 async fn concurrent_deletes_delete_once() {
     let mut f = fixture();
     f.inner.create(create_req("c")).await.unwrap();

@@ -34,6 +34,8 @@ struct Stub {
     /// Makes the next create's process exit at once, before create returns.
     die_on_create: StdMutex<Option<u32>>,
     fail_create: StdMutex<Option<berth_sandbox::Error>>,
+    /// Makes the next create panic, as a spawn that std cannot wait for does.
+    panic_create: StdMutex<bool>,
     removed: StdMutex<Vec<String>>,
     started: StdMutex<Vec<String>>,
     fail_start: StdMutex<Option<Error>>,
@@ -62,6 +64,9 @@ impl Backend for Arc<Stub> {
         }
         if let Some(e) = self.fail_create.lock().unwrap().take() {
             return Err(e.into());
+        }
+        if std::mem::take(&mut *self.panic_create.lock().unwrap()) {
+            panic!("the stub's create panics");
         }
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
         if let Some(status) = self.die_on_create.lock().unwrap().take() {
@@ -159,6 +164,7 @@ impl Stub {
             next_pid: AtomicI32::new(100),
             die_on_create: StdMutex::new(None),
             fail_create: StdMutex::new(None),
+            panic_create: StdMutex::new(false),
             removed: StdMutex::new(Vec::new()),
             started: StdMutex::new(Vec::new()),
             fail_start: StdMutex::new(None),
