@@ -242,10 +242,7 @@ impl SandboxConfig {
                 Network::Join(netns) if is_own_netns(netns) => {
                     return Err(Error::invalid(
                         field(),
-                        format!(
-                            "the network namespace at {} is the host's",
-                            netns.display()
-                        ),
+                        format!("the network namespace at {} is the host's", netns.display()),
                     ))
                 }
                 Network::Join(_) => true,

@@ -171,7 +171,9 @@ pub async fn start(binary: &Binary, id: &str, namespace: &str) -> Result<LogPipe
         (stderr_r.as_fd(), 4),
         (ready_w.as_fd(), 5),
     ];
-    let child = crate::sys::spawn_with_fds(&mut command, &placed, false).map_err(|e| {
+    let spawned =
+        crate::reaper::unreaped(|| crate::sys::spawn_with_fds(&mut command, &placed, false));
+    let child = spawned.map_err(|e| {
         Error::InvalidArgument(format!(
             "binary log URI: start {}: {e}",
             binary.path.display()

@@ -29,6 +29,17 @@ pub struct Exit {
     pub at: SystemTime,
 }
 
+/// Held by each reap, and by [`unreaped`] around a spawn.
+static REAPING: Mutex<()> = Mutex::new(());
+
+/// Runs `spawn` while no reap happens. std's spawn waits for a child that
+/// fails to exec (whenever it forks: with `pre_exec`), and panics if the
+/// child was reaped before it could: by this reaper, `waitpid(-1)`.
+pub fn unreaped<T>(spawn: impl FnOnce() -> T) -> T {
+    let _no_reaping = REAPING.lock().unwrap_or_else(|p| p.into_inner());
+    spawn()
+}
+
 #[derive(Default)]
 pub struct Reaper {
     subscribers: Mutex<Vec<(u64, UnboundedSender<Exit>)>>,
@@ -53,7 +64,11 @@ impl Subscription {
     /// so far was an earlier holder's of the pid (dropped), or reaped with
     /// its exit queued here: the last one of its pid (kept).
     pub fn track(&mut self, record: ProcessRecord) -> Tracked {
-        let _no_reaping = self.reaper.subscribers.lock().expect("reaper lock");
+        let _no_reaping = self
+            .reaper
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let process = Tracked::track(record);
         let reaped = !berth_sandbox::process::is_same(record.pid, record.start_time);
         let mut last = None;
@@ -89,7 +104,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut subs = self.reaper.subscribers.lock().expect("reaper lock");
+        let mut subs = self
+            .reaper
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         subs.retain(|(id, _)| *id != self.id);
     }
 }
@@ -117,7 +136,10 @@ impl Reaper {
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
         let (tx, rx) = unbounded_channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.subscribers.lock().expect("reaper lock").push((id, tx));
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, tx));
         Subscription {
             id,
             rx,
@@ -129,15 +151,19 @@ impl Reaper {
     /// Hands an exit to every subscriber, as a reap does.
     #[cfg(test)]
     pub fn notify(&self, exit: Exit) {
-        send(&self.subscribers.lock().expect("reaper lock"), exit);
+        send(
+            &self.subscribers.lock().unwrap_or_else(|p| p.into_inner()),
+            exit,
+        );
     }
 
     /// Collects every exited child: SIGCHLDs coalesce, so one signal may
     /// stand for many exits. Each reap is notified under the same hold of
     /// the lock (see [`Subscription::track`]).
-    fn reap_all(&self) {
+    pub(crate) fn reap_all(&self) {
         loop {
-            let subs = self.subscribers.lock().expect("reaper lock");
+            let _no_spawn = REAPING.lock().unwrap_or_else(|p| p.into_inner());
+            let subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
             let exit = |pid: Pid, status| Exit {
                 pid: pid.as_raw(),
                 status,

@@ -169,7 +169,8 @@ pub fn take_listener(fd: RawFd) -> io::Result<UnixListener> {
 /// `target` in the child, inheritable, and, with `new_session`, leading a
 /// session of its own. Every source must be numbered above every target, so
 /// that no placement overwrites a source; the borrows keep the sources open
-/// until the child has them.
+/// until the child has them. This forks (it needs `pre_exec`): the serving
+/// shim calls it through [`crate::reaper::unreaped`].
 pub fn spawn_with_fds(
     command: &mut Command,
     fds: &[(BorrowedFd<'_>, RawFd)],

@@ -317,3 +317,34 @@ async fn a_terminal_is_copied_from_its_master_once_it_arrives() {
     assert!(!socket.exists(), "the console socket is removed");
     io.resize(100, 30).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logging_binary_that_cannot_run_is_an_error_under_the_shim_s_reaper() {
+    // The shim's own reaper, collecting every child as fast as it can: it
+    // must never take the child std's spawn waits for when its exec fails.
+    let reaper = crate::reaper::Reaper::new();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reaping = {
+        let (reaper, done) = (Arc::clone(&reaper), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                reaper.reap_all();
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("logger");
+    std::fs::write(&not_executable, "not a program").unwrap();
+    let stdio = Stdio {
+        stdout: format!("binary://{}", not_executable.display()),
+        ..Default::default()
+    };
+    for _ in 0..200 {
+        match Io::prepare(&stdio, dir.path(), OWNER).await {
+            Err(Error::InvalidArgument(why)) => assert!(why.contains("logger"), "{why}"),
+            other => panic!("{:?}", other.map(|_| "prepared")),
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reaping.join().unwrap();
+}
