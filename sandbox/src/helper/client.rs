@@ -22,6 +22,12 @@ use crate::helper::protocol::{
 };
 use crate::state::ProcessRecord;
 
+/// The helper's whole environment. It needs none of its caller's, and
+/// libcontainer reads some (`LISTEN_FDS` from containerd's or systemd's
+/// environment would keep that many of the helper's descriptors open in
+/// the container).
+pub const HELPER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// How the caller runs helpers: which binary, and who reaps them.
 #[derive(Debug, Clone)]
 pub struct Helper {
@@ -82,6 +88,8 @@ impl Helper {
             .arg0(HELPER_NAME)
             .arg(HELPER_ARG)
             .arg(PROTOCOL)
+            .env_clear()
+            .env("PATH", HELPER_PATH)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -153,5 +161,35 @@ impl Helper {
     pub fn delete_container(&self, container: &ContainerRef) -> Result<()> {
         self.call(&Request::DeleteContainer(container.clone()))?
             .into_done()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::helper::fake::FakeHelper;
+
+    #[test]
+    fn a_helper_inherits_nothing_of_its_caller_s_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeHelper::new(&dir.path().join("fake"));
+        let seen = dir.path().join("env");
+        fake.on("start_container", &format!("env > '{}'", seen.display()));
+        let container = ContainerRef {
+            id: "c1".into(),
+            engine_root: dir.path().into(),
+        };
+        assert!(
+            std::env::vars_os().count() > 1,
+            "the test has an environment"
+        );
+        fake.helper().start_container(&container).unwrap();
+        let env = std::fs::read_to_string(&seen).unwrap();
+        let vars: Vec<&str> = env
+            .lines()
+            // The shell running the fake sets its working directory.
+            .filter(|l| !l.starts_with("PWD="))
+            .collect();
+        assert_eq!(vars, [format!("PATH={HELPER_PATH}")]);
     }
 }
