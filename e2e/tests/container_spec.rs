@@ -5,7 +5,8 @@
 //! read-only root, an oom_score_adj, a sysctl, a kubelet-style bind mount),
 //! and its init is then compared, part by part, with the OCI spec containerd
 //! wrote for it: user, capabilities, no_new_privs, seccomp, oom_score_adj,
-//! rlimits, sysctls, mounts, masked and read-only paths, devices and cgroup.
+//! rlimits, sysctls, mounts, masked and read-only paths, devices and cgroup;
+//! an exec in it is compared with the init.
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
@@ -290,6 +291,37 @@ async fn check(
     ensure!(
         status_field(&status, "Seccomp")? == "2",
         "no seccomp filter"
+    );
+
+    // An exec (what `kubectl exec` and exec probes run) is confined as the
+    // init is, field by field: runc gives every exec the container's
+    // seccomp filter, capabilities, no_new_privs, user, groups and cgroups.
+    let exec_status = inside.run("cat /proc/self/status").await?;
+    for field in [
+        "Seccomp",
+        "NoNewPrivs",
+        "CapInh",
+        "CapPrm",
+        "CapEff",
+        "CapBnd",
+        "CapAmb",
+        "Uid",
+        "Gid",
+        "Groups",
+    ] {
+        let (init, exec) = (
+            status_field(&status, field)?,
+            status_field(&exec_status, field)?,
+        );
+        ensure!(init == exec, "{field}: init {init:?}, exec {exec:?}");
+    }
+    let cgroups = inside
+        .run("cat /proc/1/cgroup; echo; cat /proc/self/cgroup")
+        .await?;
+    let (init_cgroups, exec_cgroups) = cgroups.split_once("\n\n").context("two cgroup listings")?;
+    ensure!(
+        init_cgroups.trim() == exec_cgroups.trim(),
+        "cgroups: init {init_cgroups:?}, exec {exec_cgroups:?}"
     );
 
     // oom_score_adj.

@@ -330,3 +330,96 @@ fn an_exec_runs_in_the_containers_namespaces_with_its_own_stdio_and_exit_code() 
     assert_eq!(exit_code(init.pid), 137);
     helper().delete_container(&reference).unwrap();
 }
+
+/// The container's init and an exec compared: runc gives an exec the
+/// container's seccomp filter, and so must berth (libcontainer's tenant
+/// builder dropped it: an exec ran unfiltered).
+#[test]
+fn an_exec_runs_under_the_containers_seccomp_filter_and_privileges() {
+    let bundle = Bundle::new("filtered", &["sh", "-c", "sleep 30"], own_namespaces());
+    // Every sethostname fails with EPERM, in the init and in every exec.
+    let config = bundle.path().join("config.json");
+    let mut oci = Spec::load(&config).unwrap();
+    let mut linux = oci.linux().clone().unwrap();
+    let seccomp: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    }))
+    .unwrap();
+    linux.set_seccomp(Some(seccomp));
+    oci.set_linux(Some(linux));
+    oci.save(&config).unwrap();
+    let dir = bundle.pod_dir();
+    let spec = ContainerSpec {
+        engine_root: dir.engine_root(),
+        work_dir: dir.container_dir("filtered"),
+        ..bundle.spec(None)
+    };
+    let reference = container::reference(&dir, "filtered");
+    let init = helper().create_container(spec).unwrap();
+    helper().start_container(&reference).unwrap();
+
+    let stay = br#"{"args":["sleep","30"],"cwd":"/","env":["PATH=/bin"],"user":{"uid":0,"gid":0},"noNewPrivileges":true}"#;
+    let exec = container::exec_in_pod(
+        &helper(),
+        &dir,
+        "filtered",
+        "e1",
+        stay,
+        StdioPaths::default(),
+    )
+    .unwrap();
+    for field in ["Seccomp", "NoNewPrivs", "CapEff", "CapBnd", "CapPrm"] {
+        assert_eq!(
+            status_field(exec.pid, field),
+            status_field(init.pid, field),
+            "{field}"
+        );
+    }
+    assert_eq!(status_field(exec.pid, "Seccomp"), "2", "a filter, not none");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/cgroup", exec.pid)).unwrap(),
+        std::fs::read_to_string(format!("/proc/{}/cgroup", init.pid)).unwrap(),
+        "the exec joins the container's cgroups"
+    );
+    nix::sys::signal::kill(Pid::from_raw(exec.pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(exit_code(exec.pid), 137);
+
+    // What the filter blocks fails in the exec too.
+    let out = bundle.path().join("exec-out");
+    std::fs::write(&out, b"").unwrap();
+    let rename = br#"{"args":["/bin/busybox","hostname","escaped"],"cwd":"/","env":["PATH=/bin"],"user":{"uid":0,"gid":0},"noNewPrivileges":true}"#;
+    let stdio = StdioPaths {
+        stderr: Some(out.clone()),
+        ..Default::default()
+    };
+    let renamed = container::exec_in_pod(&helper(), &dir, "filtered", "e2", rename, stdio).unwrap();
+    assert_ne!(exit_code(renamed.pid), 0, "sethostname was let through");
+    let said = std::fs::read_to_string(&out).unwrap();
+    assert!(said.contains("not permitted"), "{said:?}");
+
+    // A label berth cannot apply is refused, never dropped.
+    let labelled = br#"{"args":["true"],"cwd":"/","user":{"uid":0,"gid":0},"selinuxLabel":"system_u:system_r:container_t:s0"}"#;
+    let refused = container::exec_in_pod(
+        &helper(),
+        &dir,
+        "filtered",
+        "e3",
+        labelled,
+        StdioPaths::default(),
+    )
+    .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Unimplemented, "{refused}");
+
+    let left: Vec<_> = std::fs::read_dir(dir.engine_root().join("filtered"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("exec-"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "no socket left per exec");
+
+    helper().kill_container(&reference, libc::SIGKILL).unwrap();
+    assert_eq!(exit_code(init.pid), 137);
+    helper().delete_container(&reference).unwrap();
+}

@@ -108,6 +108,9 @@ fn open_stdio(path: &Option<PathBuf>, write: bool) -> Result<File> {
 /// spec's process. Runs in the helper.
 pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     let oci = effective_spec(spec)?;
+    if let Some(process) = oci.process() {
+        super::tenant::check_labels(process)?;
+    }
     fs::create_dir_all(&spec.work_dir).map_err(Error::io("create", &spec.work_dir))?;
     // Made anew from the bundle by every create, and useless once the
     // container is gone: written plainly, not synced as state is.
@@ -154,23 +157,29 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     Ok(ProcessRecord { pid, start_time })
 }
 
-/// Runs an extra process in a container, in its namespaces and cgroup.
-/// Returns once the process has exec'd. Runs in the helper.
+/// Runs an extra process in a container, in its namespaces and cgroup and
+/// under its seccomp filter. Returns once the process has exec'd. Runs in
+/// the helper.
 pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
     let id = &spec.container.id;
-    let pid = ContainerBuilder::new(id.clone(), SyscallType::Linux)
-        .with_root_path(&spec.container.engine_root)
-        .map_err(Error::engine("exec in", id))?
-        .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
-        .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
-        .with_stderr(open_stdio(&spec.stdio.stderr, true)?)
-        .with_console_socket(spec.stdio.console_socket.as_ref())
-        .as_tenant()
-        .with_process(Some(&spec.process))
-        .with_detach(true)
-        .build()
-        .map_err(Error::engine("exec in", id))?
-        .as_raw();
+    let container =
+        load(&spec.container)?.ok_or_else(|| Error::not_found(format!("container {id}")))?;
+    let data = fs::read(&spec.process).map_err(Error::io("read", &spec.process))?;
+    let process: oci_spec::runtime::Process = serde_json::from_slice(&data)
+        .map_err(|e| Error::invalid("process", format!("not an OCI process: {e}")))?;
+    super::tenant::check_process(&process)?;
+    let tenant = super::tenant::Tenant {
+        container: &container,
+        process,
+        console_socket: spec.stdio.console_socket.as_deref(),
+    };
+    let pid = super::tenant::run(
+        tenant,
+        open_stdio(&spec.stdio.stdin, false)?.into(),
+        open_stdio(&spec.stdio.stdout, true)?.into(),
+        open_stdio(&spec.stdio.stderr, true)?.into(),
+    )
+    .map_err(Error::engine("exec in", id))?;
     let start_time =
         crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
     Ok(ProcessRecord { pid, start_time })

@@ -27,6 +27,8 @@ mod pause;
 pub mod protocol;
 #[cfg(feature = "helper")]
 pub mod server;
+#[cfg(feature = "helper")]
+mod tenant;
 
 pub use client::Helper;
 pub use protocol::{HELPER_ARG, HELPER_NAME, PROTOCOL};
