@@ -1,5 +1,6 @@
 //! Delete of a task or an exec process, and Shutdown of the shim.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use berth_proto::api::{DeleteRequest, DeleteResponse, ShutdownRequest};
@@ -13,9 +14,22 @@ use crate::events::{timestamp, Event, Publisher};
 use crate::task::Task;
 
 impl<B: Backend, P: Publisher> Inner<B, P> {
-    pub(super) async fn delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
+    pub(super) async fn delete(self: &Arc<Self>, req: DeleteRequest) -> Result<DeleteResponse> {
+        // The task leaves the table first: a Delete whose caller gave up
+        // must still remove what it leaves, journal and announce it.
+        self.detached(
+            "delete",
+            |this| async move { this.delete_detached(req).await },
+        )
+        .await
+    }
+
+    async fn delete_detached(self: Arc<Self>, req: DeleteRequest) -> Result<DeleteResponse> {
         if !req.exec_id.is_empty() {
-            let exec = self.task(&req.id)?.remove_exec(&req.exec_id)?;
+            let task = self.task(&req.id)?;
+            // Not while a Start of it is under way.
+            let _order = task.events.lock().await;
+            let exec = task.remove_exec(&req.exec_id)?;
             let (exit_status, exited_at) = exit_fields(exec.state());
             return Ok(DeleteResponse {
                 pid: exec.pid() as u32,

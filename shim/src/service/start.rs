@@ -15,6 +15,17 @@ use crate::task::{Launched, Process, Task};
 
 impl<B: Backend, P: Publisher> Inner<B, P> {
     pub(super) async fn start(self: &Arc<Self>, req: StartRequest) -> Result<StartResponse> {
+        // Once launched, a process must be recorded as started: a Start
+        // whose caller gave up would leave an exec Created, and a retry
+        // would run it twice.
+        self.detached(
+            "start",
+            |this| async move { this.start_detached(req).await },
+        )
+        .await
+    }
+
+    async fn start_detached(self: Arc<Self>, req: StartRequest) -> Result<StartResponse> {
         let task = self.task(&req.id)?;
         let process = task.process(&req.exec_id)?;
         let _order = task.events.lock().await;

@@ -235,6 +235,11 @@ impl Task {
                 exec.name
             )));
         }
+        if exec.state() == State::Created {
+            // Never started: a Wait on it must not wait for ever. 255 is
+            // containerd's status for an exit no one saw.
+            exec.exited(255, std::time::SystemTime::now());
+        }
         self.execs().remove(exec_id);
         Ok(exec)
     }

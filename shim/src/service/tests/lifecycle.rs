@@ -393,6 +393,40 @@ async fn a_create_that_panics_frees_its_id_and_lets_shutdown_go_ahead() {
 }
 
 #[tokio::test]
+async fn a_delete_whose_caller_gave_up_still_removes_journals_and_announces() {
+    let mut f = fixture();
+    f.inner.create(create_req("c")).await.unwrap();
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    f.inner
+        .wait(id_req("c", |r: &mut WaitRequest, id| r.id = id))
+        .await
+        .unwrap();
+    let hold = Arc::new(Notify::new());
+    *f.stub.hold_remove.lock().unwrap() = Some(Arc::clone(&hold));
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        f.inner
+            .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller's deadline passed");
+    hold.notify_one();
+    loop {
+        if let Event::Delete(d) = next_event(&mut f.events).await {
+            assert_eq!((d.container_id.as_str(), d.exit_status), ("c", 137));
+            break;
+        }
+    }
+    assert_eq!(*f.stub.removed.lock().unwrap(), ["c"]);
+    assert!(f
+        .stub
+        .journal
+        .lock()
+        .unwrap()
+        .contains(&Record::Deleted { id: "c".into() }));
+}
+
+#[tokio::test]
 async fn concurrent_deletes_delete_once() {
     let mut f = fixture();
     f.inner.create(create_req("c")).await.unwrap();

@@ -41,6 +41,9 @@ struct Stub {
     fail_start: StdMutex<Option<Error>>,
     /// When set, create waits for this before it returns.
     hold_create: StdMutex<Option<Arc<Notify>>>,
+    /// When set, an exec's launch and a task's removal wait for these.
+    hold_exec: StdMutex<Option<Arc<Notify>>>,
+    hold_remove: StdMutex<Option<Arc<Notify>>>,
     /// Given to the next created task.
     oom: StdMutex<Option<crate::oom::OomWatch>>,
     /// The task that is the pod's sandbox.
@@ -104,6 +107,10 @@ impl Backend for Arc<Stub> {
         _spec: Vec<u8>,
         _stdio: Stdio,
     ) -> Result<Spawned> {
+        let hold = self.hold_exec.lock().unwrap().clone();
+        if let Some(hold) = hold {
+            hold.notified().await;
+        }
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
         Ok(Spawned {
             process: ProcessRecord {
@@ -136,6 +143,10 @@ impl Backend for Arc<Stub> {
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
+        let hold = self.hold_remove.lock().unwrap().clone();
+        if let Some(hold) = hold {
+            hold.notified().await;
+        }
         self.removed.lock().unwrap().push(id.to_owned());
         Ok(())
     }
@@ -169,6 +180,8 @@ impl Stub {
             started: StdMutex::new(Vec::new()),
             fail_start: StdMutex::new(None),
             hold_create: StdMutex::new(None),
+            hold_exec: StdMutex::new(None),
+            hold_remove: StdMutex::new(None),
             oom: StdMutex::new(None),
             sandbox: StdMutex::new(None),
             journal: StdMutex::new(Vec::new()),
