@@ -173,6 +173,8 @@ pub enum ErrorKind {
     PermissionDenied,
     FailedPrecondition,
     Unimplemented,
+    /// A helper hung and was killed.
+    DeadlineExceeded,
     Internal,
 }
 

@@ -62,6 +62,7 @@ impl Error {
                 ErrorKind::PermissionDenied => Code::PERMISSION_DENIED,
                 ErrorKind::FailedPrecondition => Code::FAILED_PRECONDITION,
                 ErrorKind::Unimplemented => Code::UNIMPLEMENTED,
+                ErrorKind::DeadlineExceeded => Code::DEADLINE_EXCEEDED,
                 ErrorKind::Internal => Code::INTERNAL,
             },
             Error::Internal(_) => Code::INTERNAL,

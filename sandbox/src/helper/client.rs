@@ -8,14 +8,18 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::sync::Arc;
 
-use crate::error::{Error, HelperError, Result};
+use crate::error::{Error, ErrorKind, HelperError, Result};
 use crate::helper::protocol::{
     ContainerRef, ContainerSpec, ExecSpec, PauseSpec, Request, Response, HELPER_ARG, HELPER_NAME,
     PROTOCOL,
@@ -28,6 +32,39 @@ use crate::state::ProcessRecord;
 /// the container).
 pub const HELPER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// A helper's answer was not there in time.
+struct Timeout;
+
+/// Reads the helper's answer to its end, or until `deadline`.
+fn read_until(
+    from: &mut ChildStdout,
+    deadline: Instant,
+) -> std::result::Result<std::io::Result<Vec<u8>>, Timeout> {
+    let mut output = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Timeout);
+        }
+        let wait = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, wait) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Ok(Err(e.into())),
+        }
+        match from.read(&mut chunk) {
+            Ok(0) => return Ok(Ok(output)),
+            Ok(n) => output.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+}
+
 /// How the caller runs helpers: which binary, and who reaps them.
 #[derive(Debug, Clone)]
 pub struct Helper {
@@ -38,7 +75,14 @@ pub struct Helper {
     /// The descriptor `exe` goes through, open while any clone lives.
     _file: Option<Arc<File>>,
     reap: bool,
+    /// How long one helper may take before it is killed.
+    timeout: Duration,
 }
+
+/// How long a helper may take by default: a container's create mounts and
+/// starts a process, which is seconds even on a loaded node; a helper
+/// still silent after this is hung, and the pod must not wait for it.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Helper {
     /// Helpers run from the binary at `path`, looked up at every call.
@@ -53,7 +97,14 @@ impl Helper {
             path,
             _file: None,
             reap,
+            timeout: HELPER_TIMEOUT,
         }
+    }
+
+    /// The same helper, with calls bounded by `timeout` instead.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Helpers run from the binary at `path` as it is now: it is opened
@@ -79,6 +130,7 @@ impl Helper {
             path,
             _file: Some(Arc::new(file)),
             reap,
+            timeout: HELPER_TIMEOUT,
         })
     }
 
@@ -90,6 +142,9 @@ impl Helper {
             .arg(PROTOCOL)
             .env_clear()
             .env("PATH", HELPER_PATH)
+            // A group of its own, so that a hung helper goes with what it
+            // started meanwhile.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -104,17 +159,28 @@ impl Helper {
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let written = stdin.write_all(&input);
         drop(stdin);
-        let mut output = Vec::new();
-        let read = child
-            .stdout
-            .take()
-            .expect("stdout is piped")
-            .read_to_end(&mut output);
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let read = read_until(&mut stdout, Instant::now() + self.timeout);
+        if matches!(read, Err(Timeout)) {
+            // Hung: it goes, with the processes of its group (a container
+            // init has a session of its own by then), and its caller rolls
+            // back what it left.
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
         if self.reap {
             let _ = child.wait();
         }
+        let output = read.map_err(|Timeout| HelperError {
+            kind: ErrorKind::DeadlineExceeded,
+            message: format!(
+                "helper {} gave no answer within {:?}; killed",
+                self.path.display(),
+                self.timeout
+            ),
+        })?;
         written.map_err(Error::io("write helper request", &self.path))?;
-        read.map_err(Error::io("read helper response", &self.path))?;
+        let output = output.map_err(Error::io("read helper response", &self.path))?;
         match serde_json::from_slice(&output) {
             Ok(Response::Error(e)) => Err(e.into()),
             Ok(response) => Ok(response),
@@ -191,5 +257,23 @@ mod tests {
             .filter(|l| !l.starts_with("PWD="))
             .collect();
         assert_eq!(vars, [format!("PATH={HELPER_PATH}")]);
+    }
+
+    #[test]
+    fn a_hung_helper_is_killed_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeHelper::new(&dir.path().join("fake"));
+        fake.on("start_container", "exec sleep 600");
+        let container = ContainerRef {
+            id: "c1".into(),
+            engine_root: dir.path().into(),
+        };
+        let helper = fake.helper().with_timeout(Duration::from_millis(300));
+        let err = helper.start_container(&container).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DeadlineExceeded, "{err}");
+        assert!(err.to_string().contains("killed"), "{err}");
+        // The next call is not held up by the last one.
+        fake.on("start_container", "true");
+        helper.start_container(&container).unwrap();
     }
 }
