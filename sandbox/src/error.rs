@@ -120,6 +120,7 @@ impl Error {
     }
 
     /// A system call's failure, from nix's errno.
+    #[cfg(feature = "helper")]
     pub(crate) fn errno(op: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Self {
         let op = op.into();
         move |errno| Error::Sys {

@@ -25,7 +25,6 @@ pub mod pod;
 pub mod process;
 pub mod spec;
 pub mod state;
-#[cfg(feature = "helper")]
 mod sys;
 
 pub use error::{error_chain, Error, ErrorKind, Result};

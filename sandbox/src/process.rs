@@ -3,8 +3,7 @@
 
 use std::io;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
 use crate::state::ProcessRecord;
@@ -48,18 +47,25 @@ pub fn is_same(pid: i32, start_time: u64) -> bool {
     self::start_time(pid).is_ok_and(|t| t == start_time)
 }
 
+pub use crate::sys::{pidfd_open, pidfd_send_signal};
+
 /// Sends `signal` to `process` if it still is that process. Returns whether
-/// it was alive.
+/// it was alive. The pid is pinned by a pidfd before its start time is
+/// checked, so a pid reused between the check and the signal is never hit.
 pub fn signal(process: ProcessRecord, signal: Signal) -> Result<bool> {
+    let failed = || Error::sys(format!("signal {} with {signal}", process.pid));
+    let pidfd = match pidfd_open(process.pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
+        Err(e) => return Err(failed()(e)),
+    };
     if !is_same(process.pid, process.start_time) {
         return Ok(false);
     }
-    match kill(Pid::from_raw(process.pid), signal) {
+    match pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), signal as i32) {
         Ok(()) => Ok(true),
-        Err(nix::errno::Errno::ESRCH) => Ok(false),
-        Err(e) => Err(Error::errno(format!("kill {} with {signal}", process.pid))(
-            e,
-        )),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) => Err(failed()(e)),
     }
 }
 
@@ -80,5 +86,26 @@ mod tests {
         let t = start_time(me).unwrap();
         assert!(is_same(me, t));
         assert!(!is_same(me, t + 1));
+    }
+
+    #[test]
+    fn only_the_process_recorded_is_signalled() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id() as i32;
+        let started = start_time(pid).unwrap();
+        // The pid's earlier holder, say: another start time.
+        let other = ProcessRecord {
+            pid,
+            start_time: started + 1,
+        };
+        assert!(!signal(other, Signal::SIGKILL).unwrap());
+        assert!(child.try_wait().unwrap().is_none(), "not hit");
+        let this = ProcessRecord {
+            pid,
+            start_time: started,
+        };
+        assert!(signal(this, Signal::SIGKILL).unwrap());
+        assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+        assert!(!signal(this, Signal::SIGKILL).unwrap(), "reaped: gone");
     }
 }

@@ -1,9 +1,12 @@
-//! Thin wrappers over the raw system calls that nix does not cover.
+//! Thin wrappers over the raw system calls that nix does not cover. Most
+//! serve only the helper; the pidfd calls serve every caller.
 
+#[cfg(feature = "helper")]
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+#[cfg(feature = "helper")]
 /// Turns a libc return value into an `io::Result`, reading errno on -1.
 pub fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret == -1 {
@@ -13,6 +16,7 @@ pub fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+#[cfg(feature = "helper")]
 /// Drops every capability from the bounding set, so nothing exec'd later can
 /// regain one even through a file capability. Goes on until the kernel says
 /// it knows no higher capability (EINVAL): no /proc needed, no allocation.
@@ -31,6 +35,7 @@ pub fn drop_bounding_set() -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "helper")]
 /// Clears the effective, permitted and inheritable capability sets, whatever
 /// securebits the process inherited.
 pub fn clear_capabilities() -> io::Result<()> {
@@ -62,6 +67,7 @@ pub fn clear_capabilities() -> io::Result<()> {
     cvt(ret).map(drop)
 }
 
+#[cfg(feature = "helper")]
 /// Marks every descriptor from `first` up close-on-exec, so an exec'd
 /// program inherits none of them, whoever leaked them to us.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
@@ -71,6 +77,7 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     cvt(ret).map(drop)
 }
 
+#[cfg(feature = "helper")]
 /// Blocks every signal for the calling thread. The mask survives exec, so
 /// the exec'd program starts with nothing able to reach it before it is
 /// ready for signals.
@@ -83,6 +90,7 @@ pub fn block_all_signals() -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+#[cfg(feature = "helper")]
 /// Clears close-on-exec on `fd`, so the exec'd program inherits it.
 pub fn keep_on_exec(fd: std::os::fd::RawFd) -> io::Result<()> {
     // SAFETY: F_SETFD on a descriptor of this process only changes its flags.
@@ -90,6 +98,7 @@ pub fn keep_on_exec(fd: std::os::fd::RawFd) -> io::Result<()> {
     cvt(ret as libc::c_long).map(drop)
 }
 
+#[cfg(feature = "helper")]
 /// Clears the ambient capability set.
 pub fn clear_ambient() -> io::Result<()> {
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
@@ -105,6 +114,7 @@ pub fn clear_ambient() -> io::Result<()> {
     cvt(ret as libc::c_long).map(drop)
 }
 
+#[cfg(feature = "helper")]
 /// Executes the program behind `fd` (opened before the root was changed),
 /// with the given argument and environment vectors.
 ///
@@ -133,9 +143,44 @@ pub fn execveat(
     io::Error::last_os_error()
 }
 
+#[cfg(feature = "helper")]
 /// Ends the calling process at once, without running destructors or atexit
 /// handlers: the only safe way out of a forked child.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions and does not return.
     unsafe { libc::_exit(code) }
+}
+
+/// A descriptor for process `pid`: signals through it reach that process
+/// or none, whatever its pid is reused for later.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, open and ours alone;
+    // pidfds are close-on-exec.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `signal` to the process behind `pidfd`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal reads only its arguments; a null info makes
+    // the kernel fill in a plain kill's.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

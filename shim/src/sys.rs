@@ -13,38 +13,8 @@ use berth_sandbox::cgroup::oom::OomSource;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-/// Opens a pidfd on `pid`.
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
-    // or -1; it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor, open and ours alone;
-    // pidfds are close-on-exec.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Sends `signal` to the process behind `pidfd`.
-pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal reads only its arguments; a null info makes
-    // the kernel fill in a plain kill's.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
+/// pidfds: one implementation, the sandbox crate's.
+pub use berth_sandbox::process::{pidfd_open, pidfd_send_signal};
 
 /// What owns its descriptor for as long as it lives and never swaps it for
 /// another: what the runtime may watch.
