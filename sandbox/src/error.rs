@@ -52,10 +52,13 @@ pub enum Error {
 
     /// The OCI engine (libcontainer) failed.
     #[cfg(feature = "helper")]
-    #[error("{op} container {id}")]
+    #[error("{op} container {id}{}", if logged.is_empty() { String::new() } else { format!(" (libcontainer logged: {logged})") })]
     Engine {
         op: &'static str,
         id: String,
+        /// What libcontainer's processes logged as they failed: the
+        /// mount, path or errno its own error leaves out.
+        logged: String,
         #[source]
         source: Box<libcontainer::error::LibcontainerError>,
     },
@@ -106,8 +109,18 @@ impl Error {
         move |source| Error::Engine {
             op,
             id,
+            logged: String::new(),
             source: Box::new(source),
         }
+    }
+
+    /// Adds what libcontainer logged to an engine failure.
+    #[cfg(feature = "helper")]
+    pub(crate) fn with_logged(mut self, text: String) -> Self {
+        if let Error::Engine { logged, .. } = &mut self {
+            *logged = text;
+        }
+        self
     }
 
     pub(crate) fn not_found(what: impl Into<String>) -> Self {

@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn only_the_process_recorded_is_signalled() {
-        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let pid = child.id() as i32;
         let started = start_time(pid).unwrap();
         // The pid's earlier holder, say: another start time.

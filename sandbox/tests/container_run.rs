@@ -249,6 +249,34 @@ fn a_spec_libcontainer_rejects_is_an_invalid_argument_and_leaves_nothing() {
     assert!(!cgroup_exists("badspec"));
 }
 
+/// libcontainer's own error says only "failed to prepare rootfs"; what it
+/// logged names the mount, and reaches the caller.
+#[test]
+fn a_failed_mount_is_named_in_the_error() {
+    let bundle = Bundle::new("badmount", &["sh"], own_namespaces());
+    let config = bundle.path().join("config.json");
+    let mut spec = Spec::load(&config).unwrap();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/data")
+            .typ("bind")
+            .source("/nonexistent-berth-mount-source")
+            .options(vec!["rbind".to_string()])
+            .build()
+            .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    spec.save(&config).unwrap();
+    let err = helper().create_container(bundle.spec(None)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("libcontainer logged") && text.contains("/nonexistent-berth-mount-source"),
+        "{text}"
+    );
+    assert!(!cgroup_exists("badmount"));
+}
+
 #[test]
 fn deleting_a_container_that_was_never_created_is_not_an_error() {
     let bundle = Bundle::new("never", &["sh"], own_namespaces());

@@ -19,6 +19,16 @@ use crate::error::{Error, Result};
 use crate::helper::protocol::{ContainerRef, ContainerSpec, ExecSpec};
 use crate::state::{remove_dir, ProcessRecord};
 
+/// An engine failure of `op` on container `id`, with what libcontainer
+/// logged as it failed.
+fn failed(
+    op: &'static str,
+    id: &str,
+) -> impl FnOnce(libcontainer::error::LibcontainerError) -> Error {
+    let wrap = Error::engine(op, id);
+    move |e| wrap(e).with_logged(super::trace::recorded())
+}
+
 /// The container's directory in the engine's state root.
 fn dir(container: &ContainerRef) -> PathBuf {
     container.engine_root.join(&container.id)
@@ -32,7 +42,7 @@ fn load(container: &ContainerRef) -> Result<Option<Container>> {
     }
     Container::load(dir)
         .map(Some)
-        .map_err(Error::engine("load", &container.id))
+        .map_err(failed("load", &container.id))
 }
 
 /// The spec libcontainer runs: containerd's, with the root made absolute and
@@ -122,9 +132,9 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
 
     let builder = ContainerBuilder::new(spec.id.clone(), SyscallType::Linux)
         .validate_id()
-        .map_err(Error::engine("create", &spec.id))?
+        .map_err(failed("create", &spec.id))?
         .with_root_path(engine_root)
-        .map_err(Error::engine("create", &spec.id))?
+        .map_err(failed("create", &spec.id))?
         .with_console_socket(spec.stdio.console_socket.as_ref())
         .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
         .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
@@ -145,7 +155,7 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
             if let Err(undo) = delete(&cleanup) {
                 log::warn!("container {}: clean up a failed create: {undo}", spec.id);
             }
-            return Err(Error::engine("create", &spec.id)(e));
+            return Err(failed("create", &spec.id)(e));
         }
     };
     let pid = container
@@ -179,7 +189,7 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
         open_stdio(&spec.stdio.stdout, true)?.into(),
         open_stdio(&spec.stdio.stderr, true)?.into(),
     )
-    .map_err(Error::engine("exec in", id))?;
+    .map_err(failed("exec in", id))?;
     let start_time =
         crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
     Ok(ProcessRecord { pid, start_time })
@@ -189,7 +199,7 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
 pub(crate) fn start(container: &ContainerRef) -> Result<()> {
     let mut c =
         load(container)?.ok_or_else(|| Error::not_found(format!("container {}", container.id)))?;
-    c.start().map_err(Error::engine("start", &container.id))
+    c.start().map_err(failed("start", &container.id))
 }
 
 /// Sends `signal` to every process of the container. Runs in the helper.
@@ -198,17 +208,14 @@ pub(crate) fn kill_all(container: &ContainerRef, signal: i32) -> Result<()> {
         load(container)?.ok_or_else(|| Error::not_found(format!("container {}", container.id)))?;
     let signal = libcontainer::signal::Signal::try_from(signal)
         .map_err(|_| Error::invalid("signal", format!("{signal} is not a signal")))?;
-    c.kill(signal, true)
-        .map_err(Error::engine("kill", &container.id))
+    c.kill(signal, true).map_err(failed("kill", &container.id))
 }
 
 /// Removes the container's cgroup and libcontainer state, killing what is
 /// left of it. A container libcontainer never recorded is already gone.
 pub(crate) fn delete(container: &ContainerRef) -> Result<()> {
     match load(container)? {
-        Some(mut c) => c
-            .delete(true)
-            .map_err(Error::engine("delete", &container.id))?,
+        Some(mut c) => c.delete(true).map_err(failed("delete", &container.id))?,
         None => remove_dir(&dir(container))?,
     }
     Ok(())

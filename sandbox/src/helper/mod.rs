@@ -29,6 +29,8 @@ pub mod protocol;
 pub mod server;
 #[cfg(feature = "helper")]
 mod tenant;
+#[cfg(feature = "helper")]
+mod trace;
 
 pub use client::Helper;
 pub use protocol::{HELPER_ARG, HELPER_NAME, PROTOCOL};

@@ -12,6 +12,7 @@ use crate::helper::protocol::{Request, Response, HELPER_NAME, PROTOCOL};
 pub fn main() -> ! {
     // Run as /proc/self/fd/<n>, the helper would be called "<n>" by ps.
     let _ = nix::sys::prctl::set_name(c"berth-helper");
+    super::trace::install();
     let mut input = Vec::new();
     let protocol = std::env::args().nth(2).unwrap_or_default();
     let response = match std::io::stdin().read_to_end(&mut input) {
