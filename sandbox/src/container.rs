@@ -15,13 +15,7 @@ use crate::helper::protocol::{ContainerRef, ContainerSpec, ExecSpec, StdioPaths}
 use crate::helper::Helper;
 use crate::state::{remove_dir, PodDir, ProcessRecord};
 
-/// Ids name directories: no separators, nothing hidden, nothing empty.
-fn check_id(what: &str, id: &str) -> Result<()> {
-    if id.is_empty() || id.contains('/') || id.starts_with('.') {
-        return Err(Error::invalid(what, format!("{id:?} is not a valid id")));
-    }
-    Ok(())
-}
+use crate::spec::check_id;
 
 /// Runs an extra process in container `id` of the pod through a helper.
 /// `process` is the OCI process as JSON, as containerd sends it.

@@ -13,6 +13,35 @@ pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// berth's own grouping label, for clients other than CRI.
 pub const GROUP: &str = "io.containerd.berth.v2.group";
 
+/// The longest id containerd accepts (`pkg/identifiers`).
+pub const MAX_ID_LEN: usize = 76;
+
+/// Checks a task or exec id as containerd's identifiers are checked: 1 to
+/// 76 characters, runs of ASCII letters and digits joined by single `.`,
+/// `_` or `-`. Ids name directories and files: nothing else reaches a path.
+pub fn check_id(what: &str, id: &str) -> Result<()> {
+    let shown: String = id.chars().take(80).collect();
+    let bad = |why: &str| Err(Error::invalid(what, format!("{shown:?} {why}")));
+    if id.is_empty() {
+        return bad("is empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return bad(&format!("is longer than {MAX_ID_LEN} characters"));
+    }
+    let separator = |c: u8| matches!(c, b'.' | b'_' | b'-');
+    let bytes = id.as_bytes();
+    let well_formed = bytes
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || separator(c))
+        && !separator(bytes[0])
+        && !separator(bytes[bytes.len() - 1])
+        && !bytes.windows(2).any(|w| separator(w[0]) && separator(w[1]));
+    if !well_formed {
+        return bad("is not an identifier: letters and digits, joined by single '.', '_' or '-'");
+    }
+    Ok(())
+}
+
 /// Reads and parses `config.json` in `bundle`.
 ///
 /// A spec that does not parse is an invalid argument whose field is the JSON
@@ -395,6 +424,29 @@ mod tests {
             SandboxConfig::from_spec(&new_net).unwrap().network,
             Network::New
         );
+    }
+
+    #[test]
+    fn ids_are_containerd_identifiers() {
+        for good in [
+            "c",
+            "e1",
+            "frozen-solo-24",
+            "a.b_c-d",
+            &"f".repeat(64),
+            &"x".repeat(76),
+        ] {
+            check_id("id", good).unwrap();
+        }
+        let long = "x".repeat(4096);
+        for bad in [
+            "", "a/b", "..", "../etc", ".hidden", "a..b", "a-", "a\0b", "é", &long, "a b",
+        ] {
+            match check_id("id", bad) {
+                Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "id"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

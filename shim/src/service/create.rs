@@ -19,9 +19,8 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         self: &Arc<Self>,
         req: CreateTaskRequest,
     ) -> Result<CreateTaskResponse> {
-        if req.id.is_empty() {
-            return Err(Error::InvalidArgument("id: must not be empty".into()));
-        }
+        // Before the id names anything: a file, a directory, a log line.
+        berth_sandbox::spec::check_id("id", &req.id)?;
         if req.bundle.is_empty() {
             return Err(Error::InvalidArgument("bundle: must not be empty".into()));
         }

@@ -83,9 +83,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
 
     /// Exec: adds a process to a running task; Start runs it.
     pub(super) async fn exec(&self, req: ExecProcessRequest) -> Result<()> {
-        if req.exec_id.is_empty() {
-            return Err(Error::InvalidArgument("exec_id: must not be empty".into()));
-        }
+        berth_sandbox::spec::check_id("exec_id", &req.exec_id)?;
         let task = self.task(&req.id)?;
         let spec = req
             .spec

@@ -187,6 +187,28 @@ async fn unknown_ids_and_exec_ids_are_not_found() {
 #[tokio::test]
 async fn bad_requests_are_invalid_arguments() {
     let f = fixture();
+    // Ids name files and directories: only containerd's identifiers pass.
+    let long = "x".repeat(4096);
+    for id in ["a/b", "..", "../../etc", "a\0b", long.as_str()] {
+        assert_eq!(
+            code(f.inner.create(create_req(id)).await),
+            Code::INVALID_ARGUMENT,
+            "{id:?}"
+        );
+        assert!(f.inner.task(id).is_err());
+    }
+    f.inner.create(create_req("c")).await.unwrap();
+    f.inner
+        .start(id_req("c", |r: &mut StartRequest, id| r.id = id))
+        .await
+        .unwrap();
+    for exec_id in ["", "../e", "e\0", long.as_str()] {
+        assert_eq!(
+            code(f.inner.exec(exec_req("c", exec_id)).await),
+            Code::INVALID_ARGUMENT,
+            "{exec_id:?}"
+        );
+    }
     assert_eq!(
         code(f.inner.create(create_req("")).await),
         Code::INVALID_ARGUMENT
