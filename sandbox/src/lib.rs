@@ -19,6 +19,7 @@ pub mod cgroup;
 pub mod container;
 pub mod error;
 pub mod helper;
+pub mod inroot;
 pub mod journal;
 pub mod mount;
 pub mod pod;

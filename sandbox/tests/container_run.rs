@@ -277,6 +277,103 @@ fn a_failed_mount_is_named_in_the_error() {
     assert!(!cgroup_exists("badmount"));
 }
 
+/// A host directory the image points its links at: it must stay empty,
+/// with nothing mounted on it.
+struct Canary(tempfile::TempDir);
+
+impl Canary {
+    fn new() -> Self {
+        Canary(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn check_untouched(&self) {
+        let entries: Vec<_> = std::fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            entries.is_empty(),
+            "the host directory was written: {entries:?}"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let path = self.path().to_string_lossy().into_owned();
+        assert!(
+            !mounts.lines().any(|l| l.contains(&path)),
+            "something is mounted on the host directory"
+        );
+    }
+}
+
+/// runc's symlink CVEs, libcontainer 0.7's rootfs/symlink.rs: an image
+/// whose /dev is a link to a host directory made libcontainer plant its
+/// /dev links (fd, stdin, ptmx, ...) there.
+#[test]
+fn an_image_whose_dev_is_a_link_out_is_refused_and_the_host_untouched() {
+    let canary = Canary::new();
+    for (dir, target) in [
+        ("dev", canary.path().to_string_lossy().into_owned()),
+        ("proc", format!("../../../../..{}", canary.path().display())),
+        ("sys", canary.path().to_string_lossy().into_owned()),
+    ] {
+        let bundle = Bundle::new("linkdev", &["sh"], own_namespaces());
+        let link = bundle.path().join("rootfs").join(dir);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = helper().create_container(bundle.spec(None)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains(&format!("rootfs /{dir}")), "{err}");
+        canary.check_untouched();
+        assert!(!cgroup_exists("linkdev"));
+    }
+}
+
+/// A mount destination under a link out of the rootfs lands inside the
+/// rootfs, where the link points as the container sees it.
+#[test]
+fn a_mount_under_a_link_out_lands_inside_the_rootfs() {
+    let canary = Canary::new();
+    let bundle = Bundle::new("linketc", &["sh", "-c", "sleep 30"], own_namespaces());
+    let rootfs = bundle.path().join("rootfs");
+    std::os::unix::fs::symlink(canary.path(), rootfs.join("etc")).unwrap();
+    let source = bundle.path().join("data");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("marker"), b"x").unwrap();
+    let config = bundle.path().join("config.json");
+    let mut spec = Spec::load(&config).unwrap();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/etc/berth-data")
+            .typ("bind")
+            .source(&source)
+            .options(vec!["rbind".to_string()])
+            .build()
+            .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    spec.save(&config).unwrap();
+    let init = helper().create_container(bundle.spec(None)).unwrap();
+    canary.check_untouched();
+    // The container's mount namespace holds the bind, inside its rootfs.
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", init.pid)).unwrap();
+    let inside = format!("{}/berth-data", canary.path().display());
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(inside.as_str())),
+        "the bind is at {inside} in the container: {mounts}"
+    );
+    helper()
+        .kill_container(&bundle.reference(), libc::SIGKILL)
+        .unwrap();
+    assert_eq!(exit_code(init.pid), 137);
+    helper().delete_container(&bundle.reference()).unwrap();
+    canary.check_untouched();
+}
+
 #[test]
 fn deleting_a_container_that_was_never_created_is_not_an_error() {
     let bundle = Bundle::new("never", &["sh"], own_namespaces());

@@ -55,6 +55,7 @@ fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
             oci.set_root(Some(root));
         }
     }
+    confine_to_rootfs(&mut oci)?;
     if let Some(mut process) = oci.process().clone() {
         if let Some(wanted) = process.oom_score_adj() {
             let clamped = clamp_oom_score_adj(wanted, own_oom_score_adj()?, may_lower_oom()?);
@@ -69,6 +70,34 @@ fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
         }
     }
     Ok(oci)
+}
+
+/// Every path libcontainer takes from the image is resolved inside the
+/// rootfs before it runs: it follows links the image holds as the host
+/// sees them. A rootfs whose `/dev`, `/proc` or `/sys` is a link is
+/// refused; each mount destination becomes the path it resolves to inside
+/// the rootfs (what runc mounts on), so no link leads a mount out of it.
+fn confine_to_rootfs(oci: &mut Spec) -> Result<()> {
+    let Some(root) = oci.root().as_ref().map(|r| r.path().clone()) else {
+        return Ok(());
+    };
+    crate::inroot::check_special_dirs(&root)?;
+    let Some(mut mounts) = oci.mounts().clone() else {
+        return Ok(());
+    };
+    for mount in &mut mounts {
+        let resolved = crate::inroot::resolve(&root, mount.destination())?;
+        if resolved != *mount.destination() {
+            log::info!(
+                "mount destination {} is {} inside the rootfs",
+                mount.destination().display(),
+                resolved.display()
+            );
+            mount.set_destination(resolved);
+        }
+    }
+    oci.set_mounts(Some(mounts));
+    Ok(())
 }
 
 /// Without CAP_SYS_RESOURCE a process may not go below its own score.

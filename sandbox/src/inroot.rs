@@ -1,0 +1,177 @@
+//! Paths inside a container's rootfs, resolved inside it.
+//!
+//! An image author controls every symlink in the rootfs. A mount
+//! destination such as `/etc/hosts`, or the `/dev` libcontainer fills with
+//! device nodes and links, must never lead out of it: an absolute link is
+//! read as if the rootfs were `/`, and `..` stops at the rootfs, as
+//! `openat2(RESOLVE_IN_ROOT)` and runc's securejoin read them.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// As many links as the kernel follows in one lookup.
+const MAX_LINKS: usize = 40;
+
+/// The directories libcontainer writes into by name: one of them a link
+/// would send its device nodes and links wherever the image points.
+pub const SPECIAL_DIRS: [&str; 3] = ["/dev", "/proc", "/sys"];
+
+/// Resolves `path` (absolute, as the container sees it) inside `root`,
+/// following the links the rootfs holds as the container would see them.
+/// Returns the resolved path, still as the container sees it (absolute,
+/// no link in any existing component); the part that does not exist yet is
+/// kept as it was asked for, minus `.` and `..`.
+pub fn resolve(root: &Path, path: &Path) -> Result<PathBuf> {
+    let field = || path.display().to_string();
+    let mut done: Vec<OsString> = Vec::new();
+    // What is still to walk, last component first.
+    let mut todo: Vec<OsString> = components(path).into_iter().rev().collect();
+    let mut links = 0;
+    let mut missing = false;
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            done.pop();
+            continue;
+        }
+        done.push(part);
+        if missing {
+            continue;
+        }
+        let here = join(root, &done);
+        let meta = match std::fs::symlink_metadata(&here) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing = true;
+                continue;
+            }
+            Err(e) => return Err(Error::io("inspect", &here)(e)),
+        };
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(Error::invalid(field(), "too many symlinks in the rootfs"));
+        }
+        let target = std::fs::read_link(&here).map_err(Error::io("read the link", &here))?;
+        done.pop();
+        if target.is_absolute() {
+            done.clear();
+        }
+        todo.extend(components(&target).into_iter().rev());
+    }
+    let mut resolved = PathBuf::from("/");
+    resolved.extend(done);
+    Ok(resolved)
+}
+
+/// Refuses a rootfs whose `/dev`, `/proc` or `/sys` is a symlink: no image
+/// needs one, and libcontainer would follow it.
+pub fn check_special_dirs(root: &Path) -> Result<()> {
+    for dir in SPECIAL_DIRS {
+        let path = root.join(&dir[1..]);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::invalid(
+                format!("rootfs {dir}"),
+                "is a symlink in the image; it must be a directory",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The normal components of `path`, `..` kept, `.` and the root dropped.
+fn components(path: &Path) -> Vec<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn join(root: &Path, parts: &[OsString]) -> PathBuf {
+    let mut path = root.to_owned();
+    for part in parts {
+        debug_assert!(!part.as_bytes().contains(&b'/'));
+        path.push(part);
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["etc", "run/real", "usr/lib"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn links_resolve_as_the_container_sees_them() {
+        let root = rootfs();
+        let r = root.path();
+        // Debian's /var/run, absolute: the rootfs's /run, not the host's.
+        std::fs::create_dir_all(r.join("var")).unwrap();
+        symlink("/run", r.join("var/run")).unwrap();
+        assert_eq!(
+            resolve(r, Path::new("/var/run/secrets/token")).unwrap(),
+            Path::new("/run/secrets/token")
+        );
+        // Relative, climbing past the root: it stops there.
+        symlink("../../../../../tmp/canary", r.join("etc/hosts")).unwrap();
+        assert_eq!(
+            resolve(r, Path::new("/etc/hosts")).unwrap(),
+            Path::new("/tmp/canary")
+        );
+        // An absolute link to a host path is a rootfs path.
+        symlink("/tmp/canary", r.join("etc/resolv.conf")).unwrap();
+        assert_eq!(
+            resolve(r, Path::new("/etc/resolv.conf")).unwrap(),
+            Path::new("/tmp/canary")
+        );
+        // A link in the middle; `..` in the request stops at the root.
+        symlink("real", r.join("run/link")).unwrap();
+        assert_eq!(
+            resolve(r, Path::new("/../run/./link/x/../y")).unwrap(),
+            Path::new("/run/real/y")
+        );
+        assert_eq!(
+            resolve(r, Path::new("/usr/lib")).unwrap(),
+            Path::new("/usr/lib")
+        );
+    }
+
+    #[test]
+    fn a_link_loop_is_an_invalid_argument() {
+        let root = rootfs();
+        symlink("b", root.path().join("etc/a")).unwrap();
+        symlink("a", root.path().join("etc/b")).unwrap();
+        assert!(matches!(
+            resolve(root.path(), Path::new("/etc/a/x")),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn special_dirs_must_not_be_links() {
+        let root = rootfs();
+        check_special_dirs(root.path()).unwrap();
+        std::fs::create_dir(root.path().join("proc")).unwrap();
+        symlink("/tmp", root.path().join("dev")).unwrap();
+        match check_special_dirs(root.path()) {
+            Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "rootfs /dev"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
