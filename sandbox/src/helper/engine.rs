@@ -204,8 +204,13 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
     let container =
         load(&spec.container)?.ok_or_else(|| Error::not_found(format!("container {id}")))?;
     let data = fs::read(&spec.process).map_err(Error::io("read", &spec.process))?;
-    let process: oci_spec::runtime::Process = serde_json::from_slice(&data)
+    let mut process: oci_spec::runtime::Process = serde_json::from_slice(&data)
         .map_err(|e| Error::invalid("process", format!("not an OCI process: {e}")))?;
+    // As for the init: a score the helper may not lower is raised instead.
+    if let Some(wanted) = process.oom_score_adj() {
+        let clamped = clamp_oom_score_adj(wanted, own_oom_score_adj()?, may_lower_oom()?);
+        process.set_oom_score_adj(Some(clamped));
+    }
     super::tenant::check_process(&process)?;
     let tenant = super::tenant::Tenant {
         container: &container,
