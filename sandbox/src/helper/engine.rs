@@ -57,19 +57,25 @@ fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
     }
     confine_to_rootfs(&mut oci)?;
     if let Some(mut process) = oci.process().clone() {
-        if let Some(wanted) = process.oom_score_adj() {
-            let clamped = clamp_oom_score_adj(wanted, own_oom_score_adj()?, may_lower_oom()?);
-            if clamped != wanted {
-                log::warn!(
-                    "container {}: oom_score_adj {wanted} raised to {clamped}: this host does not let berth lower it",
-                    spec.id
-                );
-                process.set_oom_score_adj(Some(clamped));
-                oci.set_process(Some(process));
-            }
-        }
+        settable_oom_score(&spec.id, &mut process)?;
+        oci.set_process(Some(process));
     }
     Ok(oci)
+}
+
+/// Raises the process's oom_score_adj to what the helper may set, if it
+/// asks for less, with a warning.
+fn settable_oom_score(id: &str, process: &mut oci_spec::runtime::Process) -> Result<()> {
+    if let Some(wanted) = process.oom_score_adj() {
+        let clamped = clamp_oom_score_adj(wanted, own_oom_score_adj()?, may_lower_oom()?);
+        if clamped != wanted {
+            log::warn!(
+                "container {id}: oom_score_adj {wanted} raised to {clamped}: this host does not let berth lower it"
+            );
+            process.set_oom_score_adj(Some(clamped));
+        }
+    }
+    Ok(())
 }
 
 /// Every path libcontainer takes from the image is resolved inside the
@@ -206,12 +212,8 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
     let data = fs::read(&spec.process).map_err(Error::io("read", &spec.process))?;
     let mut process: oci_spec::runtime::Process = serde_json::from_slice(&data)
         .map_err(|e| Error::invalid("process", format!("not an OCI process: {e}")))?;
-    // As for the init: a score the helper may not lower is raised instead.
-    if let Some(wanted) = process.oom_score_adj() {
-        let clamped = clamp_oom_score_adj(wanted, own_oom_score_adj()?, may_lower_oom()?);
-        process.set_oom_score_adj(Some(clamped));
-    }
-    super::tenant::check_process(&process)?;
+    settable_oom_score(id, &mut process)?;
+    super::tenant::check_labels(&process)?;
     let tenant = super::tenant::Tenant {
         container: &container,
         process,

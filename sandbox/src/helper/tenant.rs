@@ -121,14 +121,6 @@ fn inherit(mut process: Process, init: Option<&Process>) -> Process {
     process
 }
 
-/// An exec's process, checked before anything runs.
-pub(crate) fn check_process(process: &Process) -> Result<()> {
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::invalid("process.args", "must name a program"));
-    }
-    check_labels(process)
-}
-
 /// The security labels of an init's or an exec's process: what
 /// libcontainer would drop without a word is refused instead.
 pub(crate) fn check_labels(process: &Process) -> Result<()> {
@@ -206,10 +198,11 @@ pub(crate) fn run(
     let dir = &container.root;
     let notify = Removed(unique_name(dir, "exec-notify"));
     let notify_listener = NotifyListener::new(&notify.0)?;
+    let tty = Removed(unique_name(dir, "exec-tty"));
     let console = match tenant.console_socket {
         Some(socket) => {
-            let name = unique_name(dir, "exec-tty");
-            let name = name
+            let name = tty
+                .0
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("exec-tty");
