@@ -30,21 +30,26 @@ pub fn resolve(root: &Path, path: &Path) -> Result<PathBuf> {
     // What is still to walk, last component first.
     let mut todo: Vec<OsString> = components(path).into_iter().rev().collect();
     let mut links = 0;
-    let mut missing = false;
+    // How deep the first component that does not exist is: below it
+    // nothing exists, and `..` back above it is walked again.
+    let mut missing_at: Option<usize> = None;
     while let Some(part) = todo.pop() {
         if part == ".." {
             done.pop();
+            if missing_at.is_some_and(|depth| done.len() < depth) {
+                missing_at = None;
+            }
             continue;
         }
         done.push(part);
-        if missing {
+        if missing_at.is_some() {
             continue;
         }
         let here = join(root, &done);
         let meta = match std::fs::symlink_metadata(&here) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                missing = true;
+                missing_at = Some(done.len());
                 continue;
             }
             Err(e) => return Err(Error::io("inspect", &here)(e)),
@@ -149,6 +154,29 @@ mod tests {
         assert_eq!(
             resolve(r, Path::new("/usr/lib")).unwrap(),
             Path::new("/usr/lib")
+        );
+    }
+
+    /// Found by the `in_root` fuzz target: once a component was missing,
+    /// a link reached through `..` back out of it was taken as it was, and
+    /// libcontainer, creating the path, would have followed it out.
+    #[test]
+    fn a_link_after_dot_dot_out_of_a_missing_dir_is_resolved() {
+        let root = rootfs();
+        let r = root.path();
+        symlink("/../../../tmp", r.join("etc/out")).unwrap();
+        assert_eq!(
+            resolve(r, Path::new("/nothing/../etc/out/x")).unwrap(),
+            Path::new("/tmp/x")
+        );
+        assert_eq!(
+            resolve(r, Path::new("/etc/nothing/deeper/../../out")).unwrap(),
+            Path::new("/tmp")
+        );
+        // Still below the missing part: nothing there exists to follow.
+        assert_eq!(
+            resolve(r, Path::new("/nothing/a/../out")).unwrap(),
+            Path::new("/nothing/out")
         );
     }
 
