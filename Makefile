@@ -5,6 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MUSL_TARGET := x86_64-unknown-linux-musl
 BIN_DIR := $(CURDIR)/target/berth/bin
+FUZZ_SECONDS ?= 60
 TEST_FEATURES := berth-sandbox/root-tests,berth-pause/root-tests,berth-e2e/e2e
 export BERTH_BIN_DIR := $(BIN_DIR)
 export BERTH_PAUSE := $(BIN_DIR)/berth-pause
@@ -56,8 +57,14 @@ unit: ## run only the unit tests (no root needed)
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all --check
+	rustfmt --edition 2021 --check e2e/fuzz/fuzz_targets/*.rs
 	$(CARGO) clippy --workspace --all-targets --features $(TEST_FEATURES) -- -D warnings
 	$(CARGO) clippy -p berth-shim -p berth-sandbox --all-targets -- -D warnings
+	$(CARGO) clippy -p berth-shim -p berth-sandbox --features berth-shim/fuzz -- -D warnings
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZ_SECONDS (default 60) seconds; FUZZ_TARGETS picks some
+	@bash e2e/scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 .PHONY: clean
 clean: ## remove build output (keeps fetched containerd releases)

@@ -19,6 +19,7 @@ containerds=(
   "1.7 trixie 1.7.24~ds1-6+deb13u1"
 )
 musl_target=x86_64-unknown-linux-musl
+cargo_fuzz_version=0.13.1
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -85,6 +86,20 @@ fetch_containerd() {
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
   log "containerd $version unpacked into $dest"
 }
+
+# cargo-fuzz, for `make fuzz` only: the machine's one toolchain runs it
+# with RUSTC_BOOTSTRAP=1 (see CONTRIBUTING.md).
+install_cargo_fuzz() {
+  local bin=$deps/cargo-fuzz/bin/cargo-fuzz
+  [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$cargo_fuzz_version" && return
+  log "installing cargo-fuzz $cargo_fuzz_version into $deps/cargo-fuzz"
+  cargo install --quiet --locked --root "$deps/cargo-fuzz" --version "$cargo_fuzz_version" cargo-fuzz
+}
+
+if [ "${1:-}" = fuzz ]; then
+  install_cargo_fuzz
+  exit 0
+fi
 
 install_packages
 install_rust_target

@@ -60,8 +60,18 @@ impl ExitRecord {
         }
     }
 
+    /// When the process exited. A record whose time the clock cannot hold
+    /// is damaged and never read back (see `parse`); were one built here,
+    /// it would read as the epoch.
     pub fn at(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::new(self.secs, self.nanos)
+        self.time().unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    fn time(&self) -> Option<SystemTime> {
+        if self.nanos >= 1_000_000_000 {
+            return None;
+        }
+        SystemTime::UNIX_EPOCH.checked_add(Duration::new(self.secs, self.nanos))
     }
 }
 
@@ -134,7 +144,7 @@ fn append_to(path: &Path, record: &Record) -> Result<()> {
 }
 
 /// `<json>\t<checksum>\n`.
-fn line(record: &Record) -> Vec<u8> {
+pub(crate) fn line(record: &Record) -> Vec<u8> {
     let json = serde_json::to_string(record).expect("records always serialize");
     format!("{json}\t{:016x}\n", checksum(json.as_bytes())).into_bytes()
 }
@@ -153,11 +163,17 @@ pub fn read(dir: &PodDir) -> Vec<Record> {
 }
 
 fn read_from(path: &Path) -> Vec<Record> {
-    let Ok(data) = fs::read(path) else {
-        return Vec::new();
-    };
+    match fs::read(path) {
+        Ok(data) => records(&data, path),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The intact records of a journal's contents; `path` names it in the
+/// warnings about damaged lines.
+pub(crate) fn records(data: &[u8], path: &Path) -> Vec<Record> {
     let mut records = Vec::new();
-    for (n, raw) in whole_lines(&data).split(|&b| b == b'\n').enumerate() {
+    for (n, raw) in whole_lines(data).split(|&b| b == b'\n').enumerate() {
         if raw.is_empty() {
             continue;
         }
@@ -175,7 +191,10 @@ fn parse(raw: &[u8]) -> Option<Record> {
     if u64::from_str_radix(sum, 16).ok()? != checksum(json.as_bytes()) {
         return None;
     }
-    serde_json::from_str(json).ok()
+    match serde_json::from_str(json).ok()? {
+        Record::Exit(e) if e.time().is_none() => None,
+        record => Some(record),
+    }
 }
 
 /// `data` up to its last newline: what follows was torn by a crash.
@@ -213,7 +232,7 @@ pub fn unreported(records: &[Record], except: &str) -> Vec<String> {
 
 /// What is still worth keeping: each task's last init exit that was not
 /// reported by a delete.
-fn compacted(records: &[Record]) -> Vec<Record> {
+pub(crate) fn compacted(records: &[Record]) -> Vec<Record> {
     let mut kept: Vec<ExitRecord> = Vec::new();
     for record in records {
         match record {
@@ -269,6 +288,22 @@ mod tests {
         assert_eq!(exit_of(&records, "b"), None);
         assert!(unreported(&records, "a").is_empty());
         assert_eq!(exit_of(&records, "missing"), None);
+    }
+
+    /// A whole line with a time no clock holds (the `journal` fuzz target
+    /// reads such lines) is damaged: taking its time panicked.
+    #[test]
+    fn a_record_whose_time_overflows_is_skipped() {
+        for (secs, nanos) in [(u64::MAX, 999_999_999), (0, 1_000_000_000), (1 << 63, 0)] {
+            let mut record = ExitRecord::new("a", "", 7, 1, SystemTime::UNIX_EPOCH);
+            record.secs = secs;
+            record.nanos = nanos;
+            assert_eq!(record.at(), SystemTime::UNIX_EPOCH);
+            let line = line(&Record::Exit(record));
+            assert!(records(&line, Path::new("j")).is_empty(), "{secs}.{nanos}");
+        }
+        let fine = Record::Exit(ExitRecord::new("a", "", 7, 1, SystemTime::UNIX_EPOCH));
+        assert_eq!(records(&line(&fine), Path::new("j")), [fine]);
     }
 
     #[test]

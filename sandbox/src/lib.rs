@@ -18,6 +18,8 @@
 pub mod cgroup;
 pub mod container;
 pub mod error;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod helper;
 pub mod inroot;
 pub mod journal;

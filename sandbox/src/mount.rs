@@ -23,14 +23,14 @@ pub struct Mount {
 
 /// Flags and data for mount(2), parsed from fstab-style options.
 #[derive(Debug, PartialEq, Eq)]
-struct Parsed {
-    flags: MsFlags,
+pub(crate) struct Parsed {
+    pub(crate) flags: MsFlags,
     /// Applied by a second call: propagation cannot be set while mounting.
-    propagation: MsFlags,
-    data: String,
+    pub(crate) propagation: MsFlags,
+    pub(crate) data: String,
 }
 
-fn parse(options: &[String]) -> Parsed {
+pub(crate) fn parse(options: &[String]) -> Parsed {
     let mut parsed = Parsed {
         flags: MsFlags::empty(),
         propagation: MsFlags::empty(),
@@ -68,6 +68,7 @@ fn parse(options: &[String]) -> Parsed {
                 parsed.propagation = p;
                 continue;
             }
+            "" => continue,
             data => {
                 if !parsed.data.is_empty() {
                     parsed.data.push(',');

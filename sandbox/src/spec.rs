@@ -312,7 +312,7 @@ fn is_own_netns(path: &Path) -> bool {
 }
 
 /// Validates a `linux.cgroupsPath` for the cgroupfs driver.
-fn cgroupfs_path(path: &str) -> Result<String> {
+pub(crate) fn cgroupfs_path(path: &str) -> Result<String> {
     const FIELD: &str = "linux.cgroupsPath";
     if path.is_empty() {
         return Err(Error::invalid(FIELD, "empty path"));

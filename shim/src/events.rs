@@ -440,7 +440,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzz"))]
 pub mod testing {
     use super::*;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};

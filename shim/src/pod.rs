@@ -253,10 +253,7 @@ impl Backend for Arc<PodBackend> {
         Ok(())
     }
 
-    async fn kill(&self, id: &str, process: &Tracked, signal: u32, all: bool) -> Result<bool> {
-        let signal = Signal::try_from(signal as i32).map_err(|_| {
-            Error::InvalidArgument(format!("signal {signal} is not a valid signal"))
-        })?;
+    async fn kill(&self, id: &str, process: &Tracked, signal: Signal, all: bool) -> Result<bool> {
         if all && self.is_container(id) {
             self.on_container(id, move |this, c| {
                 this.helper.kill_container(c, signal as i32)

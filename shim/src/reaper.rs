@@ -149,7 +149,7 @@ impl Reaper {
     }
 
     /// Hands an exit to every subscriber, as a reap does.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn notify(&self, exit: Exit) {
         send(
             &self.subscribers.lock().unwrap_or_else(|p| p.into_inner()),

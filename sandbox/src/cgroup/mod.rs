@@ -98,7 +98,7 @@ impl TaskCgroup {
     }
 
     /// Parses a `/proc/<pid>/cgroup` file. A path may itself hold colons.
-    fn parse(text: &str, unified: bool) -> Option<TaskCgroup> {
+    pub(crate) fn parse(text: &str, unified: bool) -> Option<TaskCgroup> {
         let entries = text.lines().filter_map(|line| {
             let (_id, rest) = line.split_once(':')?;
             rest.split_once(':')

@@ -35,7 +35,13 @@ pub const HELPER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 /// A helper's answer was not there in time.
 struct Timeout;
 
-/// Reads the helper's answer to its end, or until `deadline`.
+/// The longest answer read: every answer is a few hundred bytes. More is a
+/// helper gone wrong, or a process that got hold of its stdout and writes
+/// for ever; the shim's memory must not pay for either.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// Reads the helper's answer to its end, or until `deadline`; an answer
+/// longer than [`MAX_ANSWER`] is an error.
 fn read_until(
     from: &mut ChildStdout,
     deadline: Instant,
@@ -58,6 +64,12 @@ fn read_until(
         }
         match from.read(&mut chunk) {
             Ok(0) => return Ok(Ok(output)),
+            Ok(n) if output.len() + n > MAX_ANSWER => {
+                return Ok(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the answer is longer than {MAX_ANSWER} bytes"),
+                )))
+            }
             Ok(n) => output.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Ok(Err(e)),
@@ -161,10 +173,12 @@ impl Helper {
         drop(stdin);
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let read = read_until(&mut stdout, Instant::now() + self.timeout);
-        if matches!(read, Err(Timeout)) {
-            // Hung: it goes, with the processes of its group (a container
-            // init has a session of its own by then), and its caller rolls
-            // back what it left.
+        drop(stdout);
+        let too_long = matches!(&read, Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData);
+        if matches!(read, Err(Timeout)) || too_long {
+            // Hung, or gone wrong: it goes, with the processes of its group
+            // (a container init has a session of its own by then), and its
+            // caller rolls back what it left.
             let group = nix::unistd::Pid::from_raw(child.id() as i32);
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
@@ -275,5 +289,24 @@ mod tests {
         // The next call is not held up by the last one.
         fake.on("start_container", "true");
         helper.start_container(&container).unwrap();
+    }
+
+    #[test]
+    fn an_endless_answer_is_cut_off_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeHelper::new(&dir.path().join("fake"));
+        // Two MiB of answer.
+        let answer = dir.path().join("fake/answers/start_container.json");
+        fake.on(
+            "start_container",
+            &format!("yes | head -c 2097152 > '{}'", answer.display()),
+        );
+        let container = ContainerRef {
+            id: "c1".into(),
+            engine_root: dir.path().into(),
+        };
+        let err = fake.helper().start_container(&container).unwrap_err();
+        let chain = crate::error_chain(&err);
+        assert!(chain.contains("longer than"), "{chain}");
     }
 }

@@ -28,7 +28,8 @@ mod tests;
 use crate::console::{ConsoleSocket, Master};
 use crate::error::{Error, Result};
 use crate::logger::{self, Logger};
-use target::{fd_path, open_log, open_output_fifo, target, Target};
+use target::{fd_path, open_log, open_output_fifo};
+pub(crate) use target::{target, Target};
 
 /// How long the shim waits for libcontainer to send a terminal's master.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -20,18 +20,23 @@ pub(super) fn fd_path(fd: &impl AsRawFd) -> PathBuf {
 }
 
 /// Where one output stream goes.
-pub(super) enum Target {
+pub(crate) enum Target {
     None,
     Fifo(PathBuf),
     File(PathBuf),
     Binary(Binary),
 }
 
-pub(super) fn target(uri: &str, stream: &str) -> Result<Target> {
+pub(crate) fn target(uri: &str, stream: &str) -> Result<Target> {
     if uri.is_empty() {
         return Ok(Target::None);
     }
     if let Some(path) = uri.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(Error::InvalidArgument(format!(
+                "{stream}: file log URI: the log's path must be absolute, not {path:?}"
+            )));
+        }
         return Ok(Target::File(PathBuf::from(path)));
     }
     if let Some(rest) = uri.strip_prefix("binary://") {

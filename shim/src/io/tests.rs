@@ -194,6 +194,10 @@ fn uris_name_their_target() {
     assert!(
         matches!(target("file:///var/log/c.log", "stdout"), Ok(Target::File(p)) if p == std::path::Path::new("/var/log/c.log"))
     );
+    // A relative log path would be the shim's working directory's.
+    assert!(
+        matches!(target("file://var/log/c.log", "stdout"), Err(Error::InvalidArgument(m)) if m.contains("absolute"))
+    );
     assert!(
         matches!(target("binary:///bin/logger?x", "stdout"), Ok(Target::Binary(b)) if b.path == std::path::Path::new("/bin/logger") && b.args == ["x"])
     );

@@ -90,7 +90,12 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
     async fn remove(&self, task: &Task) -> Result<(u32, SystemTime)> {
         if task.kill_before_remove() {
             self.backend
-                .kill(&task.id, task.init_os(), libc::SIGKILL as u32, false)
+                .kill(
+                    &task.id,
+                    task.init_os(),
+                    nix::sys::signal::Signal::SIGKILL,
+                    false,
+                )
                 .await?;
         }
         let exit = task.init().wait().await;

@@ -62,7 +62,12 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                 // shared one, the kill of the cgroup may have failed.
                 let _ = self
                     .backend
-                    .kill(&task.id, &launched.os, libc::SIGKILL as u32, false)
+                    .kill(
+                        &task.id,
+                        &launched.os,
+                        nix::sys::signal::Signal::SIGKILL,
+                        false,
+                    )
                     .await;
             }
             if tokio::time::timeout(EXEC_EXIT_LIMIT, exec.wait())

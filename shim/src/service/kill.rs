@@ -3,10 +3,11 @@
 
 use berth_proto::api::KillRequest;
 use berth_sandbox::cgroup::freezer::{self, FreezerState};
+use nix::sys::signal::Signal;
 
 use super::Inner;
 use crate::backend::{blocking, Backend};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::Publisher;
 
 impl<B: Backend, P: Publisher> Inner<B, P> {
@@ -14,10 +15,16 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         let task = self.task(&req.id)?;
         let process = task.process(&req.exec_id)?;
         let target = task.signal_target(&process)?;
+        let signal = i32::try_from(req.signal)
+            .ok()
+            .and_then(|s| Signal::try_from(s).ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("signal {} is not a valid signal", req.signal))
+            })?;
         // `all` is every process of the task: it means nothing for an exec.
         let all = req.all && process.is_init();
         let paused = task.frozen() != FreezerState::Thawed;
-        if !self.backend.kill(&task.id, target, req.signal, all).await? {
+        if !self.backend.kill(&task.id, target, signal, all).await? {
             return Err(process.not_running());
         }
         if !process.is_init() {
@@ -29,7 +36,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             req.signal,
             target.pid
         );
-        if req.signal == libc::SIGKILL as u32 {
+        if signal == Signal::SIGKILL {
             // A frozen process dies only once thawed.
             self.thaw_if_frozen(&task).await?;
         } else if paused && all && task.frozen() == FreezerState::Thawed {

@@ -23,6 +23,8 @@ mod freeze;
 mod kill;
 mod query;
 mod start;
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) mod stub;
 #[cfg(test)]
 mod tests;
 
@@ -86,6 +88,19 @@ impl<B: Backend, P: Publisher> Service<B, P> {
                 shutdown,
             }),
         }
+    }
+}
+
+#[cfg(feature = "fuzz")]
+impl<B: Backend, P: Publisher> Service<B, P> {
+    /// The ids of the tasks in the table.
+    pub(crate) fn task_ids(&self) -> Vec<String> {
+        self.inner.tasks().live.keys().cloned().collect()
+    }
+
+    /// Whether a Create still holds its id.
+    pub(crate) fn creating(&self) -> bool {
+        !self.inner.tasks().creating.is_empty()
     }
 }
 

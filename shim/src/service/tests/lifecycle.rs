@@ -290,6 +290,21 @@ async fn pids_report_the_init_until_delete() {
     );
 }
 
+/// A signal number past any signal went to the backend as it was (the
+/// stub of the `task_service` fuzz target overflowed on it).
+#[tokio::test]
+async fn a_signal_that_is_no_signal_is_an_invalid_argument() {
+    let mut f = fixture();
+    create_and_start(&mut f, "c").await;
+    for signal in [65, 1000, u32::MAX] {
+        assert_eq!(
+            code(f.inner.kill(kill_req("c", signal)).await),
+            Code::INVALID_ARGUMENT
+        );
+    }
+    assert!(f.inner.kill(kill_req("c", 15)).await.is_ok());
+}
+
 #[tokio::test]
 async fn deleting_a_created_task_kills_it_first() {
     let f = fixture();
