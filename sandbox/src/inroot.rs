@@ -73,6 +73,46 @@ pub fn resolve(root: &Path, path: &Path) -> Result<PathBuf> {
     Ok(resolved)
 }
 
+/// The files under `/proc` something may be mounted on, as runc allows
+/// them (LXCFS-style views of the host's counters): a mount anywhere else
+/// in procfs could redirect what the engine or the kernel then reads or
+/// writes there (`/proc/self/attr`, `/proc/sys`).
+const PROC_MOUNTABLE: [&str; 11] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
+];
+
+/// Refuses a mount at `destination` (resolved, as [`resolve`] returns it)
+/// inside procfs: `/proc` itself takes only a procfs, and below it only
+/// [`PROC_MOUNTABLE`] files take anything.
+pub fn check_proc_mount(destination: &Path, kind: Option<&str>) -> Result<()> {
+    let Ok(below) = destination.strip_prefix("/proc") else {
+        return Ok(());
+    };
+    let allowed = if below.as_os_str().is_empty() {
+        kind == Some("proc")
+    } else {
+        PROC_MOUNTABLE.iter().any(|p| Path::new(p) == destination)
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        format!("mounts[{}]", destination.display()),
+        "a mount inside /proc would redirect what is read and written there; \
+         only /proc itself (a procfs) and a few files of counters may be mounted",
+    ))
+}
+
 /// Refuses a rootfs whose `/dev`, `/proc` or `/sys` is a symlink: no image
 /// needs one, and libcontainer would follow it.
 pub fn check_special_dirs(root: &Path) -> Result<()> {
@@ -189,6 +229,32 @@ mod tests {
             resolve(root.path(), Path::new("/etc/a/x")),
             Err(Error::InvalidArgument { .. })
         ));
+    }
+
+    #[test]
+    fn only_proc_itself_and_counter_files_take_a_mount_in_procfs() {
+        for (dest, kind) in [
+            ("/proc", Some("proc")),
+            ("/proc/meminfo", Some("bind")),
+            ("/procfs", Some("bind")),
+            ("/etc/hosts", None),
+        ] {
+            check_proc_mount(Path::new(dest), kind).unwrap();
+        }
+        for (dest, kind) in [
+            ("/proc", Some("tmpfs")),
+            ("/proc/sys/kernel", Some("bind")),
+            ("/proc/self/attr/current", Some("bind")),
+            ("/proc/1", None),
+        ] {
+            assert!(
+                matches!(
+                    check_proc_mount(Path::new(dest), kind),
+                    Err(Error::InvalidArgument { .. })
+                ),
+                "{dest}"
+            );
+        }
     }
 
     #[test]

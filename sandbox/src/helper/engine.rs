@@ -82,7 +82,8 @@ fn settable_oom_score(id: &str, process: &mut oci_spec::runtime::Process) -> Res
 /// rootfs before it runs: it follows links the image holds as the host
 /// sees them. A rootfs whose `/dev`, `/proc` or `/sys` is a link is
 /// refused; each mount destination becomes the path it resolves to inside
-/// the rootfs (what runc mounts on), so no link leads a mount out of it.
+/// the rootfs (what runc mounts on), so no link leads a mount out of it,
+/// and none may land inside procfs but where runc lets it.
 fn confine_to_rootfs(oci: &mut Spec) -> Result<()> {
     let Some(root) = oci.root().as_ref().map(|r| r.path().clone()) else {
         return Ok(());
@@ -93,6 +94,7 @@ fn confine_to_rootfs(oci: &mut Spec) -> Result<()> {
     };
     for mount in &mut mounts {
         let resolved = crate::inroot::resolve(&root, mount.destination())?;
+        crate::inroot::check_proc_mount(&resolved, mount.typ().as_deref())?;
         if resolved != *mount.destination() {
             log::info!(
                 "mount destination {} is {} inside the rootfs",

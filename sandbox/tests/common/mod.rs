@@ -7,12 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use berth_sandbox::helper::protocol::{ContainerRef, ContainerSpec, StdioPaths};
 use berth_sandbox::helper::Helper;
 use berth_sandbox::spec::SandboxConfig;
 use berth_sandbox::state::{PodDir, ProcessRecord};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec,
+};
 
 pub fn require_root() {
     assert!(
@@ -38,7 +42,12 @@ pub fn pause_binary() -> PathBuf {
 }
 
 pub fn helper() -> Helper {
-    Helper::new(env!("CARGO_BIN_EXE_berth-sandbox-helper"), true)
+    Helper::new(helper_path(), true)
+}
+
+/// The helper binary cargo built for these tests.
+pub fn helper_path() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_berth-sandbox-helper"))
 }
 
 /// A pod started for a test; killed, reaped and cleaned up on drop.
@@ -177,5 +186,155 @@ impl Drop for PinnedNetns {
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.name])
             .status();
+    }
+}
+
+/// A bundle whose rootfs holds a static busybox, removed on drop.
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub id: String,
+    pub engine_root: PathBuf,
+}
+
+impl Bundle {
+    pub fn new(
+        id: &str,
+        args: &[&str],
+        namespaces: Vec<(LinuxNamespaceType, Option<PathBuf>)>,
+    ) -> Self {
+        require_root();
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        let mut spec = Spec::default();
+        spec.set_root(Some(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(true)
+                .build()
+                .unwrap(),
+        ));
+        spec.set_hostname(None);
+        let process = ProcessBuilder::default()
+            .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .env(vec!["PATH=/bin".to_string()])
+            .cwd("/")
+            .no_new_privileges(true)
+            .build()
+            .unwrap();
+        spec.set_process(Some(process));
+        let mut linux = spec
+            .linux()
+            .clone()
+            .unwrap_or_else(|| LinuxBuilder::default().build().unwrap());
+        linux.set_namespaces(Some(
+            namespaces
+                .into_iter()
+                .map(|(typ, path)| {
+                    let mut b = LinuxNamespaceBuilder::default().typ(typ);
+                    if let Some(p) = path {
+                        b = b.path(p);
+                    }
+                    b.build().unwrap()
+                })
+                .collect(),
+        ));
+        linux.set_cgroups_path(Some(PathBuf::from(test_cgroup(id))));
+        spec.set_linux(Some(linux));
+        spec.save(dir.path().join("config.json")).unwrap();
+        // The pod directory layout the shim uses (see `pod_dir`).
+        let engine_root = berth_sandbox::state::PodDir::new(dir.path(), "pod").engine_root();
+        Bundle {
+            dir,
+            id: id.to_owned(),
+            engine_root,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pod_dir(&self) -> berth_sandbox::state::PodDir {
+        berth_sandbox::state::PodDir::new(self.path(), "pod")
+    }
+
+    pub fn reference(&self) -> ContainerRef {
+        ContainerRef {
+            id: self.id.clone(),
+            engine_root: self.engine_root.clone(),
+        }
+    }
+
+    pub fn spec(&self, stdout: Option<PathBuf>) -> ContainerSpec {
+        ContainerSpec {
+            id: self.id.clone(),
+            bundle: self.path().to_owned(),
+            engine_root: self.engine_root.clone(),
+            work_dir: self.path().join("work"),
+            stdio: StdioPaths {
+                stdout,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = helper().delete_container(&self.reference());
+        remove_test_cgroup_parent(&test_cgroup(&self.id));
+    }
+}
+
+pub fn own_namespaces() -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+    use LinuxNamespaceType::*;
+    [Pid, Ipc, Uts, Mount, Network]
+        .into_iter()
+        .map(|t| (t, None))
+        .collect()
+}
+
+pub fn exit_code(pid: i32) -> i32 {
+    match waitpid(Pid::from_raw(pid), None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        other => panic!("container init ended with {other:?}"),
+    }
+}
+
+/// A host directory the image points its links at: it must stay empty,
+/// with nothing mounted on it.
+pub struct Canary(tempfile::TempDir);
+
+impl Canary {
+    pub fn new() -> Self {
+        Canary(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    pub fn check_untouched(&self) {
+        let entries: Vec<_> = std::fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            entries.is_empty(),
+            "the host directory was written: {entries:?}"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let path = self.path().to_string_lossy().into_owned();
+        assert!(
+            !mounts.lines().any(|l| l.contains(&path)),
+            "something is mounted on the host directory"
+        );
     }
 }
