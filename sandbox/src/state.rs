@@ -260,9 +260,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(Error::io("create", &tmp))?;
-    file.write_all(data).map_err(Error::io("write", &tmp))?;
-    file.sync_all().map_err(Error::io("fsync", &tmp))?;
-    fs::rename(&tmp, path).map_err(Error::io("rename into", path))?;
+    let written = file
+        .write_all(data)
+        .map_err(Error::io("write", &tmp))
+        .and_then(|()| file.sync_all().map_err(Error::io("fsync", &tmp)))
+        .and_then(|()| fs::rename(&tmp, path).map_err(Error::io("rename into", path)));
+    if written.is_err() {
+        // A full or failing disk leaves the old file, and no half of the new.
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io("fsync", dir))

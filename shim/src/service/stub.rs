@@ -43,6 +43,8 @@ pub(crate) struct Stub {
     pub(crate) sandbox: StdMutex<Option<String>>,
     /// The exit journal.
     pub(crate) journal: StdMutex<Vec<Record>>,
+    /// Makes every journal write fail, as on a full or read-only disk.
+    pub(crate) fail_journal: StdMutex<bool>,
     /// Tasks whose cgroup is frozen for good: a v2 freezer whose
     /// `cgroup.events` never changes.
     pub(crate) stuck: StdMutex<Vec<String>>,
@@ -145,6 +147,13 @@ impl Backend for Arc<Stub> {
     }
 
     async fn journal(&self, record: Record) -> Result<()> {
+        if *self.fail_journal.lock().unwrap() {
+            return Err(Error::Io {
+                op: "append to",
+                path: "journal".into(),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
         self.journal.lock().unwrap().push(record);
         Ok(())
     }
@@ -176,6 +185,7 @@ impl Stub {
             oom: StdMutex::new(None),
             sandbox: StdMutex::new(None),
             journal: StdMutex::new(Vec::new()),
+            fail_journal: StdMutex::new(false),
             stuck: StdMutex::new(Vec::new()),
             cgroups: tempfile::tempdir().unwrap(),
         })

@@ -80,3 +80,31 @@ async fn exits_are_journaled_before_they_are_announced() {
     assert_eq!(journaled.last(), Some(&Record::Deleted { id: "c".into() }));
     assert_eq!(exit_of(&journaled, "c"), None);
 }
+
+/// A state directory that cannot be written (full, read-only or deleted
+/// under the shim): the exit is still reported to everyone who asks while
+/// the shim lives, and the shim goes on serving.
+#[tokio::test]
+async fn an_exit_the_journal_cannot_take_is_still_reported() {
+    let mut f = fixture();
+    create_and_start(&mut f, "c").await;
+    *f.stub.fail_journal.lock().unwrap() = true;
+    f.inner.kill(kill_req("c", 9)).await.unwrap();
+    match next_event(&mut f.events).await {
+        Event::Exit(exit) => assert_eq!(exit.exit_status, 137),
+        other => panic!("TaskExit: {other:?}"),
+    }
+    let waited = f
+        .inner
+        .wait(id_req("c", |r: &mut WaitRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert_eq!(waited.exit_status, 137);
+    f.inner
+        .delete(id_req("c", |r: &mut DeleteRequest, id| r.id = id))
+        .await
+        .unwrap();
+    assert!(matches!(next_event(&mut f.events).await, Event::Delete(_)));
+    // The next task is served as before.
+    create_and_start(&mut f, "d").await;
+}
