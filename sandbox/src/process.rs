@@ -8,6 +8,41 @@ use nix::sys::signal::Signal;
 use crate::error::{Error, Result};
 use crate::state::ProcessRecord;
 
+/// A signal number the kernel takes: 1 to SIGRTMAX, the real-time signals
+/// included (nix's `Signal` has none of them, and SIGRTMIN+3 is the stop
+/// signal of systemd images).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sig(i32);
+
+impl Sig {
+    pub const KILL: Sig = Sig(libc::SIGKILL);
+
+    /// `number` as a signal, if it is one.
+    pub fn new(number: u32) -> Option<Sig> {
+        let n = i32::try_from(number).ok()?;
+        (1..=libc::SIGRTMAX()).contains(&n).then_some(Sig(n))
+    }
+
+    pub fn number(self) -> i32 {
+        self.0
+    }
+}
+
+impl From<Signal> for Sig {
+    fn from(signal: Signal) -> Self {
+        Sig(signal as i32)
+    }
+}
+
+impl std::fmt::Display for Sig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Signal::try_from(self.0) {
+            Ok(s) => write!(f, "{s}"),
+            Err(_) => write!(f, "signal {}", self.0),
+        }
+    }
+}
+
 /// The start time of `pid` in clock ticks since boot (field 22 of
 /// /proc/<pid>/stat). With the pid, it names one process: a pid can be
 /// reused, a (pid, start time) pair cannot.
@@ -52,7 +87,8 @@ pub use crate::sys::{pidfd_open, pidfd_send_signal};
 /// Sends `signal` to `process` if it still is that process. Returns whether
 /// it was alive. The pid is pinned by a pidfd before its start time is
 /// checked, so a pid reused between the check and the signal is never hit.
-pub fn signal(process: ProcessRecord, signal: Signal) -> Result<bool> {
+pub fn signal(process: ProcessRecord, signal: impl Into<Sig>) -> Result<bool> {
+    let signal = signal.into();
     let failed = || Error::sys(format!("signal {} with {signal}", process.pid));
     let pidfd = match pidfd_open(process.pid) {
         Ok(fd) => fd,
@@ -62,7 +98,7 @@ pub fn signal(process: ProcessRecord, signal: Signal) -> Result<bool> {
     if !is_same(process.pid, process.start_time) {
         return Ok(false);
     }
-    match pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), signal as i32) {
+    match pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), signal.number()) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
         Err(e) => Err(failed()(e)),
@@ -72,6 +108,20 @@ pub fn signal(process: ProcessRecord, signal: Signal) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_time_signals_are_signals_and_past_them_nothing_is() {
+        assert_eq!(Sig::new(9), Some(Sig::KILL));
+        let rtmin_3 = Sig::new(libc::SIGRTMIN() as u32 + 3).expect("SIGRTMIN+3");
+        assert_eq!(
+            rtmin_3.to_string(),
+            format!("signal {}", libc::SIGRTMIN() + 3)
+        );
+        assert_eq!(Sig::KILL.to_string(), "SIGKILL");
+        for n in [0, libc::SIGRTMAX() as u32 + 1, 1000, u32::MAX] {
+            assert_eq!(Sig::new(n), None, "{n}");
+        }
+    }
 
     #[test]
     fn parses_start_time_after_odd_command_names() {

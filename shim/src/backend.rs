@@ -9,8 +9,8 @@ use berth_sandbox::cgroup::freezer::Freezer;
 use berth_sandbox::cgroup::TaskCgroup;
 use berth_sandbox::journal::Record;
 use berth_sandbox::mount::Mount;
+use berth_sandbox::process::Sig;
 use berth_sandbox::state::ProcessRecord;
-use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
 use crate::io::{Io, Stdio};
@@ -89,7 +89,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn start(&self, id: &str) -> Result<()>;
     /// Sends `signal` to a process of task `id`, or with `all` to every
     /// process of the task; false if it is already gone.
-    async fn kill(&self, id: &str, process: &Tracked, signal: Signal, all: bool) -> Result<bool>;
+    async fn kill(&self, id: &str, process: &Tracked, signal: Sig, all: bool) -> Result<bool>;
     /// A task's init exited: ends what would outlive it.
     async fn exited(&self, id: &str) -> Result<()>;
     /// Removes what a stopped task leaves behind.

@@ -11,6 +11,7 @@ use berth_sandbox::container::{self, NewContainer};
 use berth_sandbox::helper::protocol::ContainerRef;
 use berth_sandbox::helper::Helper;
 use berth_sandbox::journal::{Journal, Record};
+use berth_sandbox::process::Sig;
 use berth_sandbox::spec::{self, Kind, SandboxConfig};
 use berth_sandbox::state::{PodDir, PodRecord, ProcessRecord};
 use nix::sys::signal::Signal;
@@ -253,10 +254,10 @@ impl Backend for Arc<PodBackend> {
         Ok(())
     }
 
-    async fn kill(&self, id: &str, process: &Tracked, signal: Signal, all: bool) -> Result<bool> {
+    async fn kill(&self, id: &str, process: &Tracked, signal: Sig, all: bool) -> Result<bool> {
         if all && self.is_container(id) {
             self.on_container(id, move |this, c| {
-                this.helper.kill_container(c, signal as i32)
+                this.helper.kill_container(c, signal.number())
             })
             .await?;
             return Ok(true);

@@ -10,8 +10,10 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
+use berth_sandbox::process::Sig;
 use berth_sandbox::state::ProcessRecord;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+#[cfg(test)]
 use nix::sys::signal::Signal;
 
 use crate::sys;
@@ -88,7 +90,8 @@ impl Tracked {
     }
 
     /// Sends `signal`: false if the process is gone.
-    pub fn signal(&self, signal: Signal) -> io::Result<bool> {
+    pub fn signal(&self, signal: impl Into<Sig>) -> io::Result<bool> {
+        let signal = signal.into();
         let fd = match &self.handle {
             Handle::Pidfd(fd) => fd,
             Handle::Gone => return Ok(false),
@@ -97,7 +100,7 @@ impl Tracked {
                     .map_err(|e| io::Error::other(e.to_string()))
             }
         };
-        match sys::pidfd_send_signal(fd.as_fd(), signal as i32) {
+        match sys::pidfd_send_signal(fd.as_fd(), signal.number()) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
             Err(e) => Err(e),

@@ -93,7 +93,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                 .kill(
                     &task.id,
                     task.init_os(),
-                    nix::sys::signal::Signal::SIGKILL,
+                    berth_sandbox::process::Sig::KILL,
                     false,
                 )
                 .await?;

@@ -65,7 +65,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                     .kill(
                         &task.id,
                         &launched.os,
-                        nix::sys::signal::Signal::SIGKILL,
+                        berth_sandbox::process::Sig::KILL,
                         false,
                     )
                     .await;

@@ -3,7 +3,7 @@
 
 use berth_proto::api::KillRequest;
 use berth_sandbox::cgroup::freezer::{self, FreezerState};
-use nix::sys::signal::Signal;
+use berth_sandbox::process::Sig;
 
 use super::Inner;
 use crate::backend::{blocking, Backend};
@@ -15,12 +15,9 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         let task = self.task(&req.id)?;
         let process = task.process(&req.exec_id)?;
         let target = task.signal_target(&process)?;
-        let signal = i32::try_from(req.signal)
-            .ok()
-            .and_then(|s| Signal::try_from(s).ok())
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("signal {} is not a valid signal", req.signal))
-            })?;
+        let signal = Sig::new(req.signal).ok_or_else(|| {
+            Error::InvalidArgument(format!("signal {} is not a valid signal", req.signal))
+        })?;
         // `all` is every process of the task: it means nothing for an exec.
         let all = req.all && process.is_init();
         let paused = task.frozen() != FreezerState::Thawed;
@@ -36,7 +33,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             req.signal,
             target.pid
         );
-        if signal == Signal::SIGKILL {
+        if signal == Sig::KILL {
             // A frozen process dies only once thawed.
             self.thaw_if_frozen(&task).await?;
         } else if paused && all && task.frozen() == FreezerState::Thawed {

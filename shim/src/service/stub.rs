@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use berth_sandbox::cgroup::freezer::Freezer;
 use berth_sandbox::journal::Record;
+use berth_sandbox::process::Sig;
 use berth_sandbox::state::ProcessRecord;
-use nix::sys::signal::Signal;
 use tokio::sync::Notify;
 
 use crate::backend::{Backend, CreateRequest, NewTask, Spawned};
@@ -124,10 +124,10 @@ impl Backend for Arc<Stub> {
         Ok(())
     }
 
-    async fn kill(&self, _id: &str, process: &Tracked, signal: Signal, _all: bool) -> Result<bool> {
+    async fn kill(&self, _id: &str, process: &Tracked, signal: Sig, _all: bool) -> Result<bool> {
         self.reaper.notify(Exit {
             pid: process.pid,
-            status: 128 + signal as u32,
+            status: 128 + signal.number() as u32,
             at: SystemTime::now(),
         });
         Ok(true)
