@@ -113,6 +113,60 @@ pub fn check_proc_mount(destination: &Path, kind: Option<&str>) -> Result<()> {
     ))
 }
 
+/// Checks a container's mount table once its rootfs is built
+/// (`/proc/<init>/mountinfo`, whose mount points are as the container sees
+/// them). A mount inside `/proc` that is not `/proc` itself, one of the
+/// spec's masked or read-only paths (`declared`), or a [`PROC_MOUNTABLE`]
+/// file was led there at mount time by a link in something mounted earlier
+/// (a volume), which [`check_proc_mount`], reading the image alone, cannot
+/// see.
+pub fn check_proc_mount_points(mountinfo: &str, declared: &[PathBuf]) -> Result<()> {
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let point = PathBuf::from(unescape_mountinfo(point));
+        let Ok(below) = point.strip_prefix("/proc") else {
+            continue;
+        };
+        if below.as_os_str().is_empty()
+            || declared.contains(&point)
+            || PROC_MOUNTABLE.iter().any(|p| Path::new(p) == point)
+        {
+            continue;
+        }
+        return Err(Error::invalid(
+            format!("mounts[{}]", point.display()),
+            "a mount landed inside /proc through a link in an earlier mount; refused",
+        ));
+    }
+    Ok(())
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Refuses a rootfs whose `/dev`, `/proc` or `/sys` is a symlink: no image
 /// needs one, and libcontainer would follow it.
 pub fn check_special_dirs(root: &Path) -> Result<()> {
@@ -255,6 +309,34 @@ mod tests {
                 "{dest}"
             );
         }
+    }
+
+    #[test]
+    fn a_mount_table_with_an_undeclared_mount_in_proc_is_refused() {
+        let line = |point: &str| format!("36 25 0:5 / {point} rw,nosuid - proc proc rw\n");
+        let declared = [PathBuf::from("/proc/sys"), PathBuf::from("/proc/keys")];
+        let good: String = [
+            "/",
+            "/proc",
+            "/proc/sys",
+            "/proc/keys",
+            "/proc/meminfo",
+            "/dev",
+        ]
+        .into_iter()
+        .map(line)
+        .collect();
+        check_proc_mount_points(&good, &declared).unwrap();
+        for bad in ["/proc/sys/kernel", "/proc/self/attr", "/proc/a\\040b"] {
+            let table = format!("{good}{}", line(bad));
+            match check_proc_mount_points(&table, &declared) {
+                Err(Error::InvalidArgument { field, .. }) => {
+                    assert!(field.contains("/proc/"), "{field}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert_eq!(unescape_mountinfo("/a\\040b\\134"), "/a b\\");
     }
 
     #[test]

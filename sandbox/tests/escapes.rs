@@ -297,3 +297,36 @@ fn a_mount_over_proc_is_refused() {
     }
     canary.check_untouched();
 }
+
+/// The same through a volume: the image holds no link, but a directory
+/// mounted first (a volume another container of the pod can write to)
+/// does, and the next mount's destination runs through it into procfs.
+/// Only the container's mount table, read before its process runs, shows
+/// it.
+#[test]
+fn a_mount_led_into_proc_by_a_link_in_a_volume_is_refused() {
+    let canary = Canary::new();
+    let volume = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/proc/sys", volume.path().join("x")).unwrap();
+    let bundle = Bundle::new("volmount", &["sh", "-c", "true"], own_namespaces());
+    std::fs::create_dir_all(bundle.path().join("rootfs/data")).unwrap();
+    edit_spec(&bundle, |spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for (destination, source) in [("/data", volume.path()), ("/data/x/kernel", canary.path())] {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(destination)
+                    .typ("bind")
+                    .source(source)
+                    .options(vec!["rbind".to_string()])
+                    .build()
+                    .unwrap(),
+            );
+        }
+        spec.set_mounts(Some(mounts));
+    });
+    let err = helper().create_container(bundle.spec(None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("/proc/sys/kernel"), "{err}");
+    canary.check_untouched();
+}

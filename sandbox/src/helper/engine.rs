@@ -108,6 +108,23 @@ fn confine_to_rootfs(oci: &mut Spec) -> Result<()> {
     Ok(())
 }
 
+/// The created container's mounts, before its process runs: nothing may
+/// have landed inside /proc but what the spec masks or makes read-only
+/// there (see [`crate::inroot::check_proc_mount_points`]).
+fn check_mount_table(pid: i32, oci: &Spec) -> Result<()> {
+    let path = format!("/proc/{pid}/mountinfo");
+    let table = fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+    let linux = oci.linux().as_ref();
+    let declared: Vec<PathBuf> = linux
+        .and_then(|l| l.masked_paths().clone())
+        .into_iter()
+        .chain(linux.and_then(|l| l.readonly_paths().clone()))
+        .flatten()
+        .map(PathBuf::from)
+        .collect();
+    crate::inroot::check_proc_mount_points(&table, &declared)
+}
+
 /// Without CAP_SYS_RESOURCE a process may not go below its own score.
 fn clamp_oom_score_adj(wanted: i32, own: i32, may_lower: bool) -> i32 {
     if may_lower {
@@ -199,6 +216,16 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
         .pid()
         .ok_or_else(|| Error::invalid("container", "libcontainer created no init process"))?
         .as_raw();
+    if let Err(e) = check_mount_table(pid, &oci) {
+        let cleanup = ContainerRef {
+            id: spec.id.clone(),
+            engine_root: engine_root.clone(),
+        };
+        if let Err(undo) = delete(&cleanup) {
+            log::warn!("container {}: remove a refused container: {undo}", spec.id);
+        }
+        return Err(e);
+    }
     let start_time =
         crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
     Ok(ProcessRecord { pid, start_time })
