@@ -58,6 +58,8 @@ unit: ## run only the unit tests (no root needed)
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all --check
 	rustfmt --edition 2021 --check e2e/fuzz/fuzz_targets/*.rs
+	@# The fuzz crate's own lockfile matches its manifest.
+	$(CARGO) metadata --locked --format-version 1 --manifest-path e2e/fuzz/Cargo.toml >/dev/null
 	$(CARGO) clippy --workspace --all-targets --features $(TEST_FEATURES) -- -D warnings
 	$(CARGO) clippy -p berth-shim -p berth-sandbox --all-targets -- -D warnings
 	$(CARGO) clippy -p berth-shim -p berth-sandbox --features berth-shim/fuzz -- -D warnings

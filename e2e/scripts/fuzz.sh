@@ -21,8 +21,10 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=$top/target/fuzz
 
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo fuzz list --fuzz-dir "$fuzz_dir")
+  list=$(cargo fuzz list --fuzz-dir "$fuzz_dir")
+  mapfile -t targets <<<"$list"
 fi
+[ ${#targets[@]} -gt 0 ] && [ -n "${targets[0]}" ] || { echo "fuzz: no targets" >&2; exit 1; }
 
 cargo fuzz build --fuzz-dir "$fuzz_dir"
 for t in "${targets[@]}"; do

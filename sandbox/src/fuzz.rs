@@ -68,9 +68,8 @@ pub fn mount_options(data: &[u8]) {
         .map(|o| String::from_utf8_lossy(o).into_owned())
         .collect();
     let parsed = crate::mount::parse(&options);
-    // The data is the options that are not flags, in order, and nothing
-    // else: a flag never reaches the filesystem as data, whatever is
-    // around it.
+    // The data is the options that are not flags, in order, whatever is
+    // around them: one option's parse does not depend on the others.
     let data: Vec<&str> = options
         .iter()
         .filter(|o| !crate::mount::parse(std::slice::from_ref(o)).data.is_empty())
