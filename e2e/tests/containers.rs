@@ -407,7 +407,68 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
+/// An exec probe every few seconds is a container's whole life on a real
+/// node: a thousand ExecSyncs leave the shim with the descriptors it had
+/// and about the memory it had, and the container with its init alone.
+async fn a_thousand_execs_leave_nothing_behind(cd: &Containerd) -> Result<()> {
+    const EXECS: usize = 1000;
+    // Resident memory the shim may gain over them: allocator noise (tens
+    // of KiB seen), not a leak of 1 KiB an exec.
+    const RSS_SLACK_KIB: u64 = 1024;
+    let config = scenario::pod_config(cd, "probed")?;
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let probed = ContainerSpec::shell("probed", "echo ready; exec sleep 1000");
+    let id = scenario::run_container(cd, &pod, &config, &probed).await?;
+    scenario::wait_ready(&config, &probed).await?;
+    let shim = match pod_trace.shims.as_slice() {
+        [shim] => shim.pid,
+        other => anyhow::bail!("pod {pod} has {} shims", other.len()),
+    };
+    let probe = async |n: usize| -> Result<()> {
+        let out = cd.cri().exec_sync(&id, &["sh", "-c", "exit 3"], 10).await?;
+        ensure!(out.exit_code == 3, "exec {n} exited {}", out.exit_code);
+        Ok(())
+    };
+    // Warmed up: the first execs grow the shim's heap and runtime once.
+    for n in 0..50 {
+        probe(n).await?;
+    }
+    let fds = scenario::shim_fd_count(&pod_trace)?;
+    let rss = procs::rss_kib(shim).context("the shim's RSS")?;
+    let started = Instant::now();
+    for n in 0..EXECS {
+        probe(n).await?;
+    }
+    let took = started.elapsed();
+    scenario::expect_shim_fds(&pod_trace, fds).await?;
+    let rss_after = procs::rss_kib(shim).context("the shim's RSS")?;
+    eprintln!(
+        "{EXECS} execs in {took:?}; shim RSS {rss} KiB before, {rss_after} KiB after; {fds} fds"
+    );
+    ensure!(
+        rss_after <= rss + RSS_SLACK_KIB,
+        "the shim grew from {rss} KiB to {rss_after} KiB over {EXECS} execs"
+    );
+    // Pause and the container's init; no exec process, live or a zombie.
+    let children: Vec<(i32, char)> = procs::all_pids()
+        .into_iter()
+        .filter_map(|p| {
+            procs::stat(p)
+                .filter(|s| s.ppid == shim)
+                .map(|s| (p, s.state))
+        })
+        .collect();
+    ensure!(
+        children.len() == 2 && children.iter().all(|&(_, state)| state != 'Z'),
+        "the shim has children left after the execs: {children:?}"
+    );
+    scenario::remove_containers(cd, &[id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
 e2e_test!(share_localhost, containers_share_localhost);
+e2e_test!(thousand_execs, a_thousand_execs_leave_nothing_behind);
 e2e_test!(stats_and_update, stats_and_updates_reach_the_cgroup);
 e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods);
 e2e_test!(exit_codes, exit_codes_are_reported);
