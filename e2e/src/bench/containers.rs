@@ -96,7 +96,7 @@ pub async fn fifty_pods(pods: &Pods<'_>, count: usize, runs: usize) -> Result<Ve
 }
 
 /// The script of figure 5's container: it reads the wall clock (busybox's
-/// `adjtimex` has microseconds; its `date` has no `%N`), prints it, and exits.
+/// `adjtimex` has microseconds, or nanoseconds under STA_NANO; its `date` has no `%N`), prints it, and exits.
 const EXIT_NOW: &str = "sleep 0.2; t=$(adjtimex); echo \"$t\"; exit 0";
 
 /// How often figure 5 asks CRI whether the container has exited.
@@ -112,8 +112,24 @@ fn adjtimex_time(lines: &[String]) -> Option<SystemTime> {
                 .and_then(|v| v.trim_start_matches(':').trim().parse::<u64>().ok())
         })
     };
-    let (sec, usec) = (field("time.tv_sec")?, field("time.tv_usec")?);
-    Some(UNIX_EPOCH + Duration::from_secs(sec) + Duration::from_micros(usec))
+    let (sec, fraction) = (field("time.tv_sec")?, field("time.tv_usec")?);
+    // With STA_NANO in the clock's status (set by whoever last asked for
+    // it, e.g. a time daemon), the kernel reports nanoseconds there.
+    const STA_NANO: u64 = 0x2000;
+    let status = lines.iter().find_map(|l| {
+        let v = l
+            .trim()
+            .strip_prefix("status:")?
+            .split_whitespace()
+            .next()?;
+        v.parse::<u64>().ok()
+    });
+    let fraction = if status.is_some_and(|s| s & STA_NANO != 0) {
+        Duration::from_nanos(fraction)
+    } else {
+        Duration::from_micros(fraction)
+    };
+    Some(UNIX_EPOCH + Duration::from_secs(sec) + fraction)
 }
 
 /// Figure 5: from a container's exit, timestamped inside it just before, to
@@ -182,5 +198,12 @@ mod tests {
             Some(UNIX_EPOCH + Duration::from_micros(1_795_427_250_139_934))
         );
         assert_eq!(adjtimex_time(&lines[..2]), None);
+        // STA_NANO (0x2000) set: the same field holds nanoseconds.
+        let nano = "    status:       8256 (UNSYNC)\n    time.tv_sec:  1795427250\n    time.tv_usec: 846121186";
+        let lines: Vec<String> = nano.lines().map(String::from).collect();
+        assert_eq!(
+            adjtimex_time(&lines),
+            Some(UNIX_EPOCH + Duration::from_nanos(1_795_427_250_846_121_186))
+        );
     }
 }
