@@ -13,6 +13,7 @@ use crate::cri::Cri;
 use crate::daemon::Daemon;
 use crate::images::{self, ImageArchive};
 use crate::instance::Instance;
+use crate::oci_layout;
 use crate::paths;
 use crate::version::Version;
 
@@ -191,6 +192,21 @@ impl Containerd {
             wait_image(&self.cri, name).await?;
         }
         self.images = Some(archive);
+        Ok(())
+    }
+
+    /// Imports the images of `layout` (beside the test images) and waits until CRI
+    /// sees each of them.
+    pub async fn import_layout(&self, layout: &oci_layout::Layout) -> Result<()> {
+        let tarball = self.instance().dir().join("extra-images.tar");
+        std::fs::write(&tarball, &layout.tar)
+            .with_context(|| format!("write {}", tarball.display()))?;
+        let imported = self.ctr_import(&tarball);
+        let _ = std::fs::remove_file(&tarball);
+        imported?;
+        for (name, _) in &layout.manifests {
+            wait_image(&self.cri, name).await?;
+        }
         Ok(())
     }
 

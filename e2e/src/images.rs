@@ -66,23 +66,17 @@ pub fn build_archive() -> Result<ImageArchive> {
 
     let busybox = fs::read(BUSYBOX_BIN).with_context(|| format!("read {BUSYBOX_BIN}"))?;
     let layer = rootfs_layer(&busybox, &applets()?);
-    let config = |cmd: Vec<String>| ImageConfig {
-        cmd,
-        env: vec![PATH_ENV.into()],
-        working_dir: "/".into(),
-        ..Default::default()
-    };
     let pause_cmd = vec!["/bin/sh".into(), "-c".into(), PAUSE_SCRIPT.into()];
     let layout = oci_layout::build(&[
         ImageDef {
             name: PAUSE,
             layer: &layer,
-            config: config(pause_cmd),
+            config: image_config(pause_cmd),
         },
         ImageDef {
             name: BUSYBOX,
             layer: &layer,
-            config: config(vec!["sh".into()]),
+            config: image_config(vec!["sh".into()]),
         },
     ]);
     fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
@@ -92,6 +86,16 @@ pub fn build_archive() -> Result<ImageArchive> {
         path,
         images: layout.manifests,
     })
+}
+
+/// The config of a test image that runs `cmd` at `/` with a standard PATH.
+fn image_config(cmd: Vec<String>) -> ImageConfig {
+    ImageConfig {
+        cmd,
+        env: vec![PATH_ENV.into()],
+        working_dir: "/".into(),
+        ..Default::default()
+    }
 }
 
 /// Concurrent test processes may build at once: write aside, then rename.
@@ -136,25 +140,119 @@ fn applets() -> Result<Vec<String>> {
 /// A root filesystem layer: directories, passwd/group, `/bin/busybox` and a symlink per
 /// applet.
 fn rootfs_layer(busybox: &[u8], applets: &[String]) -> Vec<u8> {
+    rootfs_layer_with_links(busybox, applets, &[])
+}
+
+/// [`rootfs_layer`] in which each `(path, target)` of `links` is a symlink to
+/// `target` instead of what the rootfs would hold there; nothing is written
+/// below a path that became a link.
+fn rootfs_layer_with_links(busybox: &[u8], applets: &[String], links: &[(&str, &str)]) -> Vec<u8> {
+    let linked = |path: &str| {
+        links
+            .iter()
+            .any(|(l, _)| path == *l || path.starts_with(&format!("{l}/")))
+    };
     let mut tar = TarWriter::new();
-    for dir in [
-        "bin", "dev", "etc", "home", "proc", "root", "run", "sbin", "sys", "usr",
-    ] {
+    let dirs = [
+        "bin", "dev", "etc", "home", "proc", "root", "run", "sbin", "sys", "usr", "usr/bin",
+        "usr/sbin", "var", "var/run",
+    ];
+    for dir in dirs.into_iter().filter(|d| !linked(d)) {
         tar.dir(dir, 0o755);
     }
-    for dir in ["usr/bin", "usr/sbin", "var", "var/run"] {
-        tar.dir(dir, 0o755);
+    if !linked("tmp") {
+        tar.dir("tmp", 0o1777);
     }
-    tar.dir("tmp", 0o1777);
-    tar.file(
-        "etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    );
-    tar.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+    let files: [(&str, &[u8]); 2] = [
+        (
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
+        ("etc/group", b"root:x:0:\nnogroup:x:65534:\n"),
+    ];
+    for (path, data) in files.into_iter().filter(|(p, _)| !linked(p)) {
+        tar.file(path, 0o644, data);
+    }
     tar.file("bin/busybox", 0o755, busybox);
-    for applet in applets {
+    for applet in applets.iter().filter(|a| !linked(a)) {
         tar.symlink(applet, "/bin/busybox");
     }
+    for (path, target) in links {
+        tar.symlink(path, target);
+    }
     tar.finish()
+}
+
+/// An image layout of one busybox image per `(name, links)` of `images`, each
+/// with its `(path, target)` symlinks planted in its rootfs (see
+/// [`rootfs_layer_with_links`]). For tests of hostile images: the targets may
+/// point anywhere, the host included.
+pub fn linked_images(images: &[(String, Vec<(String, String)>)]) -> Result<oci_layout::Layout> {
+    let busybox = fs::read(BUSYBOX_BIN).with_context(|| format!("read {BUSYBOX_BIN}"))?;
+    let applets = applets()?;
+    let layers: Vec<Vec<u8>> = images
+        .iter()
+        .map(|(_, links)| {
+            let links: Vec<(&str, &str)> = links
+                .iter()
+                .map(|(p, t)| (p.as_str(), t.as_str()))
+                .collect();
+            rootfs_layer_with_links(&busybox, &applets, &links)
+        })
+        .collect();
+    let defs: Vec<ImageDef<'_>> = images
+        .iter()
+        .zip(&layers)
+        .map(|((name, _), layer)| ImageDef {
+            name,
+            layer,
+            config: image_config(vec!["sh".into()]),
+        })
+        .collect();
+    Ok(oci_layout::build(&defs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(path, kind, link target)` of each entry of an uncompressed tar.
+    fn entries(tar: &[u8]) -> Vec<(String, u8, String)> {
+        let text = |b: &[u8]| {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            String::from_utf8_lossy(&b[..end]).into_owned()
+        };
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 512 <= tar.len() && tar[at] != 0 {
+            let h = &tar[at..at + 512];
+            let size = u64::from_str_radix(text(&h[124..135]).trim(), 8).unwrap() as usize;
+            out.push((text(&h[0..100]), h[156], text(&h[157..257])));
+            at += 512 + size.div_ceil(512) * 512;
+        }
+        out
+    }
+
+    #[test]
+    fn a_linked_path_replaces_what_the_rootfs_holds_there() {
+        let applets = ["bin/sh".to_string(), "etc/oops".to_string()];
+        let tar = rootfs_layer_with_links(b"bb", &applets, &[("etc", "/x"), ("dev", "../../y")]);
+        let all = entries(&tar);
+        let kinds_at = |p: &str| -> Vec<u8> {
+            all.iter()
+                .filter(|(n, _, _)| n.trim_end_matches('/') == p)
+                .map(|e| e.1)
+                .collect()
+        };
+        assert_eq!(kinds_at("etc"), [b'2'], "{all:?}");
+        assert_eq!(kinds_at("dev"), [b'2'], "{all:?}");
+        assert!(
+            !all.iter().any(|(n, _, _)| n.starts_with("etc/")),
+            "nothing below a link: {all:?}"
+        );
+        assert!(all.contains(&("dev".into(), b'2', "../../y".into())));
+        assert_eq!(kinds_at("proc"), [b'5']);
+        assert_eq!(kinds_at("bin/sh"), [b'2']);
+        assert_eq!(kinds_at("bin/busybox"), [b'0']);
+    }
 }
