@@ -13,11 +13,13 @@
 //! - [`cgroup`]: cgroups, their freezer, OOM source, stats and limits;
 //! - [`state`], [`journal`]: what survives a shim or containerd restart;
 //! - [`mount`], [`process`], `sys`: rootfs mounts, processes, raw calls;
+//! - [`features`]: the OCI features document of what berth supports;
 //! - [`error`]: the crate's error type, depending on nothing else here.
 
 pub mod cgroup;
 pub mod container;
 pub mod error;
+pub mod features;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 pub mod helper;

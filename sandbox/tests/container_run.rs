@@ -221,6 +221,57 @@ fn a_mount_under_a_link_out_lands_inside_the_rootfs() {
     canary.check_untouched();
 }
 
+/// `rro` makes a bind read-only down to its submounts, where `ro` leaves
+/// them writable: what CRI's recursive read-only mounts ask for, and what
+/// the shim's `-info` claims (the `rro` mount option).
+#[test]
+fn an_rro_bind_is_read_only_down_to_its_submounts() {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+        }
+    }
+    let host = tempfile::tempdir().unwrap();
+    let sub = host.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let _unmount = Unmount(sub);
+    let script = "for d in /ro /rro; do \
+        busybox touch $d/top 2>/dev/null && echo $d/top; \
+        busybox touch $d/sub/x 2>/dev/null && echo $d/sub; done; true";
+    let (code, out) = run_init("rro", script, |_, spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for (destination, read_only) in [("/ro", "ro"), ("/rro", "rro")] {
+            mounts.push(
+                oci_spec::runtime::MountBuilder::default()
+                    .destination(destination)
+                    .typ("bind")
+                    .source(host.path())
+                    .options(vec!["rbind".to_string(), read_only.to_string()])
+                    .build()
+                    .unwrap(),
+            );
+        }
+        spec.set_mounts(Some(mounts));
+    });
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out, "/ro/sub\n",
+        "ro leaves the submount writable, rro nothing"
+    );
+    assert!(!host.path().join("top").exists());
+}
+
 #[test]
 fn deleting_a_container_that_was_never_created_is_not_an_error() {
     let bundle = Bundle::new("never", &["sh"], own_namespaces());

@@ -11,31 +11,7 @@ use berth_sandbox::container;
 use berth_sandbox::helper::protocol::{ContainerSpec, StdioPaths};
 use berth_sandbox::ErrorKind;
 use common::*;
-use oci_spec::runtime::{MountBuilder, Spec};
-
-/// Runs `script` as the init of container `id` (own namespaces, the OCI
-/// default mounts, masked and read-only paths), after `prepare` has shaped
-/// its bundle; returns its exit code and output.
-fn run_init(id: &str, script: &str, prepare: impl FnOnce(&Bundle, &mut Spec)) -> (i32, String) {
-    let bundle = Bundle::new(id, &["sh", "-c", script], own_namespaces());
-    edit_spec(&bundle, |spec| prepare(&bundle, spec));
-    let out = bundle.path().join("out");
-    std::fs::write(&out, b"").unwrap();
-    let mut spec = bundle.spec(Some(out.clone()));
-    spec.stdio.stderr = Some(out.clone());
-    let init = helper().create_container(spec).unwrap();
-    helper().start_container(&bundle.reference()).unwrap();
-    let code = exit_code(init.pid);
-    helper().delete_container(&bundle.reference()).unwrap();
-    (code, std::fs::read_to_string(&out).unwrap())
-}
-
-fn edit_spec(bundle: &Bundle, edit: impl FnOnce(&mut Spec)) {
-    let config = bundle.path().join("config.json");
-    let mut spec = Spec::load(&config).unwrap();
-    edit(&mut spec);
-    spec.save(&config).unwrap();
-}
+use oci_spec::runtime::MountBuilder;
 
 /// A running container (`sleep`) in a pod directory, for execs.
 struct Running {
