@@ -21,6 +21,21 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
+/// A gRPC channel to the unix socket `socket`.
+pub async fn unix_channel(socket: &Path) -> Result<Channel> {
+    let path = socket.to_path_buf();
+    // The URI is a placeholder: the connector ignores it and dials the socket.
+    Ok(Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await?)
+}
+
 /// A connection to one CRI endpoint (RuntimeService and ImageService).
 #[derive(Clone, Debug)]
 pub struct Cri {
@@ -34,16 +49,7 @@ impl Cri {
     pub async fn connect(socket: impl AsRef<Path>) -> Result<Cri> {
         let raw = socket.as_ref().to_string_lossy();
         let socket = PathBuf::from(raw.strip_prefix("unix://").unwrap_or(&raw));
-        let path = socket.clone();
-        // The URI is a placeholder: the connector ignores it and dials the socket.
-        let channel = Endpoint::try_from("http://[::]:50051")?
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }))
+        let channel = unix_channel(&socket)
             .await
             .with_context(|| format!("connect to CRI at {}", socket.display()))?;
         Ok(Cri {

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod demo;
 pub mod images;
 pub mod instance;
+pub mod introspection;
 pub mod leaks;
 pub mod oci_layout;
 pub mod paths;

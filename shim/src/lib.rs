@@ -10,6 +10,7 @@ mod bootstrap;
 mod console;
 mod error;
 mod events;
+mod info;
 mod io;
 mod layout;
 mod logger;
@@ -42,8 +43,19 @@ pub async fn run() -> i32 {
         }
     };
     if flags.version {
-        println!("containerd-shim-berth-v2 {}", env!("CARGO_PKG_VERSION"));
+        print!("{}", info::version_text("containerd-shim-berth-v2"));
         return 0;
+    }
+    if flags.info {
+        // Before anything that needs a namespace, an address or a pod:
+        // containerd passes none of them.
+        return match info::run() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("containerd-shim-berth-v2 -info: {e}");
+                1
+            }
+        };
     }
     let result: Result<()> = match flags.action.as_str() {
         "start" => bootstrap::start(&flags).await,
