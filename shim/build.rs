@@ -32,8 +32,15 @@ fn main() {
             .arg(workspace)
             .args(["rev-parse", "--absolute-git-dir"]),
     ) {
-        for file in ["HEAD", "index"] {
+        for file in ["HEAD", "index", "packed-refs"] {
             println!("cargo:rerun-if-changed={git_dir}/{file}");
+        }
+        if let Some(branch) = output(Command::new("git").arg("-C").arg(workspace).args([
+            "symbolic-ref",
+            "-q",
+            "HEAD",
+        ])) {
+            println!("cargo:rerun-if-changed={git_dir}/{branch}");
         }
     }
     for dir in ["shim", "sandbox", "proto", "pause"] {
@@ -45,9 +52,16 @@ fn main() {
 fn git_revision(workspace: &Path) -> Option<String> {
     let git = || {
         let mut command = Command::new("git");
-        command.arg("-C").arg(workspace);
+        // status must not refresh the index: that would make the next
+        // build run this script again, and collide with the user's git.
+        command.arg("--no-optional-locks").arg("-C").arg(workspace);
         command
     };
+    // Only the workspace's own repository, not one it was unpacked into.
+    let top = output(git().args(["rev-parse", "--show-toplevel"]))?;
+    if Path::new(&top).canonicalize().ok()? != workspace.canonicalize().ok()? {
+        return None;
+    }
     let commit = output(git().args(["rev-parse", "HEAD"]))?;
     let status = output(git().args(["status", "--porcelain", "--untracked-files=no"]))?;
     Some(if status.is_empty() {

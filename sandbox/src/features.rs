@@ -3,10 +3,14 @@
 //! a shim's `-info` for).
 //!
 //! Only what works end to end is claimed: a field left out means
-//! "unknown", which callers treat as no promise. containerd's CRI reads two
-//! of them: `rro` among the mount options (recursive read-only mounts) and
-//! the idmap mount extension with the user namespace (user namespaces),
-//! which berth does not offer.
+//! "unknown", which callers treat as no promise. Where the spec asks what
+//! was compiled in (cgroup v1/v2, AppArmor), berth answers what works on
+//! this host: cgroup v2 is built but not yet proved on a pure v2 host, and
+//! an AppArmor profile is refused where the host has none. containerd reads
+//! `rro` among the mount options (recursive read-only mounts; containerd 2.1's
+//! CRI asks only runc for them) and the idmap mount extension
+//! (checked on a task create whose spec has idmap mounts), which berth does
+//! not offer.
 
 use std::path::Path;
 

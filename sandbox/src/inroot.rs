@@ -121,9 +121,10 @@ fn allowed_in_proc(point: &Path, at_proc: bool, declared: &[PathBuf]) -> bool {
 
 /// Checks a container's mount table once its rootfs is built
 /// (`/proc/<init>/mountinfo`, whose mount points are as the container sees
-/// them). A mount inside `/proc` that is not `/proc` itself, one of the
-/// spec's masked or read-only paths (`declared`), or a [`PROC_MOUNTABLE`]
-/// file was led there at mount time by a link in something mounted earlier
+/// them). A mount on `/proc` that is not a procfs, or one inside it that
+/// is neither one of the spec's masked or read-only paths (`declared`) nor
+/// a [`PROC_MOUNTABLE`] file, was led there at mount time by a link in
+/// something mounted earlier
 /// (a volume), which [`check_proc_mount`], reading the image alone, cannot
 /// see.
 pub fn check_proc_mount_points(mountinfo: &str, declared: &[PathBuf]) -> Result<()> {
@@ -132,8 +133,13 @@ pub fn check_proc_mount_points(mountinfo: &str, declared: &[PathBuf]) -> Result<
             continue;
         };
         let point = PathBuf::from(unescape_mountinfo(point));
-        // /proc's own type was checked on the spec, before it was mounted.
-        if allowed_in_proc(&point, true, declared) {
+        // A link in a volume may lead any mount onto /proc itself: there,
+        // only a procfs will do.
+        let procfs = line
+            .split_once(" - ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            == Some("proc");
+        if allowed_in_proc(&point, procfs, declared) {
             continue;
         }
         return Err(Error::invalid(
@@ -169,7 +175,8 @@ fn unescape_mountinfo(field: &str) -> String {
 }
 
 /// Refuses a rootfs whose `/dev`, `/proc` or `/sys` is a symlink: no image
-/// needs one, and libcontainer would follow it.
+/// needs one, and what libcontainer then does with it is at best an
+/// error no one can read.
 pub fn check_special_dirs(root: &Path) -> Result<()> {
     for dir in SPECIAL_DIRS {
         let path = root.join(&dir[1..]);
@@ -338,6 +345,12 @@ mod tests {
             }
         }
         assert_eq!(unescape_mountinfo("/a\\040b\\134"), "/a b\\");
+        // Something other than a procfs on /proc itself.
+        let bind = "37 25 8:1 /vol /proc rw - ext4 /dev/sda1 rw\n";
+        match check_proc_mount_points(&format!("{good}{bind}"), &declared) {
+            Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "mounts[/proc]"),
+            other => panic!("a bind on /proc: {other:?}"),
+        }
     }
 
     #[test]

@@ -61,8 +61,8 @@ pub fn run() -> Result<()> {
 }
 
 /// The serialized `RuntimeInfo` for the options `input` (a serialized
-/// `Any`, or nothing). The options are given back as they came, as the Go
-/// runc shim does with the ones it reads.
+/// `Any`, or nothing). The options are given back as they came (the Go
+/// runc shim gives back the runc options it decoded).
 pub fn answer(input: &[u8]) -> Result<Vec<u8>> {
     let options = if input.is_empty() {
         None
