@@ -44,12 +44,14 @@ pub fn exec_in_pod(
     if !work_dir.exists() {
         return Err(Error::not_found(format!("container {id}")));
     }
+    let record: Option<ContainerRecord> = crate::state::read_json(&work_dir.join(RECORD))?;
     let path = work_dir.join(format!("exec-{exec_id}.json"));
     crate::state::write_json(&path, &parsed)?;
     let result = helper.exec_container(ExecSpec {
         container: reference(dir, id),
         process: path.clone(),
         stdio,
+        no_new_keyring: record.is_some_and(|r| r.no_new_keyring),
     });
     let _ = fs::remove_file(&path);
     result
@@ -63,6 +65,9 @@ pub struct ContainerRecord {
     pub bundle: PathBuf,
     /// Whether berth mounted the bundle's rootfs (and must unmount it).
     pub rootfs_mounted: bool,
+    /// Made without a session keyring of its own: its execs join none.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 const RECORD: &str = "container.json";
@@ -75,6 +80,8 @@ pub struct NewContainer {
     /// containerd's rootfs mounts, mounted on `<bundle>/rootfs`.
     pub rootfs: Vec<crate::mount::Mount>,
     pub stdio: StdioPaths,
+    /// Keep the shim's session keyring (`NoNewKeyring`).
+    pub no_new_keyring: bool,
 }
 
 /// The container `id` of the pod in `dir`.
@@ -94,6 +101,7 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
     let record = ContainerRecord {
         bundle: req.bundle.clone(),
         rootfs_mounted: !req.rootfs.is_empty(),
+        no_new_keyring: req.no_new_keyring,
     };
     // Written first: a shim that dies from here on leaves enough to undo.
     crate::state::write_json(&work_dir.join(RECORD), &record)?;
@@ -107,6 +115,7 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
             engine_root: dir.engine_root(),
             work_dir: work_dir.clone(),
             stdio: req.stdio.clone(),
+            no_new_keyring: req.no_new_keyring,
         };
         helper.create_container(spec)
     })();
@@ -161,8 +170,39 @@ mod tests {
             bundle,
             rootfs: Vec::new(),
             stdio: StdioPaths::default(),
+            no_new_keyring: false,
         };
         (dir, fake, new)
+    }
+
+    #[test]
+    fn no_new_keyring_reaches_the_helper_for_the_container_and_its_execs() {
+        for no_new_keyring in [false, true] {
+            let root = tempfile::tempdir().unwrap();
+            let (dir, fake, mut new) = pod(root.path());
+            new.no_new_keyring = no_new_keyring;
+            fake.create("create_container", 42, 7);
+            create_in_pod(&fake.helper(), &dir, &new).unwrap();
+            fake.create("exec_container", 43, 8);
+            let process = br#"{"user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["true"]}"#;
+            exec_in_pod(
+                &fake.helper(),
+                &dir,
+                "c1",
+                "e1",
+                process,
+                StdioPaths::default(),
+            )
+            .unwrap();
+            let requests = fake.requests();
+            let (Request::CreateContainer(create), Request::ExecContainer(exec)) =
+                (&requests[0], &requests[1])
+            else {
+                panic!("a create and an exec: {requests:?}");
+            };
+            assert_eq!(create.no_new_keyring, no_new_keyring);
+            assert_eq!(exec.no_new_keyring, no_new_keyring);
+        }
     }
 
     #[test]

@@ -311,17 +311,15 @@ fn is_own_netns(path: &Path) -> bool {
     }
 }
 
-/// Validates a `linux.cgroupsPath` for the cgroupfs driver.
+/// Validates a `linux.cgroupsPath` for the cgroupfs driver. A relative
+/// path is taken from each hierarchy's root, as libcontainer takes it; a
+/// systemd `slice:prefix:name` path is a literal directory name, as runc's
+/// cgroupfs driver takes it (containerd 1.7 sends one for a `.slice` parent
+/// even when no driver is configured).
 pub(crate) fn cgroupfs_path(path: &str) -> Result<String> {
     const FIELD: &str = "linux.cgroupsPath";
     if path.is_empty() {
         return Err(Error::invalid(FIELD, "empty path"));
-    }
-    if !path.starts_with('/') && path.split(':').count() == 3 {
-        return Err(Error::invalid(
-            FIELD,
-            format!("{path:?} is a systemd slice:prefix:name path; only the cgroupfs driver is supported"),
-        ));
     }
     if path.split('/').any(|c| c == "..") {
         return Err(Error::invalid(
@@ -508,13 +506,17 @@ mod tests {
     }
 
     #[test]
-    fn bad_sandbox_specs_are_invalid_arguments_naming_the_field() {
+    fn a_systemd_path_is_a_literal_cgroupfs_directory() {
         let systemd = spec(serde_json::json!({"linux": {"cgroupsPath": "kubepods.slice:cri:abc"}}));
-        match SandboxConfig::from_spec(&systemd).unwrap_err() {
-            Error::InvalidArgument { field, reason } => {
-                assert_eq!(field, "linux.cgroupsPath");
-                assert!(reason.contains("systemd"), "{reason}");
-            }
+        let config = SandboxConfig::from_spec(&systemd).unwrap();
+        assert_eq!(config.cgroup.as_deref(), Some("/kubepods.slice:cri:abc"));
+    }
+
+    #[test]
+    fn bad_sandbox_specs_are_invalid_arguments_naming_the_field() {
+        let empty = spec(serde_json::json!({"linux": {"cgroupsPath": ""}}));
+        match SandboxConfig::from_spec(&empty).unwrap_err() {
+            Error::InvalidArgument { field, .. } => assert_eq!(field, "linux.cgroupsPath"),
             other => panic!("unexpected {other:?}"),
         }
         let escape = spec(serde_json::json!({"linux": {"cgroupsPath": "/a/../../b"}}));

@@ -36,6 +36,53 @@ pub fn drop_bounding_set() -> io::Result<()> {
 }
 
 #[cfg(feature = "helper")]
+/// Joins the session keyring `name`, made anew if none by that name can be
+/// found, and, when `searchable`, lets processes of its owner find it by
+/// name (as runc does for a container's keyring, which its exec processes
+/// then join).
+pub fn join_session_keyring(name: &CStr, searchable: bool) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    const KEY_USR_SEARCH: u32 = 0x0008_0000;
+    // SAFETY: the name is a NUL-terminated string that outlives the call.
+    let serial = cvt(unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr())
+    })?;
+    if !searchable {
+        return Ok(());
+    }
+    let mut description = [0u8; 512];
+    // SAFETY: the kernel writes at most `len` bytes into the buffer.
+    let len = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            serial,
+            description.as_mut_ptr(),
+            description.len(),
+        )
+    })? as usize;
+    // "type;uid;gid;perm;description", perm in hex.
+    let text = String::from_utf8_lossy(&description[..len.min(description.len())]);
+    let perm = text
+        .split(';')
+        .nth(3)
+        .and_then(|p| u32::from_str_radix(p.trim_end_matches('\0'), 16).ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("keyring {text:?}")))?;
+    // SAFETY: KEYCTL_SETPERM takes a key serial and a mask; no memory.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SETPERM,
+            serial,
+            perm | KEY_USR_SEARCH,
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(feature = "helper")]
 /// Clears the effective, permitted and inheritable capability sets, whatever
 /// securebits the process inherited.
 pub fn clear_capabilities() -> io::Result<()> {

@@ -15,6 +15,7 @@ use berth_sandbox::state::ProcessRecord;
 use crate::error::{Error, Result};
 use crate::io::{Io, Stdio};
 use crate::oom::OomWatch;
+use crate::options::RuntimeOptions;
 use crate::process::Tracked;
 
 /// A Create request, in the shim's own terms.
@@ -25,6 +26,8 @@ pub struct CreateRequest {
     /// containerd's rootfs mounts, for an app container.
     pub rootfs: Vec<Mount>,
     pub stdio: Stdio,
+    /// The runtime options of the task's runtime.
+    pub options: RuntimeOptions,
 }
 
 /// A process a backend started, before the shim tracks it, and the shim's

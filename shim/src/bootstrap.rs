@@ -23,12 +23,15 @@ use containerd_shim::Flags;
 
 use crate::error::{Error, Result};
 use crate::events::timestamp;
-use crate::layout::{bundle_dir, helper_binary, pod_dir_of};
+use crate::layout::{bundle_dir, Layout};
+use crate::options::{self, RuntimeOptions};
 
 const PROTOCOL: &str = "ttrpc";
 
-/// Reads containerd 2.3+'s bootstrap parameters from stdin, if it sent any.
-fn bootstrap_params(flags: &Flags) -> Option<BootstrapParams> {
+/// What containerd writes on `start`'s stdin: 2.3+'s bootstrap parameters,
+/// whose extensions carry the runtime options, or (2.x before 2.3, and 1.7)
+/// the runtime options alone, as a bare `Any`.
+fn read_stdin(flags: &Flags) -> Result<(Option<BootstrapParams>, options::Read)> {
     let mut input = Vec::new();
     if std::io::stdin()
         .lock()
@@ -37,18 +40,35 @@ fn bootstrap_params(flags: &Flags) -> Option<BootstrapParams> {
         .is_err()
         || input.is_empty()
     {
-        return None;
+        return Ok((None, options::Read::default()));
     }
-    BootstrapParams::parse_from_bytes(&input)
+    let params = BootstrapParams::parse_from_bytes(&input)
         .ok()
-        .filter(|p| p.instance_id == flags.id && p.namespace == flags.namespace)
+        .filter(|p| p.instance_id == flags.id && p.namespace == flags.namespace);
+    let read = match &params {
+        Some(params) => match params.extensions.iter().find_map(|e| {
+            e.value
+                .as_ref()
+                .filter(|any| any.type_url.ends_with(options::TYPE_URL))
+        }) {
+            Some(any) => options::from_any(any)?,
+            None => options::Read::default(),
+        },
+        None => options::from_any_bytes(&input)?,
+    };
+    Ok((params, read))
 }
 
 /// `start`: the address of the pod's shim, started first if none serves it.
 pub async fn start(flags: &Flags) -> Result<()> {
-    let params = bootstrap_params(flags);
+    let (params, read) = read_stdin(flags)?;
+    read.log_warnings(&format!("task {}", flags.id));
+    let layout = Layout::new(&read.options);
     let bundle = bundle_dir(flags);
-    let (grouping, dir) = pod_dir_of(flags, &bundle);
+    // `delete`, which gets no options, finds the layout here.
+    let recorded = serde_json::to_vec(&read.options).expect("options serialize");
+    state::write_atomic(&bundle.join(OPTIONS_FILE), &recorded)?;
+    let (grouping, dir) = layout.pod_dir_of(flags, &bundle);
     let socket = dir.socket();
     let address = format!("unix://{}", socket.display());
 
@@ -58,7 +78,24 @@ pub async fn start(flags: &Flags) -> Result<()> {
         if dir.probe() != Probe::Serving {
             remove_socket(&socket)?;
             let listener = UnixListener::bind(&socket).map_err(Error::io("bind", &socket))?;
-            spawn_server(flags, &bundle, listener).map_err(|e| match e {
+            let server = Server {
+                flags,
+                bundle: &bundle,
+                layout: &layout,
+                cgroup: read.options.shim_cgroup.as_deref(),
+            };
+            let spawned = server.spawn(listener);
+            if spawned.is_err()
+                && dir.read_record().ok().flatten().is_none()
+                && dir.container_ids().is_empty()
+            {
+                // No shim ever served this pod: nothing in it for `delete`,
+                // which containerd does not run after a failed start.
+                if let Err(e) = dir.remove() {
+                    log::warn!("pod {grouping}: remove the directory of a failed start: {e}");
+                }
+            }
+            spawned.map_err(|e| match e {
                 Error::Unavailable(why) => {
                     Error::Unavailable(format!("the shim for pod {grouping} did not start: {why}"))
                 }
@@ -72,7 +109,7 @@ pub async fn start(flags: &Flags) -> Result<()> {
     let containerd_version = params
         .as_ref()
         .map_or("", |p| p.containerd_version.as_str());
-    let version = crate::api_version::detect(&state::root(), containerd_version);
+    let version = crate::api_version::detect(&layout.state_root, containerd_version);
     let reply = match params {
         Some(_) => BootstrapResult {
             version,
@@ -95,6 +132,22 @@ pub async fn start(flags: &Flags) -> Result<()> {
         .map_err(|e| Error::Internal(format!("write the bootstrap reply: {e}")))
 }
 
+/// The runtime options `start` read, in the task's bundle (as the Go runc
+/// shim keeps its own).
+const OPTIONS_FILE: &str = "options.json";
+
+/// The layout `start` used for the task in `bundle`: `delete` is run
+/// without the options.
+fn recorded_layout(bundle: &Path) -> Layout {
+    let options = match std::fs::read(bundle.join(OPTIONS_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| log::warn!("{OPTIONS_FILE} in {}: {e}", bundle.display()))
+            .unwrap_or_default(),
+        Err(_) => RuntimeOptions::default(),
+    };
+    Layout::new(&options)
+}
+
 fn remove_socket(socket: &Path) -> Result<()> {
     Ok(state::remove_file(socket)?)
 }
@@ -104,60 +157,81 @@ pub const LISTEN_FD: RawFd = 3;
 /// Set in the serving shim's environment when `start` hands it the socket.
 pub const LISTEN_FD_ENV: &str = "BERTH_LISTEN_FD";
 
-/// Starts the serving shim as a daemon on `listener` and waits until it is
-/// ready: it closes its stdout (our pipe) once it accepts connections, or
-/// writes why it failed there and exits.
-fn spawn_server(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<()> {
-    let mut command = Command::new("/proc/self/exe");
-    command
-        // The running binary, named as containerd named it (for ps).
-        .arg0(
-            std::env::args_os()
-                .next()
-                .unwrap_or_else(|| "containerd-shim-berth-v2".into()),
-        )
-        .current_dir(bundle)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env(LISTEN_FD_ENV, LISTEN_FD.to_string())
-        .args([
-            "-namespace",
-            &flags.namespace,
-            "-id",
-            &flags.id,
-            "-address",
-            &flags.address,
-        ]);
-    if !flags.publish_binary.is_empty() {
-        command.args(["-publish-binary", &flags.publish_binary]);
+/// The serving shim `start` starts for a pod.
+struct Server<'a> {
+    flags: &'a Flags,
+    bundle: &'a Path,
+    layout: &'a Layout,
+    /// The cgroup the options put the shim in.
+    cgroup: Option<&'a str>,
+}
+
+impl Server<'_> {
+    /// Starts the serving shim as a daemon on `listener` and waits until it
+    /// is ready: it closes its stdout (our pipe) once it accepts
+    /// connections, or writes why it failed there and exits.
+    fn spawn(&self, listener: UnixListener) -> Result<()> {
+        let flags = self.flags;
+        let mut command = Command::new("/proc/self/exe");
+        command
+            // The running binary, named as containerd named it (for ps).
+            .arg0(
+                std::env::args_os()
+                    .next()
+                    .unwrap_or_else(|| "containerd-shim-berth-v2".into()),
+            )
+            .current_dir(self.bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env(LISTEN_FD_ENV, LISTEN_FD.to_string())
+            .envs(self.layout.env())
+            .args([
+                "-namespace",
+                &flags.namespace,
+                "-id",
+                &flags.id,
+                "-address",
+                &flags.address,
+            ]);
+        if !flags.publish_binary.is_empty() {
+            command.args(["-publish-binary", &flags.publish_binary]);
+        }
+        if flags.debug {
+            command.arg("-debug");
+        }
+        // The listener goes on LISTEN_FD, and the daemon leaves containerd's
+        // session.
+        let mut child =
+            crate::sys::spawn_with_fds(&mut command, &[(listener.as_fd(), LISTEN_FD)], true)
+                .map_err(|e| Error::Internal(format!("spawn the shim server: {e}")))?;
+        // Our copy must go, or the socket would look served even if the child died.
+        drop(listener);
+        if let Some(cgroup) = self.cgroup {
+            // As the Go runc shim does: before the shim starts anything.
+            if let Err(e) = berth_sandbox::cgroup::join_existing(cgroup, child.id()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::from(e));
+            }
+        }
+        let mut said = String::new();
+        let _ = child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut said);
+        if self.layout.pod_dir_of(flags, self.bundle).1.probe() == Probe::Serving {
+            // The daemon outlives us; its parent becomes containerd's subreaper or init.
+            return Ok(());
+        }
+        let said = said.trim();
+        Err(Error::Unavailable(if said.is_empty() {
+            "it exited without a word".into()
+        } else {
+            said.to_owned()
+        }))
     }
-    if flags.debug {
-        command.arg("-debug");
-    }
-    // The listener goes on LISTEN_FD, and the daemon leaves containerd's
-    // session.
-    let mut child =
-        crate::sys::spawn_with_fds(&mut command, &[(listener.as_fd(), LISTEN_FD)], true)
-            .map_err(|e| Error::Internal(format!("spawn the shim server: {e}")))?;
-    // Our copy must go, or the socket would look served even if the child died.
-    drop(listener);
-    let mut said = String::new();
-    let _ = child
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut said);
-    if pod_dir_of(flags, bundle).1.probe() == Probe::Serving {
-        // The daemon outlives us; its parent becomes containerd's subreaper or init.
-        return Ok(());
-    }
-    let said = said.trim();
-    Err(Error::Unavailable(if said.is_empty() {
-        "it exited without a word".into()
-    } else {
-        said.to_owned()
-    }))
 }
 
 /// containerd's clean-up after a shim died: kill what is left of the task,
@@ -165,10 +239,11 @@ fn spawn_server(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<
 /// where the shim recorded it, else SIGKILL now (the clean-up killed it).
 pub async fn delete(flags: &Flags) -> Result<()> {
     let bundle = bundle_dir(flags);
-    let (_, dir) = pod_dir_of(flags, &bundle);
+    let layout = recorded_layout(&bundle);
+    let (_, dir) = layout.pod_dir_of(flags, &bundle);
     let id = flags.id.clone();
     let cleaned = crate::backend::blocking(move || {
-        let helper = Helper::new(helper_binary(), true);
+        let helper = Helper::new(&layout.helper, true);
         Ok(berth_sandbox::pod::cleanup_dead(&helper, &dir, &id)?)
     })
     .await?;

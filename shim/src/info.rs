@@ -61,15 +61,18 @@ pub fn run() -> Result<()> {
 }
 
 /// The serialized `RuntimeInfo` for the options `input` (a serialized
-/// `Any`, or nothing). The options are given back as they came (the Go
-/// runc shim gives back the runc options it decoded).
+/// `Any`, or nothing). Options berth cannot read are an error, as a task
+/// create with them would be; readable ones are given back as they came
+/// (the Go runc shim gives back the runc options it decoded).
 pub fn answer(input: &[u8]) -> Result<Vec<u8>> {
     let options = if input.is_empty() {
         None
     } else {
-        Some(Any::parse_from_bytes(input).map_err(|e| {
+        let any = Any::parse_from_bytes(input).map_err(|e| {
             Error::InvalidArgument(format!("-info: stdin is not a protobuf Any: {e}"))
-        })?)
+        })?;
+        crate::options::from_any(&any)?;
+        Some(any)
     };
     let features = serde_json::to_vec(&berth_sandbox::features::features())
         .map_err(|e| Error::Internal(format!("-info: encode the OCI features: {e}")))?;
@@ -116,17 +119,32 @@ mod tests {
         assert!(features["linux"].is_object());
     }
 
+    fn options(body: &[u8]) -> Any {
+        let mut value = vec![0x1a, body.len() as u8];
+        value.extend_from_slice(body);
+        Any {
+            type_url: "runtimeoptions.v1.Options".into(),
+            value,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn the_options_come_back_as_they_were_sent() {
-        let options = Any {
-            type_url: "runtimeoptions.v1.Options".into(),
-            value: b"\x1a\x10SystemdCgroup=no".to_vec(),
-            ..Default::default()
-        };
+        let options = options(b"SystemdCgroup = false\nOther = 1");
         let info =
             RuntimeInfo::parse_from_bytes(&answer(&options.write_to_bytes().unwrap()).unwrap())
                 .unwrap();
         assert_eq!(info.options.as_ref(), Some(&options));
+    }
+
+    #[test]
+    fn options_berth_cannot_read_are_an_invalid_argument() {
+        let bad = options(b"SystemdCgroup = 'no'");
+        match answer(&bad.write_to_bytes().unwrap()) {
+            Err(Error::InvalidArgument(why)) => assert!(why.contains("SystemdCgroup"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

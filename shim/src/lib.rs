@@ -16,6 +16,7 @@ mod layout;
 mod logger;
 mod metrics;
 mod oom;
+mod options;
 mod pod;
 mod process;
 mod reaper;

@@ -72,6 +72,8 @@ struct ContainerInfo {
     /// Held across each helper call on the container: libcontainer rewrites
     /// its state file with no lock of its own.
     one_call: Arc<Mutex<()>>,
+    /// Who owns the stdio pipes of its processes (`IoUid`, `IoGid`).
+    io_owner: (u32, u32),
 }
 
 impl PodBackend {
@@ -155,6 +157,8 @@ impl PodBackend {
         let owner = Owner {
             id: &req.id,
             namespace: &self.namespace,
+            uid: info.io_owner.0,
+            gid: info.io_owner.1,
         };
         let prepared = Io::prepare(&req.stdio, self.dir.path(), owner).await?;
         let new = NewContainer {
@@ -162,6 +166,7 @@ impl PodBackend {
             bundle: req.bundle.clone(),
             rootfs: req.rootfs.clone(),
             stdio: prepared.paths.clone(),
+            no_new_keyring: req.options.no_new_keyring,
         };
         let this = Arc::clone(self);
         let process = blocking(move || {
@@ -213,6 +218,7 @@ impl Backend for Arc<PodBackend> {
             Kind::Container { .. } | Kind::Standalone => {
                 let info = ContainerInfo {
                     kill_all_on_exit: !spec::has_own_pid_namespace(&spec),
+                    io_owner: (req.options.io_uid, req.options.io_gid),
                     ..Default::default()
                 };
                 self.create_container(req, info).await
@@ -226,9 +232,12 @@ impl Backend for Arc<PodBackend> {
                 "task {id} is the pod sandbox: berth-pause runs no exec processes"
             )));
         }
+        let io_owner = self.container(id).map_or((0, 0), |c| c.io_owner);
         let owner = Owner {
             id,
             namespace: &self.namespace,
+            uid: io_owner.0,
+            gid: io_owner.1,
         };
         let prepared = Io::prepare(&stdio, self.dir.path(), owner).await?;
         let (exec_id, paths) = (exec_id.to_owned(), prepared.paths.clone());
@@ -357,6 +366,7 @@ mod tests {
             bundle,
             rootfs: Vec::new(),
             stdio: Stdio::default(),
+            options: Default::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use crate::bootstrap::{LISTEN_FD, LISTEN_FD_ENV};
 use crate::error::{Error, Result};
 use crate::events::Outbox;
-use crate::layout;
+use crate::layout::Layout;
 use crate::pod::PodBackend;
 use crate::reaper::Reaper;
 use crate::service::Service;
@@ -50,7 +50,9 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     // the name Go shims show is the kernel's 15-byte cut of theirs.
     let _ = nix::sys::prctl::set_name(c"containerd-shim");
     let bundle = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let (grouping, dir) = layout::pod_dir_of(flags, &bundle);
+    // `start` hands over the layout its options gave, in the environment.
+    let layout = Layout::from_env();
+    let (grouping, dir) = layout.pod_dir_of(flags, &bundle);
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
         eprintln!("containerd-shim-berth-v2: no log fifo, logging to stderr: {e}");
@@ -69,11 +71,11 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     };
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
-    let helper = open_helper()?;
+    let helper = open_helper(&layout.helper)?;
     let outbox = Arc::new(Outbox::start(&ttrpc_address, &flags.namespace));
     let backend = Arc::new(PodBackend::new(
         helper.clone(),
-        layout::pause_binary(),
+        layout.pause.clone(),
         dir.clone(),
         &flags.namespace,
     ));
@@ -122,11 +124,10 @@ pub async fn serve(flags: &Flags) -> Result<()> {
 /// The helper this shim runs, opened now: every helper it runs is the
 /// binary it started with, even after an upgrade replaces the file, and a
 /// missing helper fails the shim's start rather than its first pod.
-fn open_helper() -> Result<Helper> {
-    let path = layout::helper_binary();
-    Helper::open(&path, false).map_err(|e| {
+fn open_helper(path: &Path) -> Result<Helper> {
+    Helper::open(path, false).map_err(|e| {
         Error::Internal(format!(
-            "the helper binary (install it beside the shim or set BERTH_HELPER): {}",
+            "the helper binary (install it beside the shim, set HelperPath in the runtime options or BERTH_HELPER): {}",
             berth_sandbox::error_chain(&e)
         ))
     })

@@ -44,6 +44,37 @@ pub fn join(path: &str, pid: u32) -> Result<()> {
         })
 }
 
+/// Moves `pid` into `path` in every hierarchy where it exists, creating
+/// nothing (the shim's own cgroup, which its operator made: containerd's
+/// Go shims join a `ShimCgroup` the same way). Not found if it exists in
+/// none.
+pub fn join_existing(path: &str, pid: u32) -> Result<()> {
+    let invalid = || Error::invalid("ShimCgroup", format!("{path:?} is not a cgroupfs path"));
+    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return Err(invalid());
+    }
+    let cg = Cgroup::load(hierarchies::auto(), path.trim_start_matches('/'));
+    let mut joined = 0;
+    for subsystem in cg.subsystems() {
+        let controller = subsystem.to_controller();
+        if !controller.exists() {
+            continue;
+        }
+        controller
+            .add_task_by_tgid(&CgroupPid::from(pid as u64))
+            .map_err(|source| Error::Cgroup {
+                op: "join",
+                path: path.to_owned(),
+                source,
+            })?;
+        joined += 1;
+    }
+    if joined == 0 {
+        return Err(Error::NotFound(format!("cgroup {path}")));
+    }
+    Ok(())
+}
+
 /// Removes `path` from every hierarchy. A cgroup that is already gone is fine.
 pub fn remove(path: &str) -> Result<()> {
     let relative = path.trim_start_matches('/');

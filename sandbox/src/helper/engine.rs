@@ -183,6 +183,10 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     fs::write(&config, json).map_err(Error::io("write", &config))?;
     let engine_root = &spec.engine_root;
     fs::create_dir_all(engine_root).map_err(Error::io("create", engine_root))?;
+    if !spec.no_new_keyring {
+        // Inherited by the container's processes from this one.
+        session_keyring(&spec.id, true)?;
+    }
 
     let builder = ContainerBuilder::new(spec.id.clone(), SyscallType::Linux)
         .validate_id()
@@ -243,6 +247,10 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
         .map_err(|e| Error::invalid("process", format!("not an OCI process: {e}")))?;
     settable_oom_score(id, &mut process)?;
     super::tenant::check_labels(&process)?;
+    if !spec.no_new_keyring {
+        // The container's own, which its init made searchable.
+        session_keyring(id, false)?;
+    }
     let tenant = super::tenant::Tenant {
         container: &container,
         process,
@@ -258,6 +266,23 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
     let start_time =
         crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
     Ok(ProcessRecord { pid, start_time })
+}
+
+/// Joins container `id`'s session keyring, `_ses.<id>` as runc names it, so
+/// that its processes share no keys with the host's or another
+/// container's. A kernel without keyrings is no reason to fail.
+fn session_keyring(id: &str, searchable: bool) -> Result<()> {
+    let name = std::ffi::CString::new(format!("_ses.{id}"))
+        .map_err(|_| Error::invalid("id", "contains a NUL byte"))?;
+    match crate::sys::join_session_keyring(&name, searchable) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            log::warn!("container {id}: no session keyring of its own: the kernel has none");
+            Ok(())
+        }
+        result => result.map_err(Error::sys(format!(
+            "container {id}: join a session keyring of its own (NoNewKeyring turns this off)"
+        ))),
+    }
 }
 
 /// Lets a created container's init exec its process. Runs in the helper.

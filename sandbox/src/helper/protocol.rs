@@ -20,7 +20,7 @@ pub const HELPER_ARG: &str = "__berth-helper";
 /// refuses a caller of another version (a shim and helper from two builds)
 /// rather than misread it. Changed whenever [`Request`] or [`Response`]
 /// change in a way the other side would misread.
-pub const PROTOCOL: &str = "1";
+pub const PROTOCOL: &str = "2";
 
 /// The helper binary's file name, and its `argv[0]` however it is reached.
 pub const HELPER_NAME: &str = "berth-sandbox-helper";
@@ -134,6 +134,10 @@ pub struct ContainerSpec {
     /// (containerd's, adjusted) is written there.
     pub work_dir: PathBuf,
     pub stdio: StdioPaths,
+    /// Keep the helper's session keyring instead of one of the container's
+    /// own (`NoNewKeyring`).
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// An `ExecContainer` request: an extra process to run in a created or
@@ -144,6 +148,9 @@ pub struct ExecSpec {
     /// The OCI process (JSON) to run.
     pub process: PathBuf,
     pub stdio: StdioPaths,
+    /// The container was made without a session keyring of its own.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// Names a container in a pod's libcontainer state root.

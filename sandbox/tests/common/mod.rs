@@ -281,6 +281,7 @@ impl Bundle {
                 stdout,
                 ..Default::default()
             },
+            no_new_keyring: false,
         }
     }
 }

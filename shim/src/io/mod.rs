@@ -59,11 +59,31 @@ pub struct Io {
     logger: Option<Logger>,
 }
 
-/// Whose stdio it is: a logging binary is told.
+/// Whose stdio it is: a logging binary is told, and the pipes the process
+/// gets belong to `uid` and `gid` (the runtime options' `IoUid` and
+/// `IoGid`, root by default), so that a process of that user can reopen
+/// them (`/dev/stdout`), as with containerd's Go shim.
 #[derive(Debug, Clone, Copy)]
 pub struct Owner<'a> {
     pub id: &'a str,
     pub namespace: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner<'_> {
+    /// Gives the process's end of a pipe to the owner.
+    fn take(&self, end: &OwnedFd, stream: &'static str) -> Result<()> {
+        if (self.uid, self.gid) == (0, 0) {
+            return Ok(());
+        }
+        nix::unistd::fchown(
+            end,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )
+        .map_err(|e| Error::io("chown the pipe of", stream)(e.into()))
+    }
 }
 
 /// Where a terminal's output is copied to.
@@ -187,6 +207,7 @@ impl Io {
         if let Some(fifo) = stdin {
             let (tx, rx) = pipe::pipe().map_err(Error::io("pipe", "stdin"))?;
             let rx = rx.into_blocking_fd().map_err(Error::io("pipe", "stdin"))?;
+            owner.take(&rx, "stdin")?;
             prepared.paths.stdin = Some(fd_path(&rx));
             prepared.container_ends.push(rx);
             prepared.io.spawn(copy_stdin(fifo, tx));
@@ -222,6 +243,7 @@ impl Io {
                     let fifo = open_output_fifo(&path)?;
                     let (tx, rx) = pipe::pipe().map_err(Error::io("pipe", stream))?;
                     let tx = tx.into_blocking_fd().map_err(Error::io("pipe", stream))?;
+                    owner.take(&tx, stream)?;
                     let path = fd_path(&tx);
                     prepared.container_ends.push(tx);
                     prepared.io.spawn(copy_output(rx, fifo, done_tx.clone()));

@@ -8,6 +8,8 @@ use super::*;
 const OWNER: Owner<'static> = Owner {
     id: "c1",
     namespace: "k8s.io",
+    uid: 0,
+    gid: 0,
 };
 
 /// What libcontainer does with a terminal: sends the master of a new

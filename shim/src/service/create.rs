@@ -12,6 +12,7 @@ use crate::backend::{Backend, CreateRequest, NewTask};
 use crate::error::{Error, Result};
 use crate::events::{Event, Publisher};
 use crate::io::Stdio;
+use crate::options::{self, RuntimeOptions};
 use crate::task::{Launched, Task};
 
 impl<B: Backend, P: Publisher> Inner<B, P> {
@@ -24,10 +25,17 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         if req.bundle.is_empty() {
             return Err(Error::InvalidArgument("bundle: must not be empty".into()));
         }
+        let options = match req.options.as_ref() {
+            Some(any) => options::from_any(any)?,
+            None => options::Read::default(),
+        };
+        options.log_warnings(&format!("task {}", req.id));
+        options.options.check_cgroup_driver()?;
         let reserved = Reservation::take(self, &req.id)?;
         // A half-made task must not be abandoned with a request that gave up.
+        let options = options.options;
         self.detached("create task", |this| async move {
-            this.create_reserved(req, reserved).await
+            this.create_reserved(req, options, reserved).await
         })
         .await
     }
@@ -36,6 +44,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
     async fn create_reserved(
         self: Arc<Self>,
         req: CreateTaskRequest,
+        options: RuntimeOptions,
         reserved: Reservation<B, P>,
     ) -> Result<CreateTaskResponse> {
         // Subscribed before the process exists: its exit cannot be missed.
@@ -61,6 +70,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                     })
                     .collect(),
                 stdio: stdio.clone(),
+                options,
             })
             .await;
         let NewTask {
