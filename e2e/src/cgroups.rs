@@ -35,6 +35,29 @@ pub fn in_every_hierarchy(cgroup_path: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Makes cgroup `cgroup_path` in every hierarchy, as an operator would for a
+/// process to join: each new v1 `cpuset` level gets its parent's CPUs and
+/// memory nodes (a cpuset with none takes no process).
+pub fn create(cgroup_path: &str) -> io::Result<()> {
+    for root in hierarchies() {
+        let mut dir = root.clone();
+        for part in cgroup_path.split('/').filter(|p| !p.is_empty()) {
+            let parent = dir.clone();
+            dir.push(part);
+            if dir.is_dir() {
+                continue;
+            }
+            fs::create_dir(&dir)?;
+            for knob in ["cpuset.cpus", "cpuset.mems"] {
+                if let Ok(value) = fs::read_to_string(parent.join(knob)) {
+                    fs::write(dir.join(knob), value.trim())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every cgroup directory under `base` (itself excluded) whose name contains `needle`.
 pub fn find_named(base: &Path, needle: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();

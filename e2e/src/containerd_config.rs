@@ -10,7 +10,8 @@
 //! - `netns_mounts_under_state_dir = true`: pod netns are pinned under the instance's
 //!   state dir, not the shared `/run/netns`;
 //! - the pause image pinned to the locally built [`crate::images::PAUSE`];
-//! - runtimes `runc` (containerd's Go shim, own runc `Root`) and `berth`.
+//! - runtimes `runc` (containerd's Go shim, own runc `Root`) and `berth`, and
+//!   berth again under handlers that each set some runtime options.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,6 +24,18 @@ use crate::version::Version;
 pub const BERTH_HANDLER: &str = "berth";
 /// CRI runtime handler of containerd's runc shim (the baseline).
 pub const RUNC_HANDLER: &str = "runc";
+/// berth with runtime options: stdio pipes owned by [`OPTIONS_IO_ID`], no
+/// session keyring per container, a state root of its own
+/// ([`Instance::options_state_root`]) and a key berth does not know.
+pub const BERTH_OPTIONS_HANDLER: &str = "berth-options";
+/// berth with `SystemdCgroup = true`.
+pub const BERTH_SYSTEMD_HANDLER: &str = "berth-systemd";
+/// berth with `ShimCgroup` set to [`Instance::shim_cgroup`].
+pub const BERTH_SHIM_CGROUP_HANDLER: &str = "berth-shim-cgroup";
+/// The `IoUid` and `IoGid` of [`BERTH_OPTIONS_HANDLER`].
+pub const OPTIONS_IO_ID: u32 = 1000;
+/// The unknown key in [`BERTH_OPTIONS_HANDLER`]'s options.
+pub const OPTIONS_UNKNOWN_KEY: &str = "BerthE2eUnknown";
 /// berth's shim runtime type: containerd looks for `containerd-shim-berth-v2`.
 pub const BERTH_RUNTIME_TYPE: &str = "io.containerd.berth.v2";
 /// What to put in the config besides the instance's paths.
@@ -151,7 +164,42 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
         berth_name = BERTH_HANDLER,
         berth_type = q(BERTH_RUNTIME_TYPE),
     );
+    berth_with_options(
+        &mut out,
+        instance,
+        &format!("{runtime}.containerd.runtimes"),
+        "sandboxer",
+    );
     out
+}
+
+/// The berth handlers that differ from [`BERTH_HANDLER`] only in their
+/// runtime options, under `runtimes` (the config's table of runtimes);
+/// `mode_key` names the sandbox mode's key in the config's dialect.
+fn berth_with_options(out: &mut String, instance: &Instance, runtimes: &str, mode_key: &str) {
+    let handlers = [
+        (
+            BERTH_OPTIONS_HANDLER,
+            format!(
+                "  IoUid = {OPTIONS_IO_ID}\n  IoGid = {OPTIONS_IO_ID}\n  NoNewKeyring = true\n  \
+                 StateRoot = {}\n  {OPTIONS_UNKNOWN_KEY} = 'ignored'\n",
+                qp(&instance.options_state_root())
+            ),
+        ),
+        (BERTH_SYSTEMD_HANDLER, "  SystemdCgroup = true\n".to_owned()),
+        (
+            BERTH_SHIM_CGROUP_HANDLER,
+            format!("  ShimCgroup = {}\n", q(&instance.shim_cgroup())),
+        ),
+    ];
+    for (name, options) in handlers {
+        let _ = write!(
+            out,
+            "\n[{runtimes}.{name}]\n  runtime_type = {}\n  {mode_key} = 'podsandbox'\n\n\
+             [{runtimes}.{name}.options]\n{options}",
+            q(BERTH_RUNTIME_TYPE)
+        );
+    }
 }
 
 fn render_v2(instance: &Instance, settings: &Settings) -> String {
@@ -205,6 +253,12 @@ fn render_v2(instance: &Instance, settings: &Settings) -> String {
         runc_root = qp(&instance.runc_root()),
         berth_name = BERTH_HANDLER,
         berth_type = q(BERTH_RUNTIME_TYPE),
+    );
+    berth_with_options(
+        &mut out,
+        instance,
+        &format!("{cri}.containerd.runtimes"),
+        "sandbox_mode",
     );
     out
 }

@@ -192,6 +192,17 @@ impl Instance {
         format!("/berth-e2e-{}", self.slot)
     }
 
+    /// The `ShimCgroup` of the handler that sets one: under
+    /// [`Instance::cgroup_root`], made by the test that uses it.
+    pub fn shim_cgroup(&self) -> String {
+        format!("{}/shims", self.cgroup_root())
+    }
+
+    /// The `StateRoot` of the handler whose runtime options set one.
+    pub fn options_state_root(&self) -> PathBuf {
+        self.dir().join("berth-options-state")
+    }
+
     /// Kills every process that belongs to this instance, deletes runc containers left in
     /// its runc root, unmounts what is mounted below its directory, and removes its
     /// bridge, cgroups and directory. Returns a line for each thing that had been left

@@ -4,8 +4,9 @@
 //! `containerd-shim-berth-v2 -info` with the runtime options on stdin and
 //! answers with the RuntimeInfo the shim printed: berth's name, the version
 //! and revision `-v` shows, the options given back, and the OCI features
-//! document. Nothing is started and no state is left (the scenario frame
-//! checks the state root and the instance's processes).
+//! document; options the shim cannot read are refused by name. Nothing is
+//! started and no state is left (the scenario frame checks the state root
+//! and the instance's processes).
 
 use std::process::Command;
 
@@ -66,6 +67,28 @@ async fn info_answers_through_containerd(cd: &Containerd) -> Result<()> {
     ensure!(
         features["linux"]["mountExtensions"]["idmap"]["enabled"] == false,
         "idmap mounts are claimed: {features}"
+    );
+
+    // Options berth cannot read are refused, by name, as a create with them
+    // would be.
+    let bad = RuntimeOptions {
+        config_body: b"SystemdCgroup = 'yes'\n".to_vec(),
+        ..Default::default()
+    }
+    .to_any();
+    let refused = runtime_info(
+        &cd.instance().grpc_socket(),
+        "io.containerd.berth.v2",
+        Some(bad),
+    )
+    .await;
+    let why = format!(
+        "{:#}",
+        refused.err().context("-info took a bad SystemdCgroup")?
+    );
+    ensure!(
+        why.contains("SystemdCgroup must be a boolean"),
+        "the refusal does not name the key: {why}"
     );
 
     // Without options, stdin is empty.
