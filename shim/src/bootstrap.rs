@@ -61,8 +61,9 @@ fn read_stdin(flags: &Flags) -> Result<(Option<BootstrapParams>, options::Read)>
 
 /// `start`: the address of the pod's shim, started first if none serves it.
 pub async fn start(flags: &Flags) -> Result<()> {
+    // `start` has no log (containerd takes its output for the address):
+    // Create reads the same options again and logs their warnings.
     let (params, read) = read_stdin(flags)?;
-    read.log_warnings(&format!("task {}", flags.id));
     let layout = Layout::new(&read.options);
     let bundle = bundle_dir(flags);
     // `delete`, which gets no options, finds the layout here.
@@ -137,15 +138,19 @@ pub async fn start(flags: &Flags) -> Result<()> {
 const OPTIONS_FILE: &str = "options.json";
 
 /// The layout `start` used for the task in `bundle`: `delete` is run
-/// without the options.
-fn recorded_layout(bundle: &Path) -> Layout {
-    let options = match std::fs::read(bundle.join(OPTIONS_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| log::warn!("{OPTIONS_FILE} in {}: {e}", bundle.display()))
-            .unwrap_or_default(),
-        Err(_) => RuntimeOptions::default(),
+/// without the options. No record is the defaults (a bundle `start` never
+/// wrote to); a record that cannot be read is an error, not a guess that
+/// would clean up in the wrong state root and report success.
+fn recorded_layout(bundle: &Path) -> Result<Layout> {
+    let path = bundle.join(OPTIONS_FILE);
+    let options = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::FailedPrecondition(format!("runtime options record {}: {e}", path.display()))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuntimeOptions::default(),
+        Err(e) => return Err(Error::io("read", &path)(e)),
     };
-    Layout::new(&options)
+    Ok(Layout::new(&options))
 }
 
 fn remove_socket(socket: &Path) -> Result<()> {
@@ -239,7 +244,7 @@ impl Server<'_> {
 /// where the shim recorded it, else SIGKILL now (the clean-up killed it).
 pub async fn delete(flags: &Flags) -> Result<()> {
     let bundle = bundle_dir(flags);
-    let layout = recorded_layout(&bundle);
+    let layout = recorded_layout(&bundle)?;
     let (_, dir) = layout.pod_dir_of(flags, &bundle);
     let id = flags.id.clone();
     let cleaned = crate::backend::blocking(move || {
@@ -268,4 +273,35 @@ pub async fn delete(flags: &Flags) -> Result<()> {
     out.write_all(&bytes)
         .and_then(|()| out.flush())
         .map_err(|e| Error::Internal(format!("write the delete response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::ttrpc::Code;
+
+    #[test]
+    fn delete_finds_the_layout_start_recorded_or_refuses_a_bad_record() {
+        let bundle = tempfile::tempdir().unwrap();
+        let defaults = Layout::new(&RuntimeOptions::default());
+        let none = recorded_layout(bundle.path()).unwrap();
+        assert_eq!(
+            none.state_root, defaults.state_root,
+            "no record: the defaults"
+        );
+
+        let options = RuntimeOptions {
+            state_root: Some("/run/berth-elsewhere".into()),
+            ..Default::default()
+        };
+        let record = bundle.path().join(OPTIONS_FILE);
+        std::fs::write(&record, serde_json::to_vec(&options).unwrap()).unwrap();
+        let recorded = recorded_layout(bundle.path()).unwrap();
+        assert_eq!(recorded.state_root, Path::new("/run/berth-elsewhere"));
+
+        std::fs::write(&record, b"{\"state_root\": ").unwrap();
+        let err = recorded_layout(bundle.path()).unwrap_err();
+        assert_eq!(err.code(), Code::FAILED_PRECONDITION, "{err}");
+        assert!(err.to_string().contains(OPTIONS_FILE), "{err}");
+    }
 }

@@ -112,12 +112,21 @@ pub fn from_any(any: &Any) -> Result<Read> {
     }
     let (config_path, body) = decode(&any.value)?;
     if !config_path.is_empty() {
-        if !body.is_empty() {
-            log::warn!(
-                "runtime options: ConfigPath {config_path} is read; the inline table is not"
-            );
+        let path = Path::new(&config_path);
+        // A relative path would mean a different file to start, to the
+        // serving shim and to `-info`, each in its own working directory.
+        if !path.is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "runtime options: ConfigPath {config_path:?} is not an absolute path"
+            )));
         }
-        return from_file(Path::new(&config_path));
+        let mut read = from_file(path)?;
+        if !body.is_empty() {
+            read.warnings.push(format!(
+                "ConfigPath {config_path} is read; the inline table is not"
+            ));
+        }
+        return Ok(read);
     }
     let text = std::str::from_utf8(&body).map_err(|e| {
         Error::InvalidArgument(format!("runtime options: the TOML table is not UTF-8: {e}"))
@@ -355,6 +364,22 @@ mod tests {
         let path = file.to_str().unwrap();
         let read = from_any(&any(message("", path, ""))).unwrap();
         assert!(read.options.no_new_keyring);
+        assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+        let both = from_any(&any(message("", path, "IoUid = 5"))).unwrap();
+        assert_eq!(
+            both.options.io_uid, 0,
+            "the file wins over the inline table"
+        );
+        assert!(
+            both.warnings[0].contains("the inline table is not"),
+            "{:?}",
+            both.warnings
+        );
+        let why = invalid(from_any(&any(message("", "berth.toml", ""))));
+        assert!(
+            why.contains("\"berth.toml\" is not an absolute path"),
+            "{why}"
+        );
         std::fs::write(&file, "NoNewKeyring = 1\n").unwrap();
         let why = invalid(from_any(&any(message("", path, ""))));
         assert!(why.contains(&format!("in ConfigPath {path}")), "{why}");
