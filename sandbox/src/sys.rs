@@ -231,3 +231,110 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// `union bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`.
+#[cfg(feature = "helper")]
+#[repr(C)]
+struct BpfProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `union bpf_attr` for BPF_PROG_ATTACH.
+#[cfg(feature = "helper")]
+#[repr(C)]
+struct BpfProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+}
+
+#[cfg(feature = "helper")]
+const BPF_PROG_LOAD: libc::c_long = 5;
+#[cfg(feature = "helper")]
+const BPF_PROG_ATTACH: libc::c_long = 8;
+#[cfg(feature = "helper")]
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+#[cfg(feature = "helper")]
+const BPF_CGROUP_DEVICE: u32 = 6;
+#[cfg(feature = "helper")]
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// Loads a cgroup device program; on failure, the errno and the verifier's
+/// log.
+#[cfg(feature = "helper")]
+pub fn bpf_load_device_program(
+    prog: &[crate::cgroup::devices::Insn],
+) -> Result<OwnedFd, (io::Error, String)> {
+    let license = c"Apache-2.0";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut name = [0u8; 16];
+    name[..12].copy_from_slice(b"berth_device");
+    let attr = BpfProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: prog.len() as u32,
+        insns: prog.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: name,
+        prog_ifindex: 0,
+        expected_attach_type: BPF_CGROUP_DEVICE,
+    };
+    // SAFETY: the attr is a valid BPF_PROG_LOAD argument of the size given;
+    // the instructions (`#[repr(C)]` bpf_insn), the licence string and the
+    // log buffer it points to outlive the call, and the kernel writes at
+    // most log_size bytes into the log. It returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const BpfProgLoad,
+            std::mem::size_of::<BpfProgLoad>() as u32,
+        )
+    };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        return Err((err, String::from_utf8_lossy(&log[..end]).into_owned()));
+    }
+    // SAFETY: the kernel just returned this descriptor, open and ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches a loaded device program to the cgroup open as `cgroup_fd`,
+/// beside any others (the kernel allows an access only if all allow it).
+#[cfg(feature = "helper")]
+pub fn bpf_attach_device_program(cgroup_fd: i32, prog_fd: i32) -> io::Result<()> {
+    let attr = BpfProgAttach {
+        target_fd: cgroup_fd as u32,
+        attach_bpf_fd: prog_fd as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+    };
+    // SAFETY: a valid BPF_PROG_ATTACH argument of the size given, read by
+    // the kernel during the call only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const BpfProgAttach,
+            std::mem::size_of::<BpfProgAttach>() as u32,
+        )
+    };
+    cvt(rc).map(drop)
+}

@@ -3,6 +3,7 @@
 //!
 //! - here: a pod's cgroupfs path created, joined and removed, and a task's
 //!   cgroup found from its init ([`TaskCgroup`]);
+//! - [`devices`]: the device allow-list on v2, an eBPF program;
 //! - [`freezer`]: freezing and thawing;
 //! - [`oom`]: the source of OOM-kill notifications;
 //! - [`stats`]: the counters Stats reports;
@@ -11,6 +12,7 @@
 //! cgroup v1 (and hybrid hosts, which count as v1) and the unified v2
 //! hierarchy are handled side by side in each of them.
 
+pub mod devices;
 pub mod freezer;
 pub mod oom;
 pub mod resources;

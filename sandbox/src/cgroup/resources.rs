@@ -6,6 +6,10 @@
 //! is written before the memory limit, so that a tighter memory limit can
 //! reclaim into swap; on v1 the `memsw` limit must stay above the memory
 //! limit, so it goes first only when it is raised past it.
+//!
+//! CPU shares become v2's `cpu.weight` by runc's conversion, and quota and
+//! period are one write of `cpu.max`. `unified` keys (v2 only) are written
+//! last, as they are, into the cgroup's own files, as runc does.
 
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::{MaxValue, Subsystem};
@@ -56,9 +60,17 @@ pub fn apply(cgroup: &TaskCgroup, resources: &LinuxResources) -> Result<()> {
                 let Some(cpu) = resources.cpu() else {
                     continue;
                 };
-                if let Some(shares) = cpu.shares() {
-                    c.set_shares(shares)
+                if let Some(shares) = cpu.shares().filter(|&s| s != 0) {
+                    let value = if v2 { shares_to_weight(shares) } else { shares };
+                    c.set_shares(value)
                         .map_err(cgroup.error("set CPU shares"))?;
+                }
+                if v2 {
+                    if cpu.quota().is_some() || cpu.period().is_some() {
+                        c.set_cfs_quota_and_period(cpu.quota(), cpu.period())
+                            .map_err(cgroup.error("set CPU quota and period"))?;
+                    }
+                    continue;
                 }
                 if let Some(quota) = cpu.quota() {
                     c.set_cfs_quota(quota)
@@ -77,6 +89,54 @@ pub fn apply(cgroup: &TaskCgroup, resources: &LinuxResources) -> Result<()> {
             }
             _ => {}
         }
+    }
+    if let Some(unified) = resources.unified().as_ref().filter(|u| !u.is_empty()) {
+        apply_unified(cgroup, unified)?;
+    }
+    Ok(())
+}
+
+/// runc's conversion of CPU shares (2..=262144) to v2's `cpu.weight`
+/// (1..=10000): 1024 shares, the default, become 39.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + (shares - 2) * 9999 / 262_142
+}
+
+/// Writes each `unified` key into the file of that name in the task's v2
+/// cgroup. A key must name a file that exists there; a v1 host has none.
+fn apply_unified(
+    cgroup: &TaskCgroup,
+    unified: &std::collections::HashMap<String, String>,
+) -> Result<()> {
+    let Some(dir) = cgroup.unified() else {
+        return Err(Error::invalid(
+            "resources.unified",
+            "this host has no cgroup v2 hierarchy with controllers",
+        ));
+    };
+    let mut keys: Vec<&String> = unified.keys().collect();
+    keys.sort();
+    for key in keys {
+        let field = || format!("resources.unified.{key}");
+        if key.is_empty() || key.contains('/') || key.starts_with('.') {
+            return Err(Error::invalid(field(), "not a cgroup file name"));
+        }
+        let path = dir.join(key);
+        // Only an existing file: a name the kernel does not offer (or a
+        // controller not enabled for this cgroup) is the caller's error.
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(Error::invalid(field(), "not a cgroup file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::invalid(
+                    field(),
+                    format!("no such file in cgroup {}", cgroup.name()),
+                ))
+            }
+            Err(e) => return Err(Error::io("stat unified key", &path)(e)),
+        }
+        std::fs::write(&path, &unified[key]).map_err(Error::io("write unified key", &path))?;
     }
     Ok(())
 }
@@ -166,6 +226,15 @@ mod tests {
             let err = swap_for_v2(swap, limit).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
         }
+    }
+
+    #[test]
+    fn shares_become_runc_s_cpu_weight() {
+        for (shares, weight) in [(2, 1), (1, 1), (512, 20), (1024, 39), (262_144, 10_000)] {
+            assert_eq!(shares_to_weight(shares), weight, "{shares} shares");
+        }
+        // Above about 9.8 CPUs' shares a raw write would exceed cpu.weight's range.
+        assert!(shares_to_weight(u64::MAX) <= 10_000);
     }
 
     #[test]

@@ -183,11 +183,6 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     fs::write(&config, json).map_err(Error::io("write", &config))?;
     let engine_root = &spec.engine_root;
     fs::create_dir_all(engine_root).map_err(Error::io("create", engine_root))?;
-    if !spec.no_new_keyring {
-        // Inherited by the container's processes from this one.
-        session_keyring(&spec.id, true)?;
-    }
-
     let builder = ContainerBuilder::new(spec.id.clone(), SyscallType::Linux)
         .validate_id()
         .map_err(failed("create", &spec.id))?
@@ -197,6 +192,10 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
         .with_stdin(open_stdio(&spec.stdio.stdin, false)?)
         .with_stdout(open_stdio(&spec.stdio.stdout, true)?)
         .with_stderr(open_stdio(&spec.stdio.stderr, true)?);
+    if !spec.no_new_keyring {
+        // Inherited by the container's processes from this one.
+        session_keyring(&spec.id, true)?;
+    }
     let built = builder
         .as_init(&spec.work_dir)
         .with_systemd(false)
@@ -220,7 +219,7 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
         .pid()
         .ok_or_else(|| Error::invalid("container", "libcontainer created no init process"))?
         .as_raw();
-    if let Err(e) = check_mount_table(pid, &oci) {
+    if let Err(e) = check_mount_table(pid, &oci).and_then(|()| device_filter(pid, &oci)) {
         let cleanup = ContainerRef {
             id: spec.id.clone(),
             engine_root: engine_root.clone(),
@@ -233,6 +232,24 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     let start_time =
         crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
     Ok(ProcessRecord { pid, start_time })
+}
+
+/// On a v2 host, the container's device allow-list, attached to its cgroup
+/// before its process runs (libcontainer writes v1's `devices` controller
+/// itself, but is built without its v2 filter).
+fn device_filter(pid: i32, oci: &Spec) -> Result<()> {
+    let rules = oci
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().as_ref());
+    let Some(rules) = rules.filter(|r| !r.is_empty()) else {
+        return Ok(());
+    };
+    let Some(dir) = crate::cgroup::TaskCgroup::of_pid(pid)?.unified() else {
+        return Ok(());
+    };
+    crate::cgroup::devices::install(&dir, rules)
 }
 
 /// Runs an extra process in a container, in its namespaces and cgroup and
