@@ -47,8 +47,13 @@ bench-smoke: build ## the benchmark with 3 runs of each figure, so it never rots
 	target/release/berth-bench --smoke
 
 .PHONY: test
-test: build ## run the unit, root and end-to-end tests (as root)
+test: build ## run the unit, root and end-to-end tests (as root), then the VM lane
 	$(CARGO) nextest run --workspace --features $(TEST_FEATURES) --no-fail-fast
+	TEST_FEATURES=$(TEST_FEATURES) bash e2e/scripts/vm-lane.sh
+
+.PHONY: vm-lane
+vm-lane: build ## only the end-to-end scenarios in a systemd + cgroup v2 guest (qemu)
+	TEST_FEATURES=$(TEST_FEATURES) bash e2e/scripts/vm-lane.sh
 
 .PHONY: unit
 unit: ## run only the unit tests (no root needed)

@@ -24,6 +24,9 @@ cargo_fuzz_version=0.13.1
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
+# shellcheck source=e2e/scripts/apt-private.sh
+. "$top/e2e/scripts/apt-private.sh"
+
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -46,33 +49,14 @@ install_rust_target() {
   rustup target add "$musl_target"
 }
 
-# The Debian mirror the system already uses, so no host is written down here.
-debian_mirror() {
-  local uri
-  uri=$(grep -hE '^\s*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-          | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
-  if [ -z "$uri" ]; then
-    uri=$(grep -hE '^\s*deb\s' /etc/apt/sources.list 2>/dev/null \
-            | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
-  fi
-  [ -n "$uri" ] || { log "no Debian mirror found in the apt configuration"; return 1; }
-  printf '%s\n' "$uri"
-}
-
 fetch_containerd() {
   local name=$1 suite=$2 pinned=$3
   local dest=$deps/containerd-$name
   if [ -x "$dest/usr/bin/containerd" ] && [ -x "$dest/usr/bin/containerd-shim-runc-v2" ]; then
     return
   fi
-  local apt=$deps/apt/$suite
-  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/debs"
-  printf 'deb %s %s main\n' "$(debian_mirror)" "$suite" >"$apt/sources.list"
-  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=-"
-              -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
-              -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-  log "fetching the $suite package lists for containerd $name"
-  apt-get "${opts[@]}" update -qq
+  apt_setup "$suite" "$suite"
+  local opts=("${apt_opts[@]}" -o "Debug::NoLocking=1")
   local version=$pinned
   if ! apt-cache "${opts[@]}" show "containerd=$pinned" >/dev/null 2>&1; then
     version=$(apt-cache "${opts[@]}" policy containerd | awk '/Candidate:/ {print $2}')
@@ -80,9 +64,9 @@ fetch_containerd() {
       || { log "containerd is not in $suite"; return 1; }
     log "containerd $pinned has left $suite; taking $suite's current $version"
   fi
-  (cd "$apt/debs" && rm -f containerd_*.deb && apt-get "${opts[@]}" download "containerd=$version")
+  (cd "$apt_dir/debs" && rm -f containerd_*.deb && apt-get "${opts[@]}" download "containerd=$version")
   rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
-  dpkg-deb -x "$apt/debs"/containerd_*.deb "$dest.tmp"
+  dpkg-deb -x "$apt_dir/debs"/containerd_*.deb "$dest.tmp"
   printf '%s\n' "$version" >"$dest.tmp/VERSION"
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
   log "containerd $version unpacked into $dest"

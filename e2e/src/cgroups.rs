@@ -1,8 +1,8 @@
 //! The host's cgroup hierarchies, as far as the harness looks at them: finding cgroups
 //! named after a pod, and removing the parent cgroups a test instance caused to exist.
 //!
-//! The machine runs cgroup v1 hybrid (`/sys/fs/cgroup/<controller>` plus `unified`);
-//! this code walks whatever directories are mounted under `/sys/fs/cgroup`.
+//! The host lane's machine runs cgroup v1 hybrid (`/sys/fs/cgroup/<controller>` plus
+//! `unified`), the VM lane's guest a pure v2 hierarchy at `/sys/fs/cgroup` itself.
 
 use std::fs;
 use std::io;
@@ -11,8 +11,17 @@ use std::path::{Path, PathBuf};
 /// Base of the cgroup mounts.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// Each hierarchy's root directory (`/sys/fs/cgroup/memory`, `.../unified`, ...).
+/// Whether `/sys/fs/cgroup` is one unified (v2) hierarchy.
+pub fn is_v2() -> bool {
+    Path::new(CGROUP_ROOT).join("cgroup.controllers").exists()
+}
+
+/// Each hierarchy's root directory (`/sys/fs/cgroup/memory`, `.../unified`, ...;
+/// on a v2 host `/sys/fs/cgroup` alone).
 pub fn hierarchies() -> Vec<PathBuf> {
+    if is_v2() {
+        return vec![PathBuf::from(CGROUP_ROOT)];
+    }
     let Ok(dir) = fs::read_dir(CGROUP_ROOT) else {
         return Vec::new();
     };
@@ -37,7 +46,9 @@ pub fn in_every_hierarchy(cgroup_path: &str) -> Vec<PathBuf> {
 
 /// Makes cgroup `cgroup_path` in every hierarchy, as an operator would for a
 /// process to join: each new v1 `cpuset` level gets its parent's CPUs and
-/// memory nodes (a cpuset with none takes no process).
+/// memory nodes (a cpuset with none takes no process). On v2, a parent's
+/// `cgroup.subtree_control` is left as it is (the shim's cgroup must take
+/// processes, so it may not delegate controllers).
 pub fn create(cgroup_path: &str) -> io::Result<()> {
     for root in hierarchies() {
         let mut dir = root.clone();
@@ -48,6 +59,10 @@ pub fn create(cgroup_path: &str) -> io::Result<()> {
                 continue;
             }
             fs::create_dir(&dir)?;
+            // v2's cpuset children take their parent's CPUs by themselves.
+            if is_v2() {
+                continue;
+            }
             for knob in ["cpuset.cpus", "cpuset.mems"] {
                 if let Ok(value) = fs::read_to_string(parent.join(knob)) {
                     fs::write(dir.join(knob), value.trim())?;

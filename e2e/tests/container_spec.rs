@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
 use berth_e2e::containerd_config::BERTH_HANDLER;
 use berth_e2e::pod_trace::PodTrace;
-use berth_e2e::{e2e_test, scenario, Containerd};
+use berth_e2e::{e2e_test, procs, scenario, Containerd};
 use k8s_cri::v1 as cri;
 use serde_json::Value;
 
@@ -472,9 +472,30 @@ async fn check(
     // The cgroup: the spec's path, in every v1 hierarchy it names.
     let cgroups_path = linux["cgroupsPath"].as_str().context("cgroupsPath")?;
     let cgroup = inside.run("cat /proc/1/cgroup").await?;
-    // The v1 memory hierarchy's line (this project's hosts are v1 or
-    // hybrid), else the unified one, when the container has no cgroup
-    // namespace of its own.
+    let cgroupns = linux["namespaces"]
+        .as_array()
+        .is_some_and(|ns| ns.iter().any(|n| n["type"] == "cgroup"));
+    if cgroupns {
+        // containerd gives a container its own cgroup namespace on a v2
+        // host: it sees its cgroup as the root, and the host sees the
+        // spec's path.
+        ensure!(
+            cgroup.trim() == "0::/",
+            "in its cgroup namespace the container's cgroup is {cgroup:?}, not 0::/"
+        );
+        let line = format!("0::{cgroups_path}");
+        let in_it = procs::all_pids()
+            .into_iter()
+            .filter(|&p| procs::cgroups(p).is_some_and(|c| c.lines().any(|l| l == line)))
+            .count();
+        ensure!(
+            in_it > 0,
+            "no process on the host is in the spec's cgroup {cgroups_path}"
+        );
+        return Ok(());
+    }
+    // The v1 memory hierarchy's line (the host lane is v1 or hybrid), else
+    // the unified one, when the container has no cgroup namespace of its own.
     let memory = cgroup
         .lines()
         .find(|l| {

@@ -11,7 +11,7 @@ use berth_e2e::containerd_config::BERTH_HANDLER;
 use berth_e2e::leaks::{self, LeakKind};
 use berth_e2e::pod_config::NamespaceMode;
 use berth_e2e::pod_trace::PodTrace;
-use berth_e2e::{e2e_test, procs, scenario, Containerd};
+use berth_e2e::{cgroups, e2e_test, procs, scenario, Containerd};
 
 async fn containers_share_localhost(cd: &Containerd) -> Result<()> {
     let config = scenario::pod_config(cd, "web")?;
@@ -268,9 +268,17 @@ async fn a_shared_pid_namespace_is_the_pods(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
-/// The v1 cgroup directory of process `pid` for `controller`.
+/// The cgroup directory of process `pid` for `controller`: its v1 one, or on a
+/// v2 host its only one.
 fn cgroup_dir(pid: i32, controller: &str) -> Result<std::path::PathBuf> {
     let cgroups = procs::cgroups(pid).with_context(|| format!("cgroups of {pid}"))?;
+    if cgroups::is_v2() {
+        let path = cgroups
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .with_context(|| format!("no unified cgroup for {pid}:\n{cgroups}"))?;
+        return Ok(std::path::Path::new(cgroups::CGROUP_ROOT).join(path.trim_start_matches('/')));
+    }
     let path = cgroups
         .lines()
         .find_map(|l| {
@@ -348,6 +356,14 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     );
 
     let limit: i64 = 48 * 1024 * 1024;
+    // On v2, `unified` keys are written as they are (in-place pod resize
+    // and NRI use them); a v1 host has none.
+    let high: i64 = 40 * 1024 * 1024;
+    let unified = if cgroups::is_v2() {
+        [("memory.high".to_owned(), high.to_string())].into()
+    } else {
+        Default::default()
+    };
     cd.cri()
         .update_container_resources(
             &busy_id,
@@ -356,6 +372,7 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
                 cpu_period: 100_000,
                 cpu_quota: 50_000,
                 cpu_shares: 512,
+                unified,
                 ..Default::default()
             },
         )
@@ -365,12 +382,23 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
         .into_iter()
         .find(|&p| procs::cgroups(p).is_some_and(|c| c.contains(&busy_id)))
         .with_context(|| format!("no process of container {busy_id} ({:?})", status.state))?;
-    for (controller, file, want) in [
-        ("memory", "memory.limit_in_bytes", limit.to_string()),
-        ("cpu", "cpu.cfs_period_us", "100000".into()),
-        ("cpu", "cpu.cfs_quota_us", "50000".into()),
-        ("cpu", "cpu.shares", "512".into()),
-    ] {
+    let written: Vec<(&str, &str, String)> = if cgroups::is_v2() {
+        vec![
+            ("memory", "memory.max", limit.to_string()),
+            ("cpu", "cpu.max", "50000 100000".into()),
+            // runc's conversion of 512 shares: 1 + (512 - 2) * 9999 / 262142.
+            ("cpu", "cpu.weight", "20".into()),
+            ("memory", "memory.high", high.to_string()),
+        ]
+    } else {
+        vec![
+            ("memory", "memory.limit_in_bytes", limit.to_string()),
+            ("cpu", "cpu.cfs_period_us", "100000".into()),
+            ("cpu", "cpu.cfs_quota_us", "50000".into()),
+            ("cpu", "cpu.shares", "512".into()),
+        ]
+    };
+    for (controller, file, want) in written {
         let written = cgroup_file(pid, controller, file)?;
         ensure!(
             written == want,
@@ -404,6 +432,34 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
 
     scenario::remove_containers(cd, &[busy_id, hog_id]).await?;
     scenario::expect_shim_fds(&pod_trace, shim_fds).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+/// The spec's device allow-list holds: a container may make any device node
+/// (CRI allows `m` for all, and gives it CAP_MKNOD) but may open only the
+/// devices the list allows. On v1 that is the devices controller; on v2
+/// berth's eBPF filter on the container's cgroup.
+async fn only_allowed_devices_open(cd: &Containerd) -> Result<()> {
+    let config = scenario::pod_config(cd, "devices")?;
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let spec = ContainerSpec::shell("devices", "echo ready; exec sleep 1000");
+    let id = scenario::run_container(cd, &pod, &config, &spec).await?;
+    scenario::wait_ready(&config, &spec).await?;
+    // /dev/kmsg (c 1:11) is not on CRI's list; /dev/null (c 1:3) is.
+    let script = "mknod /tmp/kmsg c 1 11 && echo made; \
+                  (echo berth-e2e > /tmp/kmsg) 2>/dev/null && echo kmsg-written || echo kmsg-refused; \
+                  (head -c 1 /tmp/kmsg) 2>/dev/null >/dev/null && echo kmsg-read || echo kmsg-refused; \
+                  echo x > /dev/null && echo null-written";
+    let out = cd.cri().exec_sync(&id, &["sh", "-c", script], 20).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    ensure!(
+        lines == ["made", "kmsg-refused", "kmsg-refused", "null-written"],
+        "devices in the container: {lines:?} (stderr {:?})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    scenario::remove_containers(cd, &[id]).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
@@ -471,5 +527,6 @@ e2e_test!(share_localhost, containers_share_localhost);
 e2e_test!(thousand_execs, a_thousand_execs_leave_nothing_behind);
 e2e_test!(stats_and_update, stats_and_updates_reach_the_cgroup);
 e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods);
+e2e_test!(device_allow_list, only_allowed_devices_open);
 e2e_test!(exit_codes, exit_codes_are_reported);
 e2e_test!(stop_grace_period, stop_honours_the_grace_period);

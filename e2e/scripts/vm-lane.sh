@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The systemd + cgroup v2 lane of `make test`: builds the end-to-end test
+# binaries, writes the job that runs the lane's scenarios on containerd 2.1,
+# and runs it as root inside the guest (vm-image.sh builds it once, vm-run.sh
+# boots it). Prints the job's output; exits non-zero if any scenario failed.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$top"
+lane=$top/target/vm-lane
+# test target: the scenarios (libtest names, matched exactly) the lane runs.
+# The guest is emulated (10-25x slower than the host), so these are the ones
+# whose outcome depends on the cgroup hierarchy.
+scenarios=(
+  "berth_cri: berth_cri::containerd_2_1"
+  "containers: share_localhost::containerd_2_1 stats_and_update::containerd_2_1 exit_codes::containerd_2_1 shared_pid::containerd_2_1 device_allow_list::containerd_2_1"
+  "container_spec: spec_reaches_the_container::containerd_2_1"
+  "runtime_options: cgroup_options::containerd_2_1 slice_parent::containerd_2_1"
+  "shim_killed: shim_killed::containerd_2_1 journaled_exit::containerd_2_1"
+  "freeze: ctr_pause::containerd_2_1 pod_pause::containerd_2_1"
+  "restart: containerd_crash::containerd_2_1"
+  "pod_remove: pod_remove::containerd_2_1"
+)
+
+bash e2e/scripts/vm-image.sh
+mkdir -p "$lane"
+
+# The same build as `make test`'s (TEST_FEATURES), so nothing is rebuilt.
+json=$(cargo test --no-run --message-format=json --workspace \
+         --features "${TEST_FEATURES:-berth-e2e/e2e}" 2>"$lane.build.log") \
+  || { tail -n 30 "$lane.build.log"; exit 1; }
+
+mkdir -p "$lane"
+{
+  echo '#!/bin/sh'
+  echo '# Written by e2e/scripts/vm-lane.sh; runs inside the guest.'
+  echo "cd '$top' || exit 1"
+  echo "export BERTH_BIN_DIR='$top/target/berth/bin' BERTH_PAUSE='$top/target/berth/bin/berth-pause'"
+  echo 'rc=0'
+  for s in "${scenarios[@]}"; do
+    name=${s%%:*}
+    bin=$(printf '%s\n' "$json" \
+            | grep -F "\"name\":\"$name\",\"src_path\"" \
+            | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | head -n1)
+    [ -n "$bin" ] || { echo "vm-lane: no test binary for $name" >&2; exit 1; }
+    echo "echo \"== $name:${s#*:}\"; t=\$(date +%s)"
+    echo "'$bin' --test-threads=1 --exact${s#*:} || rc=1"
+    echo "echo \"== $name: \$((\$(date +%s) - t)) s\""
+  done
+  echo 'exit $rc'
+} >"$lane/job"
+chmod 0755 "$lane/job"
+
+start=$(date +%s)
+status=0
+bash e2e/scripts/vm-run.sh || status=$?
+cat "$lane/job.log" 2>/dev/null || true
+echo "vm-lane: systemd + cgroup v2 guest, $(( $(date +%s) - start )) s, status $status"
+exit "$status"
