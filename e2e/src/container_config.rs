@@ -32,6 +32,9 @@ pub struct ContainerSpec {
     pub pid: NamespaceMode,
     /// The memory limit in bytes; 0 for none.
     pub memory_limit: i64,
+    /// CPU shares, as kubelet derives them from the CPU request; 0 for
+    /// CRI's default.
+    pub cpu_shares: i64,
     /// Whether the process runs on a terminal.
     pub tty: bool,
 }
@@ -48,6 +51,7 @@ impl ContainerSpec {
             log_path: format!("{name}.log"),
             pid: NamespaceMode::Container,
             memory_limit: 0,
+            cpu_shares: 0,
             tty: false,
         }
     }
@@ -77,6 +81,12 @@ impl ContainerSpec {
         self
     }
 
+    /// The container has `shares` CPU shares.
+    pub fn cpu_shares(mut self, shares: i64) -> Self {
+        self.cpu_shares = shares;
+        self
+    }
+
     /// The container shares the pod's PID namespace, as kubelet asks for
     /// pods with `shareProcessNamespace`.
     pub fn share_pod_pids(mut self) -> Self {
@@ -86,7 +96,8 @@ impl ContainerSpec {
 
     /// Parses crictl-style `container-config.json`: snake_case keys, every
     /// field optional; the fields berth-cri knows (name, image, command,
-    /// args, log_path, tty, the memory limit and the PID namespace mode).
+    /// args, log_path, tty, the memory limit, CPU shares and the PID namespace
+    /// mode).
     pub fn from_json(text: &str) -> serde_json::Result<ContainerSpec> {
         let file: ConfigFile = serde_json::from_str(text)?;
         let linux = file.linux;
@@ -102,6 +113,7 @@ impl ContainerSpec {
                 .pid
                 .unwrap_or(NamespaceMode::Container),
             memory_limit: linux.resources.memory_limit_in_bytes,
+            cpu_shares: linux.resources.cpu_shares,
             tty: file.tty,
         })
     }
@@ -124,9 +136,12 @@ impl ContainerSpec {
             // Kubelet always names the namespaces: without them CRI puts the
             // container in the pod's PID namespace.
             linux: Some(cri::LinuxContainerConfig {
-                resources: (self.memory_limit > 0).then(|| cri::LinuxContainerResources {
-                    memory_limit_in_bytes: self.memory_limit,
-                    ..Default::default()
+                resources: (self.memory_limit > 0 || self.cpu_shares > 0).then(|| {
+                    cri::LinuxContainerResources {
+                        memory_limit_in_bytes: self.memory_limit,
+                        cpu_shares: self.cpu_shares,
+                        ..Default::default()
+                    }
                 }),
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
@@ -179,6 +194,7 @@ struct LinuxFile {
 #[serde(default)]
 struct ResourcesFile {
     memory_limit_in_bytes: i64,
+    cpu_shares: i64,
 }
 
 #[derive(Deserialize, Default)]

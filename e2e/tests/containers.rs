@@ -317,7 +317,8 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     let busy = ContainerSpec::shell(
         "busy",
         "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo ready; exec sleep 1000",
-    );
+    )
+    .cpu_shares(512);
     let busy_id = scenario::run_container(cd, &pod, &config, &busy).await?;
     scenario::wait_ready(&config, &busy).await?;
 
@@ -359,35 +360,44 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     // On v2, `unified` keys are written as they are (in-place pod resize
     // and NRI use them); a v1 host has none.
     let high: i64 = 40 * 1024 * 1024;
-    let unified = if cgroups::is_v2() {
+    let unified: std::collections::HashMap<String, String> = if cgroups::is_v2() {
         [("memory.high".to_owned(), high.to_string())].into()
     } else {
         Default::default()
     };
-    cd.cri()
-        .update_container_resources(
-            &busy_id,
-            k8s_cri::v1::LinuxContainerResources {
-                memory_limit_in_bytes: limit,
-                cpu_period: 100_000,
-                cpu_quota: 50_000,
-                cpu_shares: 512,
-                unified,
-                ..Default::default()
-            },
-        )
-        .await?;
     let status = cd.cri().container_status(&busy_id).await?;
     let pid = procs::all_pids()
         .into_iter()
         .find(|&p| procs::cgroups(p).is_some_and(|c| c.contains(&busy_id)))
         .with_context(|| format!("no process of container {busy_id} ({:?})", status.state))?;
+    let (cpu_file, weight_at_512, weight_at_2048) = if cgroups::is_v2() {
+        // The curve runc (1.3.2 on) and libcontainer use: 1024 shares are
+        // weight 100.
+        ("cpu.weight", "59", "174")
+    } else {
+        ("cpu.shares", "512", "2048")
+    };
+    let created = cgroup_file(pid, "cpu", cpu_file)?;
+    ensure!(
+        created == weight_at_512,
+        "{cpu_file} is {created:?} for a container created with 512 CPU shares"
+    );
+    let update = |cpu_shares: i64| k8s_cri::v1::LinuxContainerResources {
+        memory_limit_in_bytes: limit,
+        cpu_period: 100_000,
+        cpu_quota: 50_000,
+        cpu_shares,
+        unified: unified.clone(),
+        ..Default::default()
+    };
+    cd.cri()
+        .update_container_resources(&busy_id, update(2048))
+        .await?;
     let written: Vec<(&str, &str, String)> = if cgroups::is_v2() {
         vec![
             ("memory", "memory.max", limit.to_string()),
             ("cpu", "cpu.max", "50000 100000".into()),
-            // runc's conversion of 512 shares: 1 + (512 - 2) * 9999 / 262142.
-            ("cpu", "cpu.weight", "20".into()),
+            ("cpu", cpu_file, weight_at_2048.into()),
             ("memory", "memory.high", high.to_string()),
         ]
     } else {
@@ -395,7 +405,7 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
             ("memory", "memory.limit_in_bytes", limit.to_string()),
             ("cpu", "cpu.cfs_period_us", "100000".into()),
             ("cpu", "cpu.cfs_quota_us", "50000".into()),
-            ("cpu", "cpu.shares", "512".into()),
+            ("cpu", cpu_file, weight_at_2048.into()),
         ]
     };
     for (controller, file, want) in written {
@@ -405,6 +415,16 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
             "{file} is {written:?} after the update to {want}"
         );
     }
+    // Update converts shares as create does: back to 512, the weight is
+    // what create gave.
+    cd.cri()
+        .update_container_resources(&busy_id, update(512))
+        .await?;
+    let updated = cgroup_file(pid, "cpu", cpu_file)?;
+    ensure!(
+        updated == created,
+        "{cpu_file} is {updated:?} after an update to 512 CPU shares, {created:?} after create"
+    );
 
     // Past its limit, a container is OOM-killed, and CRI says so. (That
     // TaskOOM comes before TaskExit is proved by the service's unit test.)
@@ -446,20 +466,90 @@ async fn only_allowed_devices_open(cd: &Containerd) -> Result<()> {
     let spec = ContainerSpec::shell("devices", "echo ready; exec sleep 1000");
     let id = scenario::run_container(cd, &pod, &config, &spec).await?;
     scenario::wait_ready(&config, &spec).await?;
-    // /dev/kmsg (c 1:11) is not on CRI's list; /dev/null (c 1:3) is.
-    let script = "mknod /tmp/kmsg c 1 11 && echo made; \
+    // /dev/kmsg (c 1:11) is not on CRI's list (and anyone may write to it
+    // where no list stops them); /dev/null (c 1:3) is, and a node of it
+    // made beside the kmsg node shows that /tmp allows devices at all.
+    let script = "mknod /tmp/kmsg c 1 11 && mknod /tmp/null c 1 3 && echo made; \
                   (echo berth-e2e > /tmp/kmsg) 2>/dev/null && echo kmsg-written || echo kmsg-refused; \
-                  (head -c 1 /tmp/kmsg) 2>/dev/null >/dev/null && echo kmsg-read || echo kmsg-refused; \
-                  echo x > /dev/null && echo null-written";
+                  (echo x > /tmp/null) && echo null-written";
     let out = cd.cri().exec_sync(&id, &["sh", "-c", script], 20).await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     ensure!(
-        lines == ["made", "kmsg-refused", "kmsg-refused", "null-written"],
+        lines == ["made", "kmsg-refused", "null-written"],
         "devices in the container: {lines:?} (stderr {:?})",
         String::from_utf8_lossy(&out.stderr)
     );
     scenario::remove_containers(cd, &[id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+/// A `unified` key names a limit in the container's own cgroup, never a
+/// path: an absolute or climbing key would have libcontainer write a host
+/// file at create, and Update would write it too. Both refuse the key by
+/// name, and the host file keeps its contents; the runtime's own
+/// `cgroup.*` files are refused the same way.
+async fn unified_keys_stay_in_the_cgroup(cd: &Containerd) -> Result<()> {
+    const HOST_TEXT: &str = "host file, must stay\n";
+    let host_file = cd.instance().dir().join("unified-canary");
+    std::fs::write(&host_file, HOST_TEXT)?;
+    let host_path = host_file.to_string_lossy().into_owned();
+    let climbing = format!("{}{}", "../".repeat(12), &host_path[1..]);
+    let config = scenario::pod_config(cd, "unified")?;
+    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let mut ids = Vec::new();
+    for key in [host_path.as_str(), climbing.as_str(), "cgroup.procs"] {
+        let spec = ContainerSpec::shell(&format!("unified-{}", ids.len()), "exec sleep 600");
+        let mut cri_config = spec.to_cri();
+        let linux = cri_config.linux.get_or_insert_with(Default::default);
+        linux.resources.get_or_insert_with(Default::default).unified =
+            [(key.to_owned(), "1".to_owned())].into();
+        let id = cd
+            .cri()
+            .create_container(&pod, cri_config, config.to_cri())
+            .await?;
+        ids.push(id.clone());
+        let err = match cd.cri().start_container(&id).await {
+            Ok(()) => anyhow::bail!("a container with the unified key {key:?} started"),
+            Err(e) => format!("{e:#}"),
+        };
+        let named = format!("linux.resources.unified.{key}");
+        ensure!(
+            err.contains(&named) && err.contains("invalid argument"),
+            "create with unified key {key:?}: the error is not an InvalidArgument naming {named:?}: {err}"
+        );
+        let text = std::fs::read_to_string(&host_file)?;
+        ensure!(text == HOST_TEXT, "the host file now reads {text:?}");
+    }
+    // Update: the same keys are refused on a running container.
+    let spec = ContainerSpec::shell("unified-update", "echo ready; exec sleep 600");
+    let id = scenario::run_container(cd, &pod, &config, &spec).await?;
+    scenario::wait_ready(&config, &spec).await?;
+    ids.push(id.clone());
+    for key in [host_path.as_str(), climbing.as_str(), "cgroup.kill"] {
+        let resources = k8s_cri::v1::LinuxContainerResources {
+            unified: [(key.to_owned(), "1".to_owned())].into(),
+            ..Default::default()
+        };
+        let err = match cd.cri().update_container_resources(&id, resources).await {
+            Ok(()) => anyhow::bail!("an update with the unified key {key:?} was taken"),
+            Err(e) => format!("{e:#}"),
+        };
+        ensure!(
+            err.contains(&format!("resources.unified.{key}")),
+            "update with unified key {key:?}: the error does not name it: {err}"
+        );
+        let text = std::fs::read_to_string(&host_file)?;
+        ensure!(text == HOST_TEXT, "the host file now reads {text:?}");
+    }
+    let status = cd.cri().container_status(&id).await?;
+    ensure!(
+        status.state == k8s_cri::v1::ContainerState::ContainerRunning as i32,
+        "the container is {:?} after the refused updates",
+        status.state
+    );
+    scenario::remove_containers(cd, &ids).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
@@ -528,5 +618,6 @@ e2e_test!(thousand_execs, a_thousand_execs_leave_nothing_behind);
 e2e_test!(stats_and_update, stats_and_updates_reach_the_cgroup);
 e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods);
 e2e_test!(device_allow_list, only_allowed_devices_open);
+e2e_test!(unified_keys, unified_keys_stay_in_the_cgroup);
 e2e_test!(exit_codes, exit_codes_are_reported);
 e2e_test!(stop_grace_period, stop_honours_the_grace_period);

@@ -271,14 +271,18 @@ const BPF_CGROUP_DEVICE: u32 = 6;
 #[cfg(feature = "helper")]
 const BPF_F_ALLOW_MULTI: u32 = 2;
 
-/// Loads a cgroup device program; on failure, the errno and the verifier's
-/// log.
+/// Loads a cgroup device program. With `log`, the verifier writes what it
+/// found into it (a log too small for that fails the load with ENOSPC).
 #[cfg(feature = "helper")]
 pub fn bpf_load_device_program(
     prog: &[crate::cgroup::devices::Insn],
-) -> Result<OwnedFd, (io::Error, String)> {
+    log: Option<&mut [u8]>,
+) -> io::Result<OwnedFd> {
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
+    let (log_level, log_size, log_buf) = match log {
+        Some(log) => (1, log.len() as u32, log.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
     let mut name = [0u8; 16];
     name[..12].copy_from_slice(b"berth_device");
     let attr = BpfProgLoad {
@@ -286,9 +290,9 @@ pub fn bpf_load_device_program(
         insn_cnt: prog.len() as u32,
         insns: prog.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         kern_version: 0,
         prog_flags: 0,
         prog_name: name,
@@ -297,8 +301,9 @@ pub fn bpf_load_device_program(
     };
     // SAFETY: the attr is a valid BPF_PROG_LOAD argument of the size given;
     // the instructions (`#[repr(C)]` bpf_insn), the licence string and the
-    // log buffer it points to outlive the call, and the kernel writes at
-    // most log_size bytes into the log. It returns a new descriptor or -1.
+    // log buffer (if any) it points to outlive the call, and the kernel
+    // writes at most log_size bytes into the log. It returns a new
+    // descriptor or -1.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -308,9 +313,7 @@ pub fn bpf_load_device_program(
         )
     };
     if fd < 0 {
-        let err = io::Error::last_os_error();
-        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-        return Err((err, String::from_utf8_lossy(&log[..end]).into_owned()));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned this descriptor, open and ours alone.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })

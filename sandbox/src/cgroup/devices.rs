@@ -50,6 +50,8 @@ const DEV_CHAR: i32 = 2;
 const ACC_MKNOD: i32 = 1;
 const ACC_READ: i32 = 2;
 const ACC_WRITE: i32 = 4;
+/// Minors have 20 bits (and majors 12): no larger number names a device.
+const MAX_DEVICE_NUMBER: u32 = (1 << 20) - 1;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
@@ -91,7 +93,13 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
     for rule in rules.iter().rev() {
         let mut block = Vec::new();
         match rule.typ() {
-            None | Some(LinuxDeviceType::A) => {}
+            // "a" is every device and every access, whatever else the rule
+            // says, as the kernel reads it on v1: this rule decides alone.
+            None | Some(LinuxDeviceType::A) => {
+                prog.push(insn(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow())));
+                prog.push(insn(JMP_EXIT, 0, 0, 0, 0));
+                return Ok(prog);
+            }
             Some(LinuxDeviceType::B) => block.push(insn(JMP_JNE_K, 2, 0, 0, DEV_BLOCK)),
             Some(LinuxDeviceType::C | LinuxDeviceType::U) => {
                 block.push(insn(JMP_JNE_K, 2, 0, 0, DEV_CHAR))
@@ -116,11 +124,21 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
             }
         }
         for (reg, number) in [(4, rule.major()), (5, rule.minor())] {
-            if let Some(n) = number.filter(|&n| n >= 0) {
-                let n = i32::try_from(n).map_err(|_| {
-                    Error::invalid("linux.resources.devices", format!("device number {n}"))
-                })?;
-                block.push(insn(JMP_JNE_K, reg, 0, 0, n));
+            // None and -1 are any number.
+            match number {
+                None | Some(-1) => {}
+                Some(n) => {
+                    let n = u32::try_from(n)
+                        .ok()
+                        .filter(|&n| n <= MAX_DEVICE_NUMBER)
+                        .ok_or_else(|| {
+                            Error::invalid(
+                                "linux.resources.devices",
+                                format!("{n} is not a device number"),
+                            )
+                        })?;
+                    block.push(insn(JMP_JNE_K, reg, 0, 0, n as i32));
+                }
             }
         }
         block.push(insn(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow())));
@@ -132,13 +150,7 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
                 ins.off = (len - i - 1) as i16;
             }
         }
-        // A rule with no test matches every access: nothing before it in
-        // the list is ever reached (the verifier refuses dead code).
-        let decides_all = len == 2;
         prog.extend(block);
-        if decides_all {
-            return Ok(prog);
-        }
     }
     prog.push(insn(ALU64_MOV_K, 0, 0, 0, 0));
     prog.push(insn(JMP_EXIT, 0, 0, 0, 0));
@@ -181,28 +193,45 @@ pub fn with_defaults(rules: &[LinuxDeviceCgroup]) -> Vec<LinuxDeviceCgroup> {
     all
 }
 
-/// Loads the program for `rules` and attaches it to the v2 cgroup `dir`.
-/// No rules at all is no program (every device allowed, as without one).
+/// Loads the program for `rules` followed by [`with_defaults`]'s and
+/// attaches it to the v2 cgroup `dir`. No rules at all allow only the
+/// defaults, as in runc.
 #[cfg(feature = "helper")]
 pub fn install(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    if rules.is_empty() {
-        return Ok(());
-    }
     let prog = program(&with_defaults(rules))?;
     let cgroup = std::fs::File::open(dir).map_err(Error::io("open cgroup", dir))?;
-    let loaded = crate::sys::bpf_load_device_program(&prog)
-        .map_err(|(e, log)| bpf_error("load the device filter", dir, e, &log))?;
+    let loaded = match crate::sys::bpf_load_device_program(&prog, None) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Again with the verifier's log, to say why; a log too small
+            // for a long program is no reason to hide the first error.
+            let mut log = vec![0u8; 256 * 1024];
+            let why = match crate::sys::bpf_load_device_program(&prog, Some(&mut log)) {
+                Ok(_) => String::new(),
+                Err(_) => {
+                    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                    String::from_utf8_lossy(&log[..end]).into_owned()
+                }
+            };
+            return Err(bpf_error("load the device filter", dir, e, &why));
+        }
+    };
     crate::sys::bpf_attach_device_program(cgroup.as_raw_fd(), loaded.as_raw_fd())
         .map_err(|e| bpf_error("attach the device filter", dir, e, ""))
 }
 
 #[cfg(feature = "helper")]
 fn bpf_error(op: &str, dir: &Path, e: io::Error, log: &str) -> Error {
-    let log = log.trim_end_matches('\0').trim();
-    let what = if log.is_empty() {
+    // The verifier's conclusion is at the end of its log.
+    let log = log.trim();
+    let tail: String = {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("; ")
+    };
+    let what = if tail.is_empty() {
         format!("{op} to cgroup {}", dir.display())
     } else {
-        format!("{op} to cgroup {} (verifier: {log})", dir.display())
+        format!("{op} to cgroup {} (verifier: {tail})", dir.display())
     };
     Error::sys(what)(e)
 }
@@ -368,6 +397,58 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn an_all_devices_rule_ignores_its_numbers_and_access() {
+        // The kernel reads "a 1:3 r" as "a": every device, every access.
+        let deny = program(&with_defaults(&[rule(
+            false,
+            LinuxDeviceType::A,
+            1,
+            3,
+            "r",
+        )]))
+        .unwrap();
+        assert_eq!(evaluate(&deny, DEV_BLOCK, ACC_READ, 8, 0), Some(0));
+        assert_eq!(
+            evaluate(&deny, DEV_CHAR, ACC_READ, 1, 3),
+            Some(1),
+            "a default"
+        );
+        let allow = program(&[
+            rule(false, LinuxDeviceType::C, 1, 3, "w"),
+            rule(true, LinuxDeviceType::A, 4, 4, "m"),
+        ])
+        .unwrap();
+        assert_eq!(
+            evaluate(&allow, DEV_CHAR, ACC_WRITE, 1, 3),
+            Some(1),
+            "the later allow-all overrides the earlier denial"
+        );
+        assert_eq!(unreachable(&allow), None);
+    }
+
+    #[test]
+    fn no_rules_allow_only_the_defaults() {
+        let prog = program(&with_defaults(&[])).unwrap();
+        assert_eq!(evaluate(&prog, DEV_CHAR, ACC_WRITE, 1, 3), Some(1));
+        assert_eq!(evaluate(&prog, DEV_CHAR, ACC_WRITE, 1, 11), Some(0));
+        assert_eq!(evaluate(&prog, DEV_BLOCK, ACC_READ, 8, 0), Some(0));
+    }
+
+    #[test]
+    fn a_number_that_names_no_device_is_refused() {
+        for n in [-2, 1 << 20, i64::MAX] {
+            let err = program(&[rule(true, LinuxDeviceType::C, n, 0, "r")]).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{n}: {err}");
+            assert!(err.to_string().contains(&n.to_string()), "{err}");
+        }
+        let any = program(&[rule(true, LinuxDeviceType::C, -1, -1, "r")]).unwrap();
+        assert_eq!(
+            evaluate(&any, DEV_CHAR, ACC_READ, 4095, (1 << 20) - 1),
+            Some(1)
+        );
+    }
+
+    #[test]
     fn a_bad_access_string_is_refused_by_field() {
         let err = program(&[rule(true, LinuxDeviceType::C, 1, 3, "rx")]).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
@@ -391,18 +472,23 @@ mod root_tests {
         let dir = base.join(format!("berth-devices-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         install(&dir, &cri_rules()).unwrap();
+        // The nodes are made under /dev, which (unlike a nodev /tmp) allows
+        // devices: the /dev/null node made beside the kmsg one shows it.
+        let nodes = format!("/dev/berth-devices-{}", std::process::id());
+        std::fs::create_dir(&nodes).unwrap();
         let script = format!(
-            "echo $$ > {}/cgroup.procs || exit 9; \
-             mknod /tmp/berth-kmsg-$$ c 1 11 && echo made; \
-             (echo x > /tmp/berth-kmsg-$$) 2>/dev/null && echo written || echo refused; \
-             rm -f /tmp/berth-kmsg-$$; echo x > /dev/null && echo null",
-            dir.display()
+            "echo $$ > {cgroup}/cgroup.procs || exit 9; cd {nodes} || exit 9; \
+             mknod kmsg c 1 11 && mknod null c 1 3 && echo made; \
+             (echo x > kmsg) 2>/dev/null && echo written || echo refused; \
+             echo x > null && echo null",
+            cgroup = dir.display()
         );
         let out = std::process::Command::new("/bin/sh")
             .args(["-c", &script])
             .output()
             .unwrap();
         let _ = std::fs::remove_dir(&dir);
+        let _ = std::fs::remove_dir_all(&nodes);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             stdout.lines().collect::<Vec<_>>(),

@@ -7,8 +7,9 @@
 //! reclaim into swap; on v1 the `memsw` limit must stay above the memory
 //! limit, so it goes first only when it is raised past it.
 //!
-//! CPU shares become v2's `cpu.weight` by runc's conversion, and quota and
-//! period are one write of `cpu.max`. `unified` keys (v2 only) are written
+//! CPU shares become v2's `cpu.weight` by the curve runc and libcontainer
+//! use, and quota and period are one write of `cpu.max`; zero quota or
+//! period is no change. `unified` keys (v2 only) are written
 //! last, as they are, into the cgroup's own files, as runc does.
 
 use cgroups_rs::fs::memory::MemController;
@@ -65,18 +66,22 @@ pub fn apply(cgroup: &TaskCgroup, resources: &LinuxResources) -> Result<()> {
                     c.set_shares(value)
                         .map_err(cgroup.error("set CPU shares"))?;
                 }
+                // Zero is no change, as containerd sends it and runc reads
+                // it; -1 is no quota.
+                let quota = cpu.quota().filter(|&q| q != 0);
+                let period = cpu.period().filter(|&p| p != 0);
                 if v2 {
-                    if cpu.quota().is_some() || cpu.period().is_some() {
-                        c.set_cfs_quota_and_period(cpu.quota(), cpu.period())
+                    if quota.is_some() || period.is_some() {
+                        c.set_cfs_quota_and_period(quota, period)
                             .map_err(cgroup.error("set CPU quota and period"))?;
                     }
                     continue;
                 }
-                if let Some(quota) = cpu.quota() {
+                if let Some(quota) = quota {
                     c.set_cfs_quota(quota)
                         .map_err(cgroup.error("set CPU quota"))?;
                 }
-                if let Some(period) = cpu.period() {
+                if let Some(period) = period {
                     c.set_cfs_period(period)
                         .map_err(cgroup.error("set CPU period"))?;
                 }
@@ -96,11 +101,24 @@ pub fn apply(cgroup: &TaskCgroup, resources: &LinuxResources) -> Result<()> {
     Ok(())
 }
 
-/// runc's conversion of CPU shares (2..=262144) to v2's `cpu.weight`
-/// (1..=10000): 1024 shares, the default, become 39.
+/// CPU shares (2..=262144) as v2's `cpu.weight` (1..=10000), by the curve
+/// runc uses since 1.3.2 and libcontainer uses at create: on a log scale,
+/// so that 1024 shares, the default, become weight 100, v2's default, and
+/// the ends of both ranges meet. Update must agree with create, or the
+/// same shares would change a running container's weight.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    let shares = shares.clamp(2, 262_144);
-    1 + (shares - 2) * 9999 / 262_142
+    const MAX_WEIGHT: u64 = 10_000;
+    match shares {
+        0..=2 => 1,
+        262_144.. => MAX_WEIGHT,
+        _ => {
+            // A parabola in l = log2(shares) through (1, 0), (10, 2) and
+            // (18, 4) in log10(weight).
+            let l = (shares as f64).log2();
+            let log_weight = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            (10f64.powf(log_weight).ceil() as u64).clamp(1, MAX_WEIGHT)
+        }
+    }
 }
 
 /// Writes each `unified` key into the file of that name in the task's v2
@@ -109,6 +127,7 @@ fn apply_unified(
     cgroup: &TaskCgroup,
     unified: &std::collections::HashMap<String, String>,
 ) -> Result<()> {
+    check_unified(unified, "resources.unified")?;
     let Some(dir) = cgroup.unified() else {
         return Err(Error::invalid(
             "resources.unified",
@@ -119,9 +138,6 @@ fn apply_unified(
     keys.sort();
     for key in keys {
         let field = || format!("resources.unified.{key}");
-        if key.is_empty() || key.contains('/') || key.starts_with('.') {
-            return Err(Error::invalid(field(), "not a cgroup file name"));
-        }
         let path = dir.join(key);
         // Only an existing file: a name the kernel does not offer (or a
         // controller not enabled for this cgroup) is the caller's error.
@@ -136,7 +152,55 @@ fn apply_unified(
             }
             Err(e) => return Err(Error::io("stat unified key", &path)(e)),
         }
-        std::fs::write(&path, &unified[key]).map_err(Error::io("write unified key", &path))?;
+        write_lines(&path, &unified[key])?;
+    }
+    Ok(())
+}
+
+/// Refuses `unified` keys that are not the name of a limit in the task's
+/// own cgroup directory: a path (which would reach files outside it, even
+/// on the host) or one of the core's `cgroup.*` files, through which the
+/// runtime places, freezes and kills the task. `field` is where the map is
+/// in the request.
+pub fn check_unified(
+    unified: &std::collections::HashMap<String, String>,
+    field: &str,
+) -> Result<()> {
+    // The core files that are limits.
+    const CORE_LIMITS: [&str; 2] = ["cgroup.max.depth", "cgroup.max.descendants"];
+    for key in unified.keys() {
+        let field = || format!("{field}.{key}");
+        if key.is_empty() || key.contains('/') || key.starts_with('.') || key.contains('\0') {
+            return Err(Error::invalid(field(), "not a cgroup file name"));
+        }
+        if key.starts_with("cgroup.") && !CORE_LIMITS.contains(&key.as_str()) {
+            return Err(Error::invalid(
+                field(),
+                "the runtime's own file, not a limit",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `value` into the cgroup file at `path` a line at a time, as the
+/// kernel reads one entry a write (`io.max` takes one device a line).
+fn write_lines(path: &std::path::Path, value: &str) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(Error::io("open unified key", path))?;
+    let mut lines = value.lines().filter(|l| !l.trim().is_empty()).peekable();
+    if lines.peek().is_none() {
+        // An empty value is written as it is: some files take it.
+        return file
+            .write_all(value.as_bytes())
+            .map_err(Error::io("write unified key", path));
+    }
+    for line in lines {
+        file.write_all(line.as_bytes())
+            .map_err(Error::io("write unified key", path))?;
     }
     Ok(())
 }
@@ -230,11 +294,55 @@ mod tests {
 
     #[test]
     fn shares_become_runc_s_cpu_weight() {
-        for (shares, weight) in [(2, 1), (1, 1), (512, 20), (1024, 39), (262_144, 10_000)] {
+        for (shares, weight) in [
+            (1, 1),
+            (2, 1),
+            (3, 2),
+            (102, 17),
+            (512, 59),
+            (1024, 100),
+            (2048, 174),
+            (262_143, 10_000),
+            (262_144, 10_000),
+        ] {
             assert_eq!(shares_to_weight(shares), weight, "{shares} shares");
         }
+        let weights: Vec<u64> = (2..=262_144).step_by(97).map(shares_to_weight).collect();
+        assert!(weights.windows(2).all(|w| w[0] <= w[1]), "monotonic");
         // Above about 9.8 CPUs' shares a raw write would exceed cpu.weight's range.
         assert!(shares_to_weight(u64::MAX) <= 10_000);
+    }
+
+    #[test]
+    fn unified_keys_are_limits_of_the_cgroup_itself() {
+        let map = |key: &str| [(key.to_owned(), "1".to_owned())].into();
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../cgroup.procs",
+            "..",
+            ".",
+            "cgroup.procs",
+            "cgroup.freeze",
+            "cgroup.kill",
+            "cgroup.subtree_control",
+        ] {
+            let err = check_unified(&map(bad), "linux.resources.unified").unwrap_err();
+            match err {
+                Error::InvalidArgument { field, .. } => {
+                    assert_eq!(field, format!("linux.resources.unified.{bad}"))
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        for good in [
+            "memory.high",
+            "memory.oom.group",
+            "io.max",
+            "cgroup.max.depth",
+        ] {
+            check_unified(&map(good), "resources.unified").unwrap();
+        }
     }
 
     #[test]

@@ -45,8 +45,10 @@ fn load(container: &ContainerRef) -> Result<Option<Container>> {
         .map_err(failed("load", &container.id))
 }
 
-/// The spec libcontainer runs: containerd's, with the root made absolute and
-/// an oom_score_adj the shim may not set raised to what it may.
+/// The spec libcontainer runs: containerd's, with the root made absolute,
+/// mounts confined to the rootfs, a device list that denies what it does
+/// not allow, `unified` keys checked and an oom_score_adj the shim may not
+/// set raised to what it may.
 fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
     let mut oci = crate::spec::load(&spec.bundle)?;
     if let Some(mut root) = oci.root().clone() {
@@ -56,11 +58,40 @@ fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
         }
     }
     confine_to_rootfs(&mut oci)?;
+    deny_devices_by_default(&mut oci)?;
+    // libcontainer writes each key to the path it makes of it, unchecked.
+    let unified = oci.linux().as_ref().and_then(|l| l.resources().as_ref());
+    if let Some(unified) = unified.and_then(|r| r.unified().as_ref()) {
+        crate::cgroup::resources::check_unified(unified, "linux.resources.unified")?;
+    }
     if let Some(mut process) = oci.process().clone() {
         settable_oom_score(&spec.id, &mut process)?;
         oci.set_process(Some(process));
     }
     Ok(oci)
+}
+
+/// A spec with no device rules gets one that denies every device, as runc
+/// reads an empty list: the container may use only the devices every
+/// container may ([`crate::cgroup::devices::with_defaults`], which
+/// libcontainer adds on v1 and the filter on v2). Without it, v1's
+/// controller would stay open to every device.
+fn deny_devices_by_default(oci: &mut Spec) -> Result<()> {
+    let mut linux = oci.linux().clone().unwrap_or_default();
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Ok(());
+    }
+    let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .typ(oci_spec::runtime::LinuxDeviceType::A)
+        .access("rwm")
+        .build()
+        .map_err(|e| Error::invalid("linux.resources.devices", e.to_string()))?;
+    resources.set_devices(Some(vec![deny_all]));
+    linux.set_resources(Some(resources));
+    oci.set_linux(Some(linux));
+    Ok(())
 }
 
 /// Raises the process's oom_score_adj to what the helper may set, if it
@@ -243,13 +274,10 @@ fn device_filter(pid: i32, oci: &Spec) -> Result<()> {
         .as_ref()
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().as_ref());
-    let Some(rules) = rules.filter(|r| !r.is_empty()) else {
-        return Ok(());
-    };
     let Some(dir) = crate::cgroup::TaskCgroup::of_pid(pid)?.unified() else {
         return Ok(());
     };
-    crate::cgroup::devices::install(&dir, rules)
+    crate::cgroup::devices::install(&dir, rules.map_or(&[], Vec::as_slice))
 }
 
 /// Runs an extra process in a container, in its namespaces and cgroup and
@@ -331,6 +359,37 @@ pub(crate) fn delete(container: &ContainerRef) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_device_list_denies_all_but_the_defaults() {
+        let mut oci = Spec::default();
+        if let Some(linux) = oci.linux().clone() {
+            let mut linux = linux;
+            linux.set_resources(None);
+            oci.set_linux(Some(linux));
+        }
+        deny_devices_by_default(&mut oci).unwrap();
+        let rules = oci.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let rules = rules.devices().as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].to_string(), "a *:* rwm");
+        assert!(!rules[0].allow());
+
+        // A list that says something is left as it is.
+        let allow_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .access("rwm")
+            .build()
+            .unwrap();
+        let mut resources = oci_spec::runtime::LinuxResources::default();
+        resources.set_devices(Some(vec![allow_all.clone()]));
+        let mut linux = oci.linux().clone().unwrap();
+        linux.set_resources(Some(resources));
+        oci.set_linux(Some(linux));
+        deny_devices_by_default(&mut oci).unwrap();
+        let rules = oci.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        assert_eq!(rules.devices().as_ref().unwrap(), &vec![allow_all]);
+    }
 
     #[test]
     fn oom_score_adj_is_raised_only_when_it_may_not_be_lowered() {
