@@ -29,7 +29,12 @@ log() { printf 'vm-image: %s\n' "$*"; }
 # shellcheck source=e2e/scripts/apt-private.sh
 . "$top/e2e/scripts/apt-private.sh"
 
-stamp() { sha256sum "$script" "$top/e2e/scripts/vm-guest-init" | sha256sum | cut -c1-16; }
+# What the image is made from, by contents (not by path: any checkout of the
+# same scripts finds its image).
+stamp() {
+  cat "$script" "$top/e2e/scripts/vm-guest-init" "$top/e2e/scripts/apt-private.sh" \
+    | sha256sum | cut -c1-16
+}
 
 if [ -f "$vm/STAMP" ] && [ "$(cat "$vm/STAMP")" = "$(stamp)" ] \
    && [ -f "$vm/vmlinuz" ] && [ -f "$vm/initramfs.cpio.gz" ] && [ -f "$vm/root.ext4" ] \

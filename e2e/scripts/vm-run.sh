@@ -17,9 +17,16 @@ minutes=${BERTH_VM_MINUTES:-45}
 [ -x "$lane/job" ] || { echo "vm-run: no $lane/job to run" >&2; exit 2; }
 rm -f "$lane/rc" "$lane/job.log" "$lane/console.log"
 
+# KVM where the CPU offers it (a /dev/kvm without vmx or svm hangs the
+# guest at boot); the emulator otherwise.
+accel=tcg
+if grep -qw -e vmx -e svm /proc/cpuinfo && [ -w /dev/kvm ]; then
+  accel=kvm
+fi
+
 status=0
-timeout --foreground "${minutes}m" \
-  qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m 4G \
+timeout --foreground -k 30s "${minutes}m" \
+  qemu-system-x86_64 -machine "q35,accel=$accel" -cpu max -smp 2 -m 4G \
     -nographic -no-reboot -nic none \
     -kernel "$vm/vmlinuz" -initrd "$vm/initramfs.cpio.gz" \
     -append "console=ttyS0 quiet systemd.unified_cgroup_hierarchy=1 panic=-1 berth.share=$top" \
