@@ -9,7 +9,8 @@
 //! The handlers are in the generated config ([`berth_e2e::containerd_config`]):
 //! - `berth-options`: `IoUid`/`IoGid` 1000, `NoNewKeyring`, a `StateRoot` of
 //!   its own and a key berth does not know;
-//! - `berth-systemd`: `SystemdCgroup = true`, on a host without systemd;
+//! - `berth-systemd`: `SystemdCgroup = true`: refused on a host without
+//!   systemd, scope units on one with it (the VM lane);
 //! - `berth-shim-cgroup`: `ShimCgroup` under the instance's cgroup root.
 //!
 //! Each is compared with the plain `berth` handler in the same run, so the
@@ -109,8 +110,20 @@ async fn the_options_reach_the_shim(cd: &Containerd) -> Result<()> {
     );
     let keyring = session_keyring(&plain_id)?
         .with_context(|| format!("container {plain_id} has no session keyring of its own"))?;
-    let exec = cd.cri().exec_sync(&plain_id, &["true"], 10).await?;
+    // An exec joins the container's keyring, as runc's does: the one
+    // session keyring it holds is the container's.
+    let exec = cd
+        .cri()
+        .exec_sync(&plain_id, &["grep", " _ses", "/proc/keys"], 10)
+        .await?;
     ensure!(exec.exit_code == 0, "an exec in {plain_id}: {exec:?}");
+    let seen = String::from_utf8_lossy(&exec.stdout).into_owned();
+    let serial = |line: &str| line.split_whitespace().next().map(str::to_owned);
+    let sessions: Vec<&str> = seen.lines().collect();
+    ensure!(
+        sessions.len() == 1 && serial(sessions[0]) == serial(&keyring),
+        "an exec in {plain_id} has the session keyrings {sessions:?}, not the container's {keyring:?}"
+    );
 
     // The options' handler.
     let (opts, opts_config, spec, opts_id) =
@@ -166,25 +179,6 @@ e2e_test!(runtime_options, the_options_reach_the_shim);
 
 async fn the_cgroup_options_are_obeyed(cd: &Containerd) -> Result<()> {
     let before = leaks::Census::take(cd);
-    // SystemdCgroup: refused, by name: on a host that does not run systemd
-    // for that; on one that does (the VM lane), because berth has no
-    // systemd driver yet.
-    let config = scenario::pod_config(cd, "systemd")?.cgroup_parent(cd.cgroup_parent("systemd"));
-    let refused = cd
-        .cri()
-        .run_pod_sandbox(config.to_cri(), BERTH_SYSTEMD_HANDLER)
-        .await;
-    let why = format!("{:#}", refused.err().context("a systemd driver pod ran")?);
-    let reason = if std::path::Path::new("/run/systemd/system").is_dir() {
-        "berth has no systemd cgroup driver yet"
-    } else {
-        "does not run systemd"
-    };
-    ensure!(
-        why.contains("SystemdCgroup = true") && why.contains(reason),
-        "the refusal does not say why ({reason}): {why}"
-    );
-
     // ShimCgroup: the shim runs there.
     let shim_cgroup = cd.instance().shim_cgroup();
     cgroups::create(&shim_cgroup).with_context(|| format!("make cgroup {shim_cgroup}"))?;
@@ -294,3 +288,105 @@ async fn slice_pod(cd: &Containerd, config: &PodConfig, parent: &str) -> Result<
 }
 
 e2e_test!(slice_parent, a_slice_parent_is_a_literal_cgroupfs_directory);
+
+/// `systemctl` in the host's systemd, its stdout trimmed.
+fn systemctl(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new("systemctl")
+        .args(args)
+        .output()
+        .context("run systemctl")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The units systemd has loaded named `unit` (active or not).
+fn loaded_units(unit: &str) -> Result<String> {
+    systemctl(&["list-units", "--all", "--plain", "--no-legend", unit])
+}
+
+async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
+    let before = leaks::Census::take(cd);
+    // Where kubelet's systemd driver puts a BestEffort pod, named for the
+    // instance.
+    let slice = format!("kubepods-besteffort-podberth{}.slice", cd.instance().slot());
+    let config = scenario::pod_config(cd, "systemd")?.cgroup_parent(&slice);
+    if !std::path::Path::new("/run/systemd/system").is_dir() {
+        // Refused, by name, where there is no systemd to ask.
+        let refused = cd
+            .cri()
+            .run_pod_sandbox(config.to_cri(), BERTH_SYSTEMD_HANDLER)
+            .await;
+        let why = format!("{:#}", refused.err().context("a systemd driver pod ran")?);
+        ensure!(
+            why.contains("SystemdCgroup = true") && why.contains("does not run systemd"),
+            "the refusal does not say why: {why}"
+        );
+        return scenario::wait_until("the refused pod's shim to go", leaks::GRACE, || {
+            before.grown(&leaks::Census::take(cd)).is_empty()
+        })
+        .await;
+    }
+    ensure!(cgroups::is_v2(), "a systemd host in the lane is cgroup v2");
+    let slice_dir = format!("/kubepods.slice/kubepods-besteffort.slice/{slice}",);
+    let pod = scenario::run_pod(cd, &config, BERTH_SYSTEMD_HANDLER).await?;
+    let trace = PodTrace::capture(cd, &pod, "").await?;
+    let pause = scenario::pause_of(&pod)?;
+    let pod_unit = format!("cri-containerd-{pod}.scope");
+    let line = format!("0::{slice_dir}/{pod_unit}");
+    let cgroups = procs::cgroups(pause).context("pause's cgroups")?;
+    ensure!(
+        cgroups.lines().any(|l| l == line),
+        "pause is not in systemd's scope {pod_unit} ({line}):\n{cgroups}"
+    );
+    let state = systemctl(&["is-active", &pod_unit])?;
+    ensure!(state == "active", "unit {pod_unit} is {state:?}");
+
+    const LIMIT: i64 = 64 * 1024 * 1024;
+    let spec = ContainerSpec::shell("app", "echo ready; exec sleep 600").memory_limit(LIMIT);
+    let id = scenario::run_container(cd, &pod, &config, &spec).await?;
+    scenario::wait_ready(&config, &spec).await?;
+    let unit = format!("cri-containerd-{id}.scope");
+    let state = systemctl(&["is-active", &unit])?;
+    ensure!(state == "active", "unit {unit} is {state:?}");
+    // The limit is the unit's, so that systemd keeps it, and the cgroup's.
+    let max = systemctl(&["show", "-p", "MemoryMax", "--value", &unit])?;
+    ensure!(
+        max == LIMIT.to_string(),
+        "{unit} has MemoryMax {max:?}, not {LIMIT}"
+    );
+    let dir = format!("/sys/fs/cgroup{slice_dir}/{unit}");
+    let written = std::fs::read_to_string(format!("{dir}/memory.max"))
+        .with_context(|| format!("read {dir}/memory.max"))?;
+    ensure!(
+        written.trim() == LIMIT.to_string(),
+        "{dir}/memory.max is {written:?}"
+    );
+    // An exec joins the container's scope; Stats reads it.
+    let exec = cd
+        .cri()
+        .exec_sync(&id, &["sh", "-c", "cat /proc/self/cgroup"], 10)
+        .await?;
+    ensure!(exec.exit_code == 0, "an exec in {id}: {exec:?}");
+    let stats = cd.cri().container_stats(&id).await?;
+    let memory = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map_or(0, |v| v.value);
+    ensure!(memory > 0, "ContainerStats reports no memory for {id}");
+
+    scenario::remove_containers(cd, std::slice::from_ref(&id)).await?;
+    scenario::remove_and_check(cd, &trace).await?;
+    for unit in [&unit, &pod_unit] {
+        scenario::wait_until(&format!("unit {unit} to go"), leaks::GRACE, || {
+            loaded_units(unit).is_ok_and(|u| u.is_empty())
+        })
+        .await?;
+        let dir = format!("/sys/fs/cgroup{slice_dir}/{unit}");
+        ensure!(!Path::new(&dir).exists(), "{dir} is left");
+    }
+    scenario::wait_until("the pod's shim to go", leaks::GRACE, || {
+        before.grown(&leaks::Census::take(cd)).is_empty()
+    })
+    .await
+}
+
+e2e_test!(systemd_driver, the_systemd_driver_makes_scopes);

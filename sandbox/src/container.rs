@@ -82,6 +82,8 @@ pub struct NewContainer {
     pub stdio: StdioPaths,
     /// Keep the shim's session keyring (`NoNewKeyring`).
     pub no_new_keyring: bool,
+    /// Who makes its cgroup (`SystemdCgroup`).
+    pub cgroup_driver: crate::spec::CgroupDriver,
 }
 
 /// The container `id` of the pod in `dir`.
@@ -116,6 +118,7 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
             work_dir: work_dir.clone(),
             stdio: req.stdio.clone(),
             no_new_keyring: req.no_new_keyring,
+            cgroup_driver: req.cgroup_driver,
         };
         helper.create_container(spec)
     })();
@@ -171,6 +174,7 @@ mod tests {
             rootfs: Vec::new(),
             stdio: StdioPaths::default(),
             no_new_keyring: false,
+            cgroup_driver: Default::default(),
         };
         (dir, fake, new)
     }

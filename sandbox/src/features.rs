@@ -5,8 +5,9 @@
 //! Only what works end to end is claimed: a field left out means
 //! "unknown", which callers treat as no promise. Where the spec asks what
 //! was compiled in (cgroup v1/v2, AppArmor), berth answers what works on
-//! this host: cgroup v2 is built but not yet proved on a pure v2 host, and
-//! an AppArmor profile is refused where the host has none. containerd reads
+//! this host: cgroup v1 and v2 and the systemd driver (the VM lane of the
+//! tests runs v2 and systemd end to end; no systemd user instance), and an
+//! AppArmor profile is refused where the host has none. containerd reads
 //! `rro` among the mount options (recursive read-only mounts; containerd 2.1's
 //! CRI asks only runc for them) and the idmap mount extension
 //! (checked on a task create whose spec has idmap mounts), which berth does
@@ -100,13 +101,12 @@ pub fn apparmor_enabled() -> bool {
 pub fn features() -> Features {
     let linux = LinuxFeatureBuilder::default()
         .namespaces(NAMESPACES.to_vec())
-        // cgroup v2 is claimed once a pure v2 host has run it end to end,
-        // and the systemd driver once it exists.
+        // The systemd driver needs v2 and systemd running as init.
         .cgroup(
             CgroupBuilder::default()
                 .v1(true)
-                .v2(false)
-                .systemd(false)
+                .v2(true)
+                .systemd(crate::cgroup::systemd::unavailable().is_none())
                 .systemd_user(false)
                 .rdma(false)
                 .build()
@@ -166,6 +166,8 @@ mod tests {
         assert!(!namespaces.iter().any(|n| n == "user"));
         assert_eq!(json["linux"]["mountExtensions"]["idmap"]["enabled"], false);
         assert_eq!(json["linux"]["cgroup"]["v1"], true);
+        assert_eq!(json["linux"]["cgroup"]["v2"], true);
+        assert_eq!(json["linux"]["cgroup"]["systemdUser"], false);
         assert_eq!(json["ociVersionMin"], "1.0.0");
         let mut sorted = MOUNT_OPTIONS.to_vec();
         sorted.sort_unstable();

@@ -387,6 +387,7 @@ mod tests {
             new_uts: false,
             new_pid: false,
             cgroup: None,
+            scope: None,
             sysctls: Vec::new(),
         };
         let err =

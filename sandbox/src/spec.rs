@@ -144,6 +144,17 @@ pub enum Network {
     Join(PathBuf),
 }
 
+/// Who makes a task's cgroup from its `linux.cgroupsPath` (the runtime
+/// options' `SystemdCgroup`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CgroupDriver {
+    /// A directory the runtime makes in each hierarchy.
+    #[default]
+    Cgroupfs,
+    /// A transient scope unit systemd makes ([`crate::cgroup::systemd`]).
+    Systemd,
+}
+
 /// Everything needed to start a pod's berth-pause, validated.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SandboxConfig {
@@ -152,16 +163,27 @@ pub struct SandboxConfig {
     pub new_ipc: bool,
     pub new_uts: bool,
     pub new_pid: bool,
-    /// cgroupfs path, relative to each hierarchy's root.
+    /// cgroupfs path, relative to each hierarchy's root (with the systemd
+    /// driver, where systemd puts the scope).
     pub cgroup: Option<String>,
+    /// With the systemd driver: the scope unit pause goes into.
+    #[serde(default)]
+    pub scope: Option<crate::cgroup::systemd::Scope>,
     /// Kernel parameters of the pod's namespaces, as (`/proc/sys` path
     /// relative to it, value).
     pub sysctls: Vec<(String, String)>,
 }
 
 impl SandboxConfig {
-    /// Reads what berth-pause needs from a sandbox spec.
+    /// Reads what berth-pause needs from a sandbox spec, for the cgroupfs
+    /// driver.
     pub fn from_spec(spec: &Spec) -> Result<Self> {
+        Self::from_spec_with(spec, CgroupDriver::Cgroupfs)
+    }
+
+    /// Reads what berth-pause needs from a sandbox spec, its cgroups path
+    /// as `driver` reads it.
+    pub fn from_spec_with(spec: &Spec, driver: CgroupDriver) -> Result<Self> {
         let linux = spec.linux().as_ref();
         let namespaces = linux.and_then(|l| l.namespaces().as_ref());
         let mut config = SandboxConfig {
@@ -171,6 +193,7 @@ impl SandboxConfig {
             new_uts: false,
             new_pid: false,
             cgroup: None,
+            scope: None,
             sysctls: Vec::new(),
         };
         for (i, ns) in namespaces.into_iter().flatten().enumerate() {
@@ -212,7 +235,15 @@ impl SandboxConfig {
             ));
         }
         if let Some(path) = linux.and_then(|l| l.cgroups_path().as_ref()) {
-            config.cgroup = Some(cgroupfs_path(&path.to_string_lossy())?);
+            let path = path.to_string_lossy();
+            match driver {
+                CgroupDriver::Cgroupfs => config.cgroup = Some(cgroupfs_path(&path)?),
+                CgroupDriver::Systemd => {
+                    let scope = crate::cgroup::systemd::Scope::parse(&path)?;
+                    config.cgroup = Some(scope.cgroup_path());
+                    config.scope = Some(scope);
+                }
+            }
         }
         let mut sysctls: Vec<_> = linux
             .and_then(|l| l.sysctl().as_ref())
@@ -503,6 +534,24 @@ mod tests {
         }
         let cni = serde_json::json!([{"type": "network", "path": "/run/netns/cni-1"}]);
         assert!(pod(serde_json::json!({"net.ipv4.ip_forward": "1"}), cni).is_ok());
+    }
+
+    #[test]
+    fn the_systemd_driver_puts_pause_in_a_scope() {
+        let path = "kubepods-burstable-pod1.slice:cri-containerd:abc";
+        let systemd = spec(serde_json::json!({"linux": {"cgroupsPath": path}}));
+        let config = SandboxConfig::from_spec_with(&systemd, CgroupDriver::Systemd).unwrap();
+        assert_eq!(
+            config.cgroup.as_deref(),
+            Some(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice\
+                 /cri-containerd-abc.scope"
+            )
+        );
+        assert_eq!(config.scope.unwrap().unit, "cri-containerd-abc.scope");
+        let plain = spec(serde_json::json!({"linux": {"cgroupsPath": "/kubepods/pod1/abc"}}));
+        let err = SandboxConfig::from_spec_with(&plain, CgroupDriver::Systemd).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
     }
 
     #[test]

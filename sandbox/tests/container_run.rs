@@ -70,6 +70,7 @@ fn a_container_joins_the_pods_namespaces() {
             new_uts: true,
             new_pid: true,
             cgroup: None,
+            scope: None,
             sysctls: Vec::new(),
         },
     )

@@ -18,6 +18,7 @@ fn pod_config(network: Network) -> SandboxConfig {
         new_uts: true,
         new_pid: true,
         cgroup: None,
+        scope: None,
         sysctls: Vec::new(),
     }
 }

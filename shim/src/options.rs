@@ -29,6 +29,8 @@ use berth_proto::protobuf::well_known_types::any::Any;
 use berth_proto::protobuf::CodedInputStream;
 use serde::{Deserialize, Serialize};
 
+use berth_sandbox::spec::CgroupDriver;
+
 use crate::error::{Error, Result};
 
 /// The message type containerd wraps the options table in.
@@ -50,32 +52,30 @@ pub struct RuntimeOptions {
     pub helper_path: Option<PathBuf>,
 }
 
-/// Exists while systemd runs as init (what `sd_booted` checks).
-const SYSTEMD_RUNNING: &str = "/run/systemd/system";
-
 impl RuntimeOptions {
     /// Fails unless the cgroup driver the options choose is one berth has
     /// on this host.
     pub fn check_cgroup_driver(&self) -> Result<()> {
-        self.check_cgroup_driver_with(Path::new(SYSTEMD_RUNNING))
+        self.check_cgroup_driver_with(berth_sandbox::cgroup::systemd::unavailable())
     }
 
-    fn check_cgroup_driver_with(&self, systemd_running: &Path) -> Result<()> {
-        if !self.systemd_cgroup {
-            return Ok(());
+    fn check_cgroup_driver_with(&self, unavailable: Option<String>) -> Result<()> {
+        match unavailable {
+            Some(why) if self.systemd_cgroup => Err(Error::FailedPrecondition(format!(
+                "runtime options: SystemdCgroup = true, but {why}; \
+                 set SystemdCgroup = false for the cgroupfs driver"
+            ))),
+            _ => Ok(()),
         }
-        if !systemd_running.is_dir() {
-            return Err(Error::FailedPrecondition(format!(
-                "runtime options: SystemdCgroup = true, but this host does not run systemd \
-                 (no {}); set SystemdCgroup = false for the cgroupfs driver",
-                systemd_running.display()
-            )));
+    }
+
+    /// Who makes the cgroups of the pod's tasks.
+    pub fn cgroup_driver(&self) -> CgroupDriver {
+        if self.systemd_cgroup {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
         }
-        Err(Error::Unimplemented(
-            "runtime options: SystemdCgroup = true, but berth has no systemd cgroup driver yet; \
-             set SystemdCgroup = false for the cgroupfs driver"
-                .into(),
-        ))
     }
 }
 
@@ -390,26 +390,23 @@ mod tests {
 
     #[test]
     fn the_systemd_driver_is_refused_by_what_the_host_lacks() {
-        let dir = tempfile::tempdir().unwrap();
         let systemd = RuntimeOptions {
             systemd_cgroup: true,
             ..Default::default()
         };
-        let running = dir.path().join("system");
-        match systemd.check_cgroup_driver_with(&running) {
+        let lacks = || Some("this host does not run systemd".to_owned());
+        match systemd.check_cgroup_driver_with(lacks()) {
             Err(Error::FailedPrecondition(why)) => {
-                assert!(why.contains("does not run systemd"), "{why}")
+                assert!(why.contains("does not run systemd"), "{why}");
+                assert!(why.contains("SystemdCgroup = false"), "{why}");
             }
             other => panic!("{other:?}"),
         }
-        std::fs::create_dir(&running).unwrap();
-        match systemd.check_cgroup_driver_with(&running) {
-            Err(Error::Unimplemented(why)) => assert!(why.contains("no systemd cgroup driver")),
-            other => panic!("{other:?}"),
-        }
-        assert!(RuntimeOptions::default()
-            .check_cgroup_driver_with(&running)
-            .is_ok());
+        assert!(systemd.check_cgroup_driver_with(None).is_ok());
+        assert_eq!(systemd.cgroup_driver(), CgroupDriver::Systemd);
+        let cgroupfs = RuntimeOptions::default();
+        assert!(cgroupfs.check_cgroup_driver_with(lacks()).is_ok());
+        assert_eq!(cgroupfs.cgroup_driver(), CgroupDriver::Cgroupfs);
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl PodBackend {
         req: &CreateRequest,
         spec: &oci_spec::runtime::Spec,
     ) -> Result<ProcessRecord> {
-        let config = SandboxConfig::from_spec(spec)?;
+        let config = SandboxConfig::from_spec_with(spec, req.options.cgroup_driver())?;
         // Recorded before pause exists, so a shim that dies mid-way still
         // leaves `delete` the cgroup to remove.
         self.save(|r| {
@@ -167,6 +167,7 @@ impl PodBackend {
             rootfs: req.rootfs.clone(),
             stdio: prepared.paths.clone(),
             no_new_keyring: req.options.no_new_keyring,
+            cgroup_driver: req.options.cgroup_driver(),
         };
         let this = Arc::clone(self);
         let process = blocking(move || {

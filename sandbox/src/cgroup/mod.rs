@@ -7,7 +7,8 @@
 //! - [`freezer`]: freezing and thawing;
 //! - [`oom`]: the source of OOM-kill notifications;
 //! - [`stats`]: the counters Stats reports;
-//! - [`resources`]: the limits Update sets.
+//! - [`resources`]: the limits Update sets;
+//! - [`systemd`]: the systemd driver's scope units.
 //!
 //! cgroup v1 (and hybrid hosts, which count as v1) and the unified v2
 //! hierarchy are handled side by side in each of them.
@@ -17,6 +18,7 @@ pub mod freezer;
 pub mod oom;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

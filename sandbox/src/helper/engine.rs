@@ -17,6 +17,7 @@ use oci_spec::runtime::Spec;
 
 use crate::error::{Error, Result};
 use crate::helper::protocol::{ContainerRef, ContainerSpec, ExecSpec};
+use crate::spec::CgroupDriver;
 use crate::state::{remove_dir, ProcessRecord};
 
 /// An engine failure of `op` on container `id`, with what libcontainer
@@ -229,7 +230,7 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     }
     let built = builder
         .as_init(&spec.work_dir)
-        .with_systemd(false)
+        .with_systemd(spec.cgroup_driver == CgroupDriver::Systemd)
         .with_detach(true)
         .build();
     let container = match built {

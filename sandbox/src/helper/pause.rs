@@ -105,9 +105,14 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
         })?),
         _ => None,
     };
-    if let Some(path) = &spec.config.cgroup {
-        // The helper joins first; its child inherits the cgroup.
-        crate::cgroup::join(path, std::process::id())?;
+    // The helper joins first, while it still sees the host; its child
+    // inherits the cgroup.
+    match (&spec.config.scope, &spec.config.cgroup) {
+        (Some(scope), _) => {
+            crate::cgroup::systemd::start_scope(scope, std::process::id() as i32, &spec.sandbox_id)?
+        }
+        (None, Some(path)) => crate::cgroup::join(path, std::process::id())?,
+        (None, None) => {}
     }
 
     if let Some(fd) = &netns {

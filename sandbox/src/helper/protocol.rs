@@ -138,6 +138,9 @@ pub struct ContainerSpec {
     /// own (`NoNewKeyring`).
     #[serde(default)]
     pub no_new_keyring: bool,
+    /// Who makes the container's cgroup from its `linux.cgroupsPath`.
+    #[serde(default)]
+    pub cgroup_driver: crate::spec::CgroupDriver,
 }
 
 /// An `ExecContainer` request: an extra process to run in a created or

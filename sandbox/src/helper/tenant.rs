@@ -214,10 +214,25 @@ pub(crate) fn run(
     // The process says when it has exec'd by closing its end (close on
     // exec); before that, it writes why it could not.
     let (exec_done_r, exec_done_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
-    let cgroup_path = libcontainer::utils::get_cgroup_path(
-        spec.linux().as_ref().map_or(&None, |l| l.cgroups_path()),
-        container.id(),
-    );
+    let cgroup_path = if container.systemd() {
+        // The scope systemd made for the init: joined directly, as runc's
+        // exec does, with no D-Bus round trip on every probe.
+        match crate::cgroup::TaskCgroup::of_pid(init_pid) {
+            Ok(crate::cgroup::TaskCgroup::V2(path)) => Path::new("/").join(path),
+            Ok(other) => {
+                return Err(LibcontainerError::Other(format!(
+                    "the init of a systemd-driven container is in {}, not a v2 cgroup",
+                    other.name()
+                )))
+            }
+            Err(e) => return Err(LibcontainerError::Other(crate::error_chain(&e))),
+        }
+    } else {
+        libcontainer::utils::get_cgroup_path(
+            spec.linux().as_ref().map_or(&None, |l| l.cgroups_path()),
+            container.id(),
+        )
+    };
     if let Some(score) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         // Inherited across the forks, as libcontainer's builder does it.
         fs::write("/proc/self/oom_score_adj", score.to_string())

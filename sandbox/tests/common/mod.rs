@@ -282,6 +282,7 @@ impl Bundle {
                 ..Default::default()
             },
             no_new_keyring: false,
+            cgroup_driver: Default::default(),
         }
     }
 }
