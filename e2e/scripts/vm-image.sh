@@ -18,9 +18,11 @@ script=$(readlink -f "${BASH_SOURCE[0]}")
 
 host_packages=(debootstrap cpio kmod e2fsprogs busybox-static)
 # In the guest: systemd as init and its D-Bus, the tools containerd's CRI and
-# the CNI plugins call, runc for the Go shim beside berth, busybox for images.
+# the CNI plugins call, runc for the Go shim beside berth, busybox for images,
+# a font for the benchmark's chart.
 guest_packages=(systemd systemd-sysv dbus iproute2 iptables kmod runc
-                containernetworking-plugins busybox-static libseccomp2 procps)
+                containernetworking-plugins busybox-static libseccomp2 procps
+                fonts-dejavu-core)
 # Modules the initramfs loads to reach the root disk and the shared directory.
 boot_modules=(virtio_pci virtio_blk ext4 9pnet_virtio 9p)
 

@@ -2,7 +2,9 @@
 # The systemd + cgroup v2 lane of `make test`: builds the end-to-end test
 # binaries, writes the job that runs the lane's scenarios on containerd 2.1,
 # and runs it as root inside the guest (vm-image.sh builds it once, vm-run.sh
-# boots it). Prints the job's output; exits non-zero if any scenario failed.
+# boots it), then a short latency benchmark against the Go runc shim there
+# (results in target/vm-lane/bench). Prints the job's output; exits non-zero
+# if any scenario (or the benchmark) failed.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -40,6 +42,7 @@ mkdir -p "$lane"
   # The lane means nothing on another hierarchy.
   echo 'fs=$(stat -fc %T /sys/fs/cgroup)'
   echo '[ "$fs" = cgroup2fs ] || { echo "vm-lane: /sys/fs/cgroup is $fs, not cgroup2fs"; exit 1; }'
+  echo '[ -d /run/systemd/system ] || { echo "vm-lane: systemd is not running"; exit 1; }'
   echo 'out=$(mktemp)'
   for s in "${scenarios[@]}"; do
     name=${s%%:*}
@@ -55,6 +58,11 @@ mkdir -p "$lane"
     echo "grep -q 'test result: ok. $count passed' \"\$out\" || { echo 'vm-lane: $name did not pass all $count scenarios'; rc=1; }"
     echo "echo \"== $name: \$((\$(date +%s) - t)) s\""
   done
+  # Latency in the guest, berth and the Go runc shim alternating on one
+  # containerd (the figures are printed, never asserted).
+  echo 'echo "== bench: RunPodSandbox, create+start, stop+remove"; t=$(date +%s)'
+  echo "'$top/target/release/berth-bench' --smoke --pods-only --runs 10 --out '$lane/bench' || rc=1"
+  echo 'echo "== bench: $(($(date +%s) - t)) s"'
   echo 'exit $rc'
 } >"$lane/job"
 chmod 0755 "$lane/job"

@@ -8,7 +8,8 @@ use crate::paths;
 use crate::version::Version;
 
 pub const USAGE: &str = "\
-usage: berth-bench [--runs N] [--memory-rounds N] [--smoke] [--containerd 2.1|1.7] [--out DIR]
+usage: berth-bench [--runs N] [--memory-rounds N] [--smoke] [--pods-only] [--containerd 2.1|1.7]
+                   [--out DIR]
 
 Starts one private containerd (default 2.1) with runtime handlers berth and runc and
 runs the same pod workload against both, alternating berth and runc:
@@ -17,7 +18,9 @@ runs the same pod workload against both, alternating berth and runc:
            StopPodSandbox+RemovePodSandbox, and a container's exit until CRI sees it
   memory   N rounds (default: the runs) bringing 1, 10 and 50 pods up: shim RSS and PSS
            per pod, pause RSS per pod
---smoke is 3 runs, 3 rounds, 1 and 3 pods, and 5 instead of 50 (for CI). Prints the table (median and
+--smoke is 3 runs, 3 rounds, 1 and 3 pods, and 5 instead of 50 (for CI). --pods-only measures
+RunPodSandbox, CreateContainer+StartContainer and StopPodSandbox+RemovePodSandbox alone (for
+the VM lane). Prints the table (median and
 p99 per handler, berth/runc, targets) and writes results.json, table.md and
 results.png into DIR (default target/bench).";
 
@@ -33,6 +36,8 @@ pub struct Options {
     /// Pods (with a container each) figure 3 brings up per sample.
     pub batch_pods: usize,
     pub smoke: bool,
+    /// Only the single pod's lifecycle and its container's create+start.
+    pub pods_only: bool,
     pub version: Version,
     pub out_dir: PathBuf,
 }
@@ -45,6 +50,7 @@ impl Options {
             pod_counts: vec![1, 10, 50],
             batch_pods: 50,
             smoke: false,
+            pods_only: false,
             version: Version::V2_1,
             out_dir: paths::workspace().join("target/bench"),
         }
@@ -72,6 +78,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--runs" => runs = Some(count(value("a number")?)?),
             "--memory-rounds" => rounds = Some(count(value("a number")?)?),
             "--smoke" => opts.smoke = true,
+            "--pods-only" => opts.pods_only = true,
             "--containerd" => {
                 let v = value("a version")?;
                 opts.version = Version::parse(v).with_context(|| format!("unknown version {v}"))?;
@@ -126,6 +133,8 @@ mod tests {
     fn smoke_is_small_and_runs_override() {
         let o = parse_args("--smoke").unwrap().unwrap();
         assert_eq!((o.runs, o.memory_rounds), (3, 3));
+        assert!(!o.pods_only);
+        assert!(parse_args("--pods-only").unwrap().unwrap().pods_only);
         assert_eq!((o.pod_counts.as_slice(), o.batch_pods), (&[1, 3][..], 5));
         let o = parse_args("--runs 5 --smoke").unwrap().unwrap();
         assert_eq!((o.runs, o.memory_rounds, o.mode()), (5, 5, "smoke"));
