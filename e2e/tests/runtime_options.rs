@@ -340,10 +340,20 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
     let state = systemctl(&["is-active", &pod_unit])?;
     ensure!(state == "active", "unit {pod_unit} is {state:?}");
 
+    // Two containers, each in its scope, talk over the pod's localhost.
     const LIMIT: i64 = 64 * 1024 * 1024;
-    let spec = ContainerSpec::shell("app", "echo ready; exec sleep 600").memory_limit(LIMIT);
-    let id = scenario::run_container(cd, &pod, &config, &spec).await?;
-    scenario::wait_ready(&config, &spec).await?;
+    let server = ContainerSpec::http_server("server").memory_limit(LIMIT);
+    let id = scenario::run_container(cd, &pod, &config, &server).await?;
+    let client = ContainerSpec::http_client("client");
+    let client_id = scenario::run_container(cd, &pod, &config, &client).await?;
+    let client_unit = format!("cri-containerd-{client_id}.scope");
+    let status = scenario::wait_exited(cd, &client_id, std::time::Duration::from_secs(60)).await?;
+    let lines = scenario::stdout_lines(&config, &client)?;
+    ensure!(
+        status.exit_code == 0 && lines.iter().any(|l| l == "hello-from-berth"),
+        "the client in {client_unit} exited {} without the server's page: {lines:?}",
+        status.exit_code
+    );
     let unit = format!("cri-containerd-{id}.scope");
     let state = systemctl(&["is-active", &unit])?;
     ensure!(state == "active", "unit {unit} is {state:?}");
@@ -360,12 +370,47 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
         written.trim() == LIMIT.to_string(),
         "{dir}/memory.max is {written:?}"
     );
+    // An Update sets the unit's property and the file, so systemd keeps
+    // the new limit when it writes its units' properties again.
+    const LOWER: i64 = 48 * 1024 * 1024;
+    cd.cri()
+        .update_container_resources(
+            &id,
+            cri::LinuxContainerResources {
+                memory_limit_in_bytes: LOWER,
+                ..Default::default()
+            },
+        )
+        .await?;
+    systemctl(&["daemon-reload"])?;
+    let max = systemctl(&["show", "-p", "MemoryMax", "--value", &unit])?;
+    ensure!(
+        max == LOWER.to_string(),
+        "{unit} has MemoryMax {max:?} after the update to {LOWER}"
+    );
+    let written = std::fs::read_to_string(format!("{dir}/memory.max"))?;
+    ensure!(
+        written.trim() == LOWER.to_string(),
+        "{dir}/memory.max is {written:?} after the update to {LOWER} and a daemon-reload"
+    );
     // An exec joins the container's scope; Stats reads it.
+    // (The container's cgroup namespace has the scope as its root.)
     let exec = cd
         .cri()
-        .exec_sync(&id, &["sh", "-c", "cat /proc/self/cgroup"], 10)
+        .exec_sync(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "grep -qx $$ /sys/fs/cgroup/cgroup.procs && echo in-scope",
+            ],
+            10,
+        )
         .await?;
-    ensure!(exec.exit_code == 0, "an exec in {id}: {exec:?}");
+    ensure!(
+        exec.exit_code == 0 && String::from_utf8_lossy(&exec.stdout).trim() == "in-scope",
+        "an exec in {id} is not in the container's scope: {exec:?}"
+    );
     let stats = cd.cri().container_stats(&id).await?;
     let memory = stats
         .memory
@@ -373,9 +418,9 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
         .map_or(0, |v| v.value);
     ensure!(memory > 0, "ContainerStats reports no memory for {id}");
 
-    scenario::remove_containers(cd, std::slice::from_ref(&id)).await?;
+    scenario::remove_containers(cd, &[id.clone(), client_id.clone()]).await?;
     scenario::remove_and_check(cd, &trace).await?;
-    for unit in [&unit, &pod_unit] {
+    for unit in [&unit, &client_unit, &pod_unit] {
         scenario::wait_until(&format!("unit {unit} to go"), leaks::GRACE, || {
             loaded_units(unit).is_ok_and(|u| u.is_empty())
         })
@@ -383,6 +428,8 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
         let dir = format!("/sys/fs/cgroup{slice_dir}/{unit}");
         ensure!(!Path::new(&dir).exists(), "{dir} is left");
     }
+    // The slice is the pod's, kubelet's to remove: here the test's.
+    systemctl(&["stop", &slice])?;
     scenario::wait_until("the pod's shim to go", leaks::GRACE, || {
         before.grown(&leaks::Census::take(cd)).is_empty()
     })

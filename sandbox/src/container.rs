@@ -130,6 +130,17 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
     created
 }
 
+/// Sets new limits on the scope unit of a container of the systemd driver
+/// (the shim writes them to the cgroup's files itself).
+pub fn update_unit(
+    helper: &Helper,
+    dir: &PodDir,
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<()> {
+    helper.update_container_unit(&reference(dir, id), resources)
+}
+
 /// Removes a container of the pod: its processes, cgroup, engine state,
 /// rootfs mount and directory. Removing one that is gone is not an error.
 pub fn remove_from_pod(helper: &Helper, dir: &PodDir, id: &str) -> Result<()> {

@@ -101,6 +101,15 @@ pub trait Backend: Send + Sync + 'static {
     fn is_sandbox(&self, id: &str) -> bool;
     /// Appends `record` to the pod's exit journal, durably.
     async fn journal(&self, record: Record) -> Result<()>;
+    /// Sets Update's `resources` where the cgroup driver keeps them besides
+    /// the cgroup's files (a systemd unit's properties); nothing by default.
+    async fn update_unit(
+        &self,
+        _id: &str,
+        _resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs blocking sandbox work off the async threads: the one place the

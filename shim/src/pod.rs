@@ -74,6 +74,8 @@ struct ContainerInfo {
     one_call: Arc<Mutex<()>>,
     /// Who owns the stdio pipes of its processes (`IoUid`, `IoGid`).
     io_owner: (u32, u32),
+    /// Its cgroup is a systemd scope unit (`SystemdCgroup`).
+    systemd: bool,
 }
 
 impl PodBackend {
@@ -220,6 +222,7 @@ impl Backend for Arc<PodBackend> {
                 let info = ContainerInfo {
                     kill_all_on_exit: !spec::has_own_pid_namespace(&spec),
                     io_owner: (req.options.io_uid, req.options.io_gid),
+                    systemd: req.options.systemd_cgroup,
                     ..Default::default()
                 };
                 self.create_container(req, info).await
@@ -287,6 +290,21 @@ impl Backend for Arc<PodBackend> {
             .await?;
         log::info!("container {id}: killed what its init left in the shared PID namespace");
         Ok(())
+    }
+
+    async fn update_unit(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        if !self.container(id).is_some_and(|c| c.systemd) {
+            return Ok(());
+        }
+        let resources = resources.clone();
+        self.on_container(id, move |this, c| {
+            this.helper.update_container_unit(c, &resources)
+        })
+        .await
     }
 
     async fn journal(&self, record: Record) -> Result<()> {

@@ -4,9 +4,13 @@
 //!
 //! The kernel runs the program on every open and mknod of a device node
 //! in the cgroup, with the device's type, major, minor and the access
-//! asked for; 1 allows, 0 refuses with EPERM. The OCI rules are evaluated
-//! as runc's are, the last matching rule deciding, with one difference on
-//! the safe side: a deny rule matches when it covers any of the access bits
+//! asked for; 1 allows, 0 refuses with EPERM. The last matching rule
+//! decides, which is how v1 reads a list that starts by denying every
+//! device (the engine puts "deny all" first unless a list starts with an
+//! all-devices rule). After an allow-all, v1 (and runc's emulation of it)
+//! lets a later allow undo only a denial of exactly the same devices,
+//! where here it undoes a broader one too. One more difference, on the
+//! safe side: a deny rule matches when it covers any of the access bits
 //! asked for, and an allow rule only when it covers all of them, so an
 //! access whose bits are granted by different allow rules is refused.
 //! Anything no rule matches is refused.
@@ -205,15 +209,16 @@ pub fn install(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         Err(e) => {
             // Again with the verifier's log, to say why; a log too small
             // for a long program is no reason to hide the first error.
+            // (A second load that works is as good as a first.)
             let mut log = vec![0u8; 256 * 1024];
-            let why = match crate::sys::bpf_load_device_program(&prog, Some(&mut log)) {
-                Ok(_) => String::new(),
+            match crate::sys::bpf_load_device_program(&prog, Some(&mut log)) {
+                Ok(fd) => fd,
                 Err(_) => {
                     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                    String::from_utf8_lossy(&log[..end]).into_owned()
+                    let why = String::from_utf8_lossy(&log[..end]).into_owned();
+                    return Err(bpf_error("load the device filter", dir, e, &why));
                 }
-            };
-            return Err(bpf_error("load the device filter", dir, e, &why));
+            }
         }
     };
     crate::sys::bpf_attach_device_program(cgroup.as_raw_fd(), loaded.as_raw_fd())

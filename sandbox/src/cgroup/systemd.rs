@@ -43,22 +43,25 @@ impl Scope {
         };
         slice_dir(slice)?;
         for (what, part) in [("prefix", prefix), ("name", name)] {
-            if part.contains('/') || part.contains('\0') {
+            if part.is_empty() || !part.chars().all(unit_char) {
                 return Err(Error::invalid(
                     FIELD,
                     format!("{path:?}: the {what} {part:?} is not part of a unit name"),
                 ));
             }
         }
-        if name.is_empty() || name.ends_with(".slice") {
+        if name.ends_with(".slice") {
             return Err(Error::invalid(
                 FIELD,
                 format!("{path:?}: {name:?} does not name a scope"),
             ));
         }
+        let unit = format!("{prefix}-{name}.scope");
+        plain_cgroup_name(&unit)
+            .map_err(|why| Error::invalid(FIELD, format!("{path:?}: {why}")))?;
         Ok(Scope {
             slice: slice.to_owned(),
-            unit: format!("{prefix}-{name}.scope"),
+            unit,
             spec_path: path.to_owned(),
         })
     }
@@ -71,6 +74,86 @@ impl Scope {
     }
 }
 
+/// Characters of unit names (systemd also allows `\\`, `@` and `:`, which
+/// escape and template units use; a task's scope needs none of them).
+fn unit_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// Refuses a unit whose cgroup directory systemd would not name after it:
+/// it escapes (prefixes `_` to) names that begin with `_` or `.` or with a
+/// controller's name and a dot, and unit names are at most 255 bytes.
+fn plain_cgroup_name(unit: &str) -> std::result::Result<(), String> {
+    const CONTROLLERS: [&str; 16] = [
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "io",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
+        "systemd",
+    ];
+    if unit.len() > 255 {
+        return Err(format!("the unit name is {} bytes, over 255", unit.len()));
+    }
+    let first = unit.split('.').next().unwrap_or_default();
+    if unit.starts_with(['_', '.', '-']) || CONTROLLERS.contains(&first) {
+        return Err(format!("systemd would escape the cgroup name of {unit:?}"));
+    }
+    Ok(())
+}
+
+/// The cgroup directory of a unit named `unit` that systemd already has
+/// in some slice, if any: a scope name in use is someone else's (another
+/// pod's, another runtime's), and libcontainer's driver would join it
+/// rather than fail. Walks the slices, where systemd puts scopes.
+pub fn in_use(unit: &str) -> Option<std::path::PathBuf> {
+    let mut todo = vec![std::path::PathBuf::from(ROOT)];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name == unit && entry.path().is_dir() {
+                return Some(entry.path());
+            }
+            if name.ends_with(".slice") && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            }
+        }
+    }
+    None
+}
+
+/// Fails if `scope`'s unit already exists anywhere.
+pub fn check_unused(scope: &Scope) -> Result<()> {
+    match in_use(&scope.unit) {
+        Some(dir) => Err(Error::invalid(
+            FIELD,
+            format!(
+                "systemd unit {} already exists (its cgroup is {})",
+                scope.unit,
+                dir.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Where the unified hierarchy is mounted.
+const ROOT: &str = "/sys/fs/cgroup";
+
 /// Where systemd puts a slice's cgroup: each `-` in its name is a level
 /// (`a-b.slice` is in `a.slice`), and `-.slice` is the root.
 fn slice_dir(slice: &str) -> Result<String> {
@@ -81,7 +164,7 @@ fn slice_dir(slice: &str) -> Result<String> {
     if name == "-" {
         return Ok(String::new());
     }
-    if name.is_empty() || name.contains('/') || name.contains('\0') {
+    if name.is_empty() || !name.chars().all(unit_char) {
         return Err(bad("not a slice name"));
     }
     let mut dir = String::new();
@@ -91,9 +174,10 @@ fn slice_dir(slice: &str) -> Result<String> {
             return Err(bad("an empty part between dashes"));
         }
         prefix.push_str(part);
+        let level = format!("{prefix}.slice");
+        plain_cgroup_name(&level).map_err(|why| bad(&why))?;
         dir.push('/');
-        dir.push_str(&prefix);
-        dir.push_str(".slice");
+        dir.push_str(&level);
         prefix.push('-');
     }
     Ok(dir)
@@ -132,10 +216,25 @@ pub fn unavailable() -> Option<String> {
 #[cfg(feature = "helper")]
 pub fn start_scope(scope: &Scope, pid: i32, name: &str) -> Result<()> {
     use libcgroups::common::CgroupManager;
+    check_unused(scope)?;
     let manager = manager(scope, name)?;
     manager
         .add_task(libcgroups_nix::unistd::Pid::from_raw(pid))
-        .map_err(|e| Error::sys(format!("start systemd unit {}", scope.unit))(other(e)))
+        .map_err(|e| Error::sys(format!("start systemd unit {}", scope.unit))(other(e)))?;
+    // In the scope asked for, not one of the same name elsewhere.
+    let want = std::path::PathBuf::from(scope.cgroup_path().trim_start_matches('/'));
+    match super::TaskCgroup::of_pid(pid)? {
+        super::TaskCgroup::V2(path) if path == want => Ok(()),
+        other => Err(Error::invalid(
+            FIELD,
+            format!(
+                "systemd put the process in {}, not in unit {}'s {}",
+                other.name(),
+                scope.unit,
+                scope.cgroup_path()
+            ),
+        )),
+    }
 }
 
 /// Stops the scope's unit, if it is still there (systemd also removes an
@@ -181,6 +280,8 @@ mod tests {
         assert_eq!(root.cgroup_path(), "/p-n.scope");
         let default = Scope::parse(":p:n").unwrap();
         assert_eq!(default.cgroup_path(), "/system.slice/p-n.scope");
+        let long = format!("a.slice:cri:{}", "x".repeat(250));
+        assert!(Scope::parse(&long).is_err(), "a unit name over 255 bytes");
     }
 
     #[test]
@@ -197,6 +298,12 @@ mod tests {
             "a.slice:cri:../abc",
             "a.slice:cri:",
             "a.slice:cri:b.slice",
+            "a.slice::abc",
+            "a.slice:cri:a b",
+            "a.slice:cri:a@b",
+            "cpu.slice:cri:abc",
+            "a-memory.slice:_cri:abc",
+            "a.slice:.cri:abc",
         ] {
             match Scope::parse(bad) {
                 Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, FIELD, "{bad}"),

@@ -237,6 +237,19 @@ impl Helper {
         .into_done()
     }
 
+    /// Sets `resources` on a systemd-driven container's scope unit.
+    pub fn update_container_unit(
+        &self,
+        container: &ContainerRef,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.call(&Request::UpdateContainerUnit {
+            container: container.clone(),
+            resources: Box::new(resources.clone()),
+        })?
+        .into_done()
+    }
+
     /// Removes a container's cgroup and engine state, killing what is left.
     pub fn delete_container(&self, container: &ContainerRef) -> Result<()> {
         self.call(&Request::DeleteContainer(container.clone()))?

@@ -59,6 +59,7 @@ fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
         }
     }
     confine_to_rootfs(&mut oci)?;
+    refuse_user_namespace(&oci)?;
     deny_devices_by_default(&mut oci)?;
     // libcontainer writes each key to the path it makes of it, unchecked.
     let unified = oci.linux().as_ref().and_then(|l| l.resources().as_ref());
@@ -72,15 +73,38 @@ fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
     Ok(oci)
 }
 
-/// A spec with no device rules gets one that denies every device, as runc
-/// reads an empty list: the container may use only the devices every
-/// container may ([`crate::cgroup::devices::with_defaults`], which
+/// A user namespace is refused, as the features document says: berth has
+/// not made them work end to end (libcontainer would also switch to its
+/// systemd cgroup driver for one, whatever the runtime options say).
+fn refuse_user_namespace(oci: &Spec) -> Result<()> {
+    let namespaces = oci.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    match namespaces
+        .into_iter()
+        .flatten()
+        .position(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+    {
+        Some(i) => Err(Error::Unsupported {
+            field: format!("linux.namespaces[{i}]"),
+            reason: "user namespaces are not supported yet".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Device rules start from "deny all", as runc reads any list: unless the
+/// first rule is about every device, one that denies them all goes first,
+/// so that a container may use only what its rules allow and the devices
+/// every container may ([`crate::cgroup::devices::with_defaults`], which
 /// libcontainer adds on v1 and the filter on v2). Without it, v1's
-/// controller would stay open to every device.
+/// controller, open to every device, would only have the allows added.
 fn deny_devices_by_default(oci: &mut Spec) -> Result<()> {
     let mut linux = oci.linux().clone().unwrap_or_default();
     let mut resources = linux.resources().clone().unwrap_or_default();
-    if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    let all = |r: &oci_spec::runtime::LinuxDeviceCgroup| {
+        matches!(r.typ(), None | Some(oci_spec::runtime::LinuxDeviceType::A))
+    };
+    if rules.first().is_some_and(all) {
         return Ok(());
     }
     let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
@@ -89,7 +113,8 @@ fn deny_devices_by_default(oci: &mut Spec) -> Result<()> {
         .access("rwm")
         .build()
         .map_err(|e| Error::invalid("linux.resources.devices", e.to_string()))?;
-    resources.set_devices(Some(vec![deny_all]));
+    rules.insert(0, deny_all);
+    resources.set_devices(Some(rules));
     linux.set_resources(Some(resources));
     oci.set_linux(Some(linux));
     Ok(())
@@ -204,6 +229,10 @@ fn open_stdio(path: &Option<PathBuf>, write: bool) -> Result<File> {
 /// spec's process. Runs in the helper.
 pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     let oci = effective_spec(spec)?;
+    let scope = match spec.cgroup_driver {
+        CgroupDriver::Systemd => Some(systemd_scope(&oci)?),
+        CgroupDriver::Cgroupfs => None,
+    };
     if let Some(process) = oci.process() {
         super::tenant::check_labels(process)?;
     }
@@ -251,7 +280,10 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
         .pid()
         .ok_or_else(|| Error::invalid("container", "libcontainer created no init process"))?
         .as_raw();
-    if let Err(e) = check_mount_table(pid, &oci).and_then(|()| device_filter(pid, &oci)) {
+    let checked = check_mount_table(pid, &oci)
+        .and_then(|()| device_filter(pid, &oci))
+        .and_then(|()| scope.as_ref().map_or(Ok(()), |s| scope_files(pid, s, &oci)));
+    if let Err(e) = checked {
         let cleanup = ContainerRef {
             id: spec.id.clone(),
             engine_root: engine_root.clone(),
@@ -264,6 +296,46 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
     let start_time =
         crate::process::start_time(pid).map_err(Error::sys(format!("read start time of {pid}")))?;
     Ok(ProcessRecord { pid, start_time })
+}
+
+/// The scope the systemd driver is to make for the container, which must
+/// be a new one: libcontainer's driver would join a unit of that name that
+/// exists, and set its properties and stop it on delete.
+fn systemd_scope(oci: &Spec) -> Result<crate::cgroup::systemd::Scope> {
+    let path = oci.linux().as_ref().and_then(|l| l.cgroups_path().as_ref());
+    let path = path.ok_or_else(|| {
+        Error::invalid(
+            "linux.cgroupsPath",
+            "the systemd cgroup driver needs a slice:prefix:name path",
+        )
+    })?;
+    let scope = crate::cgroup::systemd::Scope::parse(&path.to_string_lossy())?;
+    crate::cgroup::systemd::check_unused(&scope)?;
+    Ok(scope)
+}
+
+/// With the systemd driver: the init is in its own scope's cgroup, and the
+/// limits are in the cgroup's files too. systemd takes the ones it has
+/// properties for; libcontainer's driver drops the rest (hugepages, most
+/// `unified` keys), which runc's writes to the files itself, as this does.
+fn scope_files(pid: i32, scope: &crate::cgroup::systemd::Scope, oci: &Spec) -> Result<()> {
+    let cgroup = crate::cgroup::TaskCgroup::of_pid(pid)?;
+    let want = PathBuf::from(scope.cgroup_path().trim_start_matches('/'));
+    if cgroup != crate::cgroup::TaskCgroup::V2(want) {
+        return Err(Error::invalid(
+            "linux.cgroupsPath",
+            format!(
+                "the init is in {}, not in unit {}'s {}",
+                cgroup.name(),
+                scope.unit,
+                scope.cgroup_path()
+            ),
+        ));
+    }
+    match oci.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        Some(resources) => crate::cgroup::resources::apply(&cgroup, resources),
+        None => Ok(()),
+    }
 }
 
 /// On a v2 host, the container's device allow-list, attached to its cgroup
@@ -349,6 +421,42 @@ pub(crate) fn kill_all(container: &ContainerRef, signal: i32) -> Result<()> {
 
 /// Removes the container's cgroup and libcontainer state, killing what is
 /// left of it. A container libcontainer never recorded is already gone.
+/// Sets `resources` as the properties of the container's scope unit, as
+/// runc's systemd driver does on an update before it writes the files:
+/// systemd keeps a unit's properties and writes them to the cgroup again
+/// (on a `daemon-reload`, for one), so limits only in the files would be
+/// undone. A container of the cgroupfs driver has no unit.
+pub(crate) fn update_unit(
+    container: &ContainerRef,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<()> {
+    use libcgroups::common::CgroupManager;
+    let id = &container.id;
+    let c = load(container)?.ok_or_else(|| Error::not_found(format!("container {id}")))?;
+    if !c.systemd() {
+        return Ok(());
+    }
+    let config = c.spec().map_err(failed("update", id))?;
+    let manager = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: true,
+        container_name: id.clone(),
+    })
+    .map_err(|e| Error::sys(format!("reach systemd for container {id}"))(other(e)))?;
+    manager
+        .apply(&libcgroups::common::ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| Error::sys(format!("set the unit properties of container {id}"))(other(e)))
+}
+
+fn other(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
 pub(crate) fn delete(container: &ContainerRef) -> Result<()> {
     match load(container)? {
         Some(mut c) => c.delete(true).map_err(failed("delete", &container.id))?,
@@ -376,7 +484,28 @@ mod tests {
         assert_eq!(rules[0].to_string(), "a *:* rwm");
         assert!(!rules[0].allow());
 
-        // A list that says something is left as it is.
+        // A list without an all-devices rule first gets one.
+        let tun = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(oci_spec::runtime::LinuxDeviceType::C)
+            .major(10)
+            .minor(200)
+            .access("rwm")
+            .build()
+            .unwrap();
+        let mut resources = oci_spec::runtime::LinuxResources::default();
+        resources.set_devices(Some(vec![tun.clone()]));
+        let mut linux = oci.linux().clone().unwrap();
+        linux.set_resources(Some(resources));
+        oci.set_linux(Some(linux));
+        deny_devices_by_default(&mut oci).unwrap();
+        let rules = oci.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let rules = rules.devices().as_ref().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].to_string(), "a *:* rwm");
+        assert_eq!(rules[1], tun);
+
+        // A list that starts with an all-devices rule is left as it is.
         let allow_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
             .allow(true)
             .access("rwm")

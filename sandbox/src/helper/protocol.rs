@@ -44,6 +44,12 @@ pub enum Request {
     },
     /// Remove a container's cgroup and engine state.
     DeleteContainer(ContainerRef),
+    /// Set new limits as the properties of a systemd-driven container's
+    /// scope unit (nothing for a cgroupfs one).
+    UpdateContainerUnit {
+        container: ContainerRef,
+        resources: Box<oci_spec::runtime::LinuxResources>,
+    },
 }
 
 /// A helper's answer.

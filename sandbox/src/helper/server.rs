@@ -57,6 +57,10 @@ fn serve(request: Request) -> Response {
             engine::kill_all(&container, signal).map(|()| Response::Done)
         }
         Request::DeleteContainer(c) => engine::delete(&c).map(|()| Response::Done),
+        Request::UpdateContainerUnit {
+            container,
+            resources,
+        } => engine::update_unit(&container, &resources).map(|()| Response::Done),
     };
     result.unwrap_or_else(|e| Response::Error(HelperError::from(&e)))
 }

@@ -214,24 +214,49 @@ pub(crate) fn run(
     // The process says when it has exec'd by closing its end (close on
     // exec); before that, it writes why it could not.
     let (exec_done_r, exec_done_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io_error)?;
-    let cgroup_path = if container.systemd() {
-        // The scope systemd made for the init: joined directly, as runc's
-        // exec does, with no D-Bus round trip on every probe.
-        match crate::cgroup::TaskCgroup::of_pid(init_pid) {
-            Ok(crate::cgroup::TaskCgroup::V2(path)) => Path::new("/").join(path),
-            Ok(other) => {
-                return Err(LibcontainerError::Other(format!(
-                    "the init of a systemd-driven container is in {}, not a v2 cgroup",
-                    other.name()
-                )))
-            }
-            Err(e) => return Err(LibcontainerError::Other(crate::error_chain(&e))),
+    // On v2, the init's own cgroup (a systemd scope's, or a cgroupfs one),
+    // joined directly, as runc's exec does: no D-Bus round trip on every
+    // probe, and never a cgroup made anew from the spec's path.
+    let spec_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref());
+    // Where the container's cgroup is: the init may be there or below it
+    // (a nested init), never elsewhere (a reused pid).
+    let top = match spec_path {
+        Some(p) if container.systemd() => {
+            crate::cgroup::systemd::Scope::parse(&p.to_string_lossy())
+                .ok()
+                .map(|s| PathBuf::from(s.cgroup_path()))
         }
-    } else {
-        libcontainer::utils::get_cgroup_path(
-            spec.linux().as_ref().map_or(&None, |l| l.cgroups_path()),
-            container.id(),
-        )
+        Some(p) if p.is_absolute() => Some(p.clone()),
+        _ => None,
+    };
+    let cgroup_path = match crate::cgroup::TaskCgroup::of_pid(init_pid) {
+        Ok(crate::cgroup::TaskCgroup::V2(path)) => {
+            let path = Path::new("/").join(path);
+            if let Some(top) = top.filter(|top| !path.starts_with(top)) {
+                return Err(LibcontainerError::Other(format!(
+                    "process {init_pid} is in cgroup {}, outside the container's {}",
+                    path.display(),
+                    top.display()
+                )));
+            }
+            path
+        }
+        Ok(crate::cgroup::TaskCgroup::V1(_)) if !container.systemd() => {
+            libcontainer::utils::get_cgroup_path(
+                spec.linux().as_ref().map_or(&None, |l| l.cgroups_path()),
+                container.id(),
+            )
+        }
+        Ok(other) => {
+            return Err(LibcontainerError::Other(format!(
+                "the init of a systemd-driven container is in {}, not a v2 cgroup",
+                other.name()
+            )))
+        }
+        Err(e) => return Err(LibcontainerError::Other(crate::error_chain(&e))),
     };
     if let Some(score) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         // Inherited across the forks, as libcontainer's builder does it.

@@ -99,6 +99,12 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             .as_ref()
             .map(|any| resources::parse(&any.value))
             .ok_or_else(|| Error::InvalidArgument("resources: missing".into()))??;
+        // The unit first, as runc's systemd driver orders it: systemd
+        // writes its properties to the cgroup, then the files get all of it.
+        if let Some(unified) = resources.unified() {
+            resources::check_unified(unified, "resources.unified")?;
+        }
+        self.backend.update_unit(&req.id, &resources).await?;
         blocking(move || Ok(resources::apply(&cgroup, &resources)?)).await?;
         log::info!("task {}: resources updated", req.id);
         Ok(())
