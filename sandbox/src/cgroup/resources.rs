@@ -39,8 +39,12 @@ pub fn apply(cgroup: &TaskCgroup, resources: &LinuxResources) -> Result<()> {
         match subsystem {
             Subsystem::Pid(c) => {
                 if let Some(pids) = resources.pids() {
-                    c.set_pid_max(MaxValue::Value(pids.limit()))
-                        .map_err(cgroup.error("set pids limit"))?;
+                    // Zero or less is no limit, as runc and libcontainer read it.
+                    let max = match pids.limit() {
+                        limit if limit > 0 => MaxValue::Value(limit),
+                        _ => MaxValue::Max,
+                    };
+                    c.set_pid_max(max).map_err(cgroup.error("set pids limit"))?;
                 }
             }
             Subsystem::Mem(c) => {

@@ -106,7 +106,10 @@ fn plain_cgroup_name(unit: &str) -> std::result::Result<(), String> {
         return Err(format!("the unit name is {} bytes, over 255", unit.len()));
     }
     let first = unit.split('.').next().unwrap_or_default();
-    if unit.starts_with(['_', '.', '-']) || CONTROLLERS.contains(&first) {
+    if unit.starts_with(['_', '.', '-'])
+        || unit.starts_with("cgroup.")
+        || CONTROLLERS.contains(&first)
+    {
         return Err(format!("systemd would escape the cgroup name of {unit:?}"));
     }
     Ok(())
@@ -304,6 +307,7 @@ mod tests {
             "cpu.slice:cri:abc",
             "a-memory.slice:_cri:abc",
             "a.slice:.cri:abc",
+            "a.slice:cgroup.x:abc",
         ] {
             match Scope::parse(bad) {
                 Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, FIELD, "{bad}"),

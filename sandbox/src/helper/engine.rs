@@ -280,9 +280,26 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
         .pid()
         .ok_or_else(|| Error::invalid("container", "libcontainer created no init process"))?
         .as_raw();
+    if let Some(scope) = &scope {
+        if let Err(e) = init_in_scope(pid, scope) {
+            // In a unit of that name that is not the one made for it: the
+            // unit is someone else's, so it is neither changed nor stopped
+            // (libcontainer's delete would stop it by name). Only the init
+            // is killed and libcontainer's record of it removed.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let record = engine_root.join(&spec.id);
+            if let Err(undo) = remove_dir(&record) {
+                log::warn!("container {}: remove {}: {undo}", spec.id, record.display());
+            }
+            return Err(e);
+        }
+    }
     let checked = check_mount_table(pid, &oci)
         .and_then(|()| device_filter(pid, &oci))
-        .and_then(|()| scope.as_ref().map_or(Ok(()), |s| scope_files(pid, s, &oci)));
+        .and_then(|()| scope.as_ref().map_or(Ok(()), |_| scope_files(pid, &oci)));
     if let Err(e) = checked {
         let cleanup = ContainerRef {
             id: spec.id.clone(),
@@ -314,11 +331,8 @@ fn systemd_scope(oci: &Spec) -> Result<crate::cgroup::systemd::Scope> {
     Ok(scope)
 }
 
-/// With the systemd driver: the init is in its own scope's cgroup, and the
-/// limits are in the cgroup's files too. systemd takes the ones it has
-/// properties for; libcontainer's driver drops the rest (hugepages, most
-/// `unified` keys), which runc's writes to the files itself, as this does.
-fn scope_files(pid: i32, scope: &crate::cgroup::systemd::Scope, oci: &Spec) -> Result<()> {
+/// With the systemd driver: whether the init is in its own scope's cgroup.
+fn init_in_scope(pid: i32, scope: &crate::cgroup::systemd::Scope) -> Result<()> {
     let cgroup = crate::cgroup::TaskCgroup::of_pid(pid)?;
     let want = PathBuf::from(scope.cgroup_path().trim_start_matches('/'));
     if cgroup != crate::cgroup::TaskCgroup::V2(want) {
@@ -332,6 +346,15 @@ fn scope_files(pid: i32, scope: &crate::cgroup::systemd::Scope, oci: &Spec) -> R
             ),
         ));
     }
+    Ok(())
+}
+
+/// With the systemd driver, the limits are in the cgroup's files too.
+/// systemd takes the ones it has properties for; libcontainer's driver
+/// drops the rest (hugepages, most `unified` keys), which runc's writes to
+/// the files itself, as this does.
+fn scope_files(pid: i32, oci: &Spec) -> Result<()> {
+    let cgroup = crate::cgroup::TaskCgroup::of_pid(pid)?;
     match oci.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         Some(resources) => crate::cgroup::resources::apply(&cgroup, resources),
         None => Ok(()),
@@ -419,8 +442,6 @@ pub(crate) fn kill_all(container: &ContainerRef, signal: i32) -> Result<()> {
     c.kill(signal, true).map_err(failed("kill", &container.id))
 }
 
-/// Removes the container's cgroup and libcontainer state, killing what is
-/// left of it. A container libcontainer never recorded is already gone.
 /// Sets `resources` as the properties of the container's scope unit, as
 /// runc's systemd driver does on an update before it writes the files:
 /// systemd keeps a unit's properties and writes them to the cgroup again
@@ -437,6 +458,9 @@ pub(crate) fn update_unit(
         return Ok(());
     }
     let config = c.spec().map_err(failed("update", id))?;
+    let scope = crate::cgroup::systemd::Scope::parse(&config.cgroup_path.to_string_lossy())?;
+    let dir = Path::new("/sys/fs/cgroup").join(scope.cgroup_path().trim_start_matches('/'));
+    let resources = &for_systemd(resources, &dir);
     let manager = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
         cgroup_path: config.cgroup_path,
         systemd_cgroup: true,
@@ -457,6 +481,46 @@ fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// Update's resources as libcgroups' systemd driver must see them to do
+/// what Update means: it reads an unset (or zero) CPU quota as "no quota"
+/// and an unset period as 100 ms, so those come from the cgroup's
+/// `cpu.max`; a zero memory limit, reservation or swap (no change) is an
+/// error to it, so they go; and `unified` keys, which it partly misreads
+/// (`cpu.weight` as shares), are berth's to write to the files alone.
+fn for_systemd(
+    resources: &oci_spec::runtime::LinuxResources,
+    dir: &Path,
+) -> oci_spec::runtime::LinuxResources {
+    let mut r = resources.clone();
+    r.set_unified(None);
+    if let Some(mut cpu) = r.cpu().clone() {
+        let current = fs::read_to_string(dir.join("cpu.max")).unwrap_or_default();
+        let mut words = current.split_whitespace();
+        let quota = match words.next() {
+            Some("max") => Some(-1),
+            Some(q) => q.parse().ok(),
+            None => None,
+        };
+        let period = words.next().and_then(|p| p.parse().ok());
+        if cpu.quota().is_none_or(|q| q == 0) {
+            cpu.set_quota(quota);
+        }
+        if cpu.period().is_none_or(|p| p == 0) {
+            cpu.set_period(period);
+        }
+        r.set_cpu(Some(cpu));
+    }
+    if let Some(mut memory) = *r.memory() {
+        memory.set_limit(memory.limit().filter(|&v| v != 0));
+        memory.set_reservation(memory.reservation().filter(|&v| v != 0));
+        memory.set_swap(memory.swap().filter(|&v| v != 0));
+        r.set_memory(Some(memory));
+    }
+    r
+}
+
+/// Removes the container's cgroup and libcontainer state, killing what is
+/// left of it. A container libcontainer never recorded is already gone.
 pub(crate) fn delete(container: &ContainerRef) -> Result<()> {
     match load(container)? {
         Some(mut c) => c.delete(true).map_err(failed("delete", &container.id))?,
@@ -468,6 +532,48 @@ pub(crate) fn delete(container: &ContainerRef) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_gets_update_s_resources_as_no_change_where_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cpu.max"), "50000 100000\n").unwrap();
+        let resources: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(serde_json::json!({
+                "cpu": {"shares": 512, "quota": 0},
+                "memory": {"limit": 0, "reservation": 0, "swap": 0},
+                "unified": {"memory.high": "max"}
+            }))
+            .unwrap();
+        let r = for_systemd(&resources, dir.path());
+        let cpu = r.cpu().as_ref().unwrap();
+        assert_eq!(
+            (cpu.shares(), cpu.quota(), cpu.period()),
+            (Some(512), Some(50000), Some(100000))
+        );
+        let memory = r.memory().as_ref().unwrap();
+        assert_eq!(
+            (memory.limit(), memory.reservation(), memory.swap()),
+            (None, None, None)
+        );
+        assert!(r.unified().is_none());
+
+        std::fs::write(dir.path().join("cpu.max"), "max 100000\n").unwrap();
+        let r = for_systemd(&resources, dir.path());
+        assert_eq!(
+            r.cpu().as_ref().unwrap().quota(),
+            Some(-1),
+            "no quota stays none"
+        );
+        let set: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(serde_json::json!({"cpu": {"quota": 20000, "period": 50000}}))
+                .unwrap();
+        let cpu = for_systemd(&set, dir.path()).cpu().clone().unwrap();
+        assert_eq!(
+            (cpu.quota(), cpu.period()),
+            (Some(20000), Some(50000)),
+            "as asked"
+        );
+    }
 
     #[test]
     fn an_empty_device_list_denies_all_but_the_defaults() {
