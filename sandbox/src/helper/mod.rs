@@ -9,6 +9,8 @@
 //! - `server`: the helper binary's loop, which dispatches to
 //!   - `pause`: a pod's namespaces and its berth-pause,
 //!   - `engine`: app containers through the OCI engine (libcontainer),
+//!     with `spec_policy` (the spec it is given) and `scope` (the
+//!     systemd driver's units),
 //!   - `netlink`: the pod's loopback.
 //!
 //! The helper's side is compiled only with the `helper` feature, into
@@ -26,7 +28,11 @@ mod netlink;
 mod pause;
 pub mod protocol;
 #[cfg(feature = "helper")]
+mod scope;
+#[cfg(feature = "helper")]
 pub mod server;
+#[cfg(feature = "helper")]
+mod spec_policy;
 #[cfg(feature = "helper")]
 mod tenant;
 #[cfg(feature = "helper")]
