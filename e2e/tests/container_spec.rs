@@ -10,7 +10,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
-use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::containerd_config::{BERTH_HANDLER, RUNC_HANDLER};
 use berth_e2e::pod_trace::PodTrace;
 use berth_e2e::{e2e_test, procs, scenario, Containerd};
 use k8s_cri::v1 as cri;
@@ -513,3 +513,51 @@ async fn check(
 }
 
 e2e_test!(spec_reaches_the_container, the_spec_reaches_the_container);
+
+/// Capability names a pod may write that runc does not grant: CRI prefixes
+/// `CAP_` to each, so `CAP_SYS_ADMIN` arrives as `CAP_CAP_SYS_ADMIN`, and an
+/// unknown name as `CAP_<name>`. runc ignores both; so must berth, which
+/// would otherwise grant the first (a policy that forbids `SYS_ADMIN` does
+/// not see it) and refuse the container for the second.
+async fn capability_names_as_runc_reads_them(cd: &Containerd, handler: &str) -> Result<()> {
+    let pod_config = scenario::pod_config(cd, "caps")?;
+    let pod = scenario::run_pod(cd, &pod_config, handler).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let mut config = ContainerSpec::shell("caps", "exec sleep 600").to_cri();
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let security = linux.security_context.get_or_insert_with(Default::default);
+    security.capabilities = Some(cri::Capability {
+        drop_capabilities: vec!["ALL".into()],
+        add_capabilities: vec!["CAP_SYS_ADMIN".into(), "NET_ADMIN".into(), "NO_SUCH".into()],
+        ..Default::default()
+    });
+    let id = cd
+        .cri()
+        .create_container(&pod, config, pod_config.to_cri())
+        .await?;
+    cd.cri()
+        .start_container(&id)
+        .await
+        .with_context(|| format!("{handler}: start a container with unknown capability names"))?;
+    let inside = Inside { cd, id: &id };
+    let status = inside.run("cat /proc/1/status").await?;
+    let effective = u64::from_str_radix(status_field(&status, "CapEff")?, 16)?;
+    let want = cap_mask(&serde_json::json!(["CAP_NET_ADMIN"]))?;
+    ensure!(
+        effective == want,
+        "{handler}: effective capabilities {effective:#x}, not CAP_NET_ADMIN's {want:#x} alone"
+    );
+    scenario::remove_containers(cd, &[id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+async fn capability_names_berth(cd: &Containerd) -> Result<()> {
+    capability_names_as_runc_reads_them(cd, BERTH_HANDLER).await
+}
+
+async fn capability_names_runc(cd: &Containerd) -> Result<()> {
+    capability_names_as_runc_reads_them(cd, RUNC_HANDLER).await
+}
+
+e2e_test!(capability_names, capability_names_berth);
+e2e_test!(capability_names_runc, capability_names_runc);

@@ -27,15 +27,7 @@ pub fn exec_in_pod(
     process: &[u8],
     stdio: StdioPaths,
 ) -> Result<ProcessRecord> {
-    let parsed: oci_spec::runtime::Process = {
-        let de = &mut serde_json::Deserializer::from_slice(process);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            Error::invalid(
-                format!("exec spec.{}", e.path()),
-                e.into_inner().to_string(),
-            )
-        })?
-    };
+    let parsed = crate::spec::parse_process(process)?;
     check_id("exec id", exec_id)?;
     if parsed.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::invalid("exec spec.args", "must name a program"));

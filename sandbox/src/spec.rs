@@ -52,16 +52,73 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     parse(&data)
 }
 
-/// Parses an OCI spec, naming the offending field on failure.
+/// Parses an OCI spec, naming the offending field on failure. Capability
+/// names are read as runc reads them ([`runc_capabilities`]).
 pub fn parse(data: &[u8]) -> Result<Spec> {
-    let de = &mut serde_json::Deserializer::from_slice(data);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    parse_as(data, "spec", |v| v.pointer_mut("/process/capabilities"))
+}
+
+/// Parses an OCI process (an exec's), as [`parse`] does a spec.
+pub fn parse_process(data: &[u8]) -> Result<oci_spec::runtime::Process> {
+    parse_as(data, "exec spec", |v| v.pointer_mut("/capabilities"))
+}
+
+fn parse_as<T: serde::de::DeserializeOwned>(
+    data: &[u8],
+    what: &str,
+    capabilities: impl FnOnce(&mut serde_json::Value) -> Option<&mut serde_json::Value>,
+) -> Result<T> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| Error::invalid(what, format!("not JSON: {e}")))?;
+    if let Some(sets) = capabilities(&mut value) {
+        for dropped in runc_capabilities(sets) {
+            log::warn!("{what}: capability {dropped:?} ignored: not a name runc knows");
+        }
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let field = match e.path().to_string() {
-            p if p == "." => "spec".to_string(),
-            p => format!("spec.{p}"),
+            p if p == "." => what.to_string(),
+            p => format!("{what}.{p}"),
         };
         Error::invalid(field, e.into_inner().to_string())
     })
+}
+
+/// Keeps, in each capability set of `sets`, only the names runc grants:
+/// `CAP_` and a capability's name in capitals, exactly. runc ignores any
+/// other name with a warning. oci-spec would take `SYS_ADMIN`,
+/// `cap_sys_admin` and `CAP_CAP_SYS_ADMIN` (what CRI makes of a pod that
+/// asks for `CAP_SYS_ADMIN`) as CAP_SYS_ADMIN, and refuse a name it does
+/// not know: berth grants neither more nor less than runc would. Returns
+/// the names taken out.
+fn runc_capabilities(sets: &mut serde_json::Value) -> Vec<String> {
+    let known = |name: &str| {
+        name.strip_prefix("CAP_").is_some_and(|rest| {
+            !rest.starts_with("CAP_")
+                && rest == rest.to_ascii_uppercase()
+                && serde_json::from_value::<oci_spec::runtime::Capability>(name.into()).is_ok()
+        })
+    };
+    let mut dropped = Vec::new();
+    let Some(sets) = sets.as_object_mut() else {
+        return dropped;
+    };
+    for set in sets.values_mut() {
+        if let Some(names) = set.as_array_mut() {
+            names.retain(|n| match n.as_str() {
+                Some(name) if known(name) => true,
+                Some(name) => {
+                    if !dropped.iter().any(|d| d == name) {
+                        dropped.push(name.to_string());
+                    }
+                    false
+                }
+                // Not a string: left for the parser to name.
+                None => true,
+            });
+        }
+    }
+    dropped
 }
 
 /// The pod a container belongs to, from its annotations: CRI's sandbox id,
@@ -364,6 +421,59 @@ pub(crate) fn cgroupfs_path(path: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capabilities_are_read_as_runc_reads_them() {
+        let spec = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
+                "capabilities": {
+                    "bounding": ["CAP_CHOWN", "CAP_CAP_SYS_ADMIN", "SYS_ADMIN",
+                                 "cap_net_admin", "CAP_BOGUS", "CAP_KILL"],
+                    "effective": ["CAP_CHOWN", "CAP_CAP_SYS_ADMIN"],
+                    "permitted": ["CAP_CHOWN"]
+                }}
+        });
+        let spec = parse(spec.to_string().as_bytes()).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        use oci_spec::runtime::Capability;
+        let bounding = caps.bounding().as_ref().unwrap();
+        assert_eq!(bounding.len(), 2, "{bounding:?}");
+        assert!(bounding.contains(&Capability::Chown) && bounding.contains(&Capability::Kill));
+        assert_eq!(
+            caps.effective()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            [&Capability::Chown]
+        );
+
+        let mut sets = serde_json::json!({"ambient": ["CAP_SYS_ADMIN", "sys_admin"]});
+        assert_eq!(runc_capabilities(&mut sets), ["sys_admin"]);
+        assert_eq!(sets, serde_json::json!({"ambient": ["CAP_SYS_ADMIN"]}));
+
+        let process = serde_json::json!({"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
+            "capabilities": {"bounding": ["CAP_CAP_SYS_ADMIN", "CAP_SETUID"]}});
+        let process = parse_process(process.to_string().as_bytes()).unwrap();
+        let bounding = process
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert_eq!(
+            bounding.into_iter().collect::<Vec<_>>(),
+            [Capability::Setuid]
+        );
+    }
 
     fn spec(json: serde_json::Value) -> Spec {
         let mut base = serde_json::json!({"ociVersion": "1.0.2", "root": {"path": "rootfs"}});

@@ -177,8 +177,7 @@ pub(crate) fn exec(spec: &ExecSpec) -> Result<ProcessRecord> {
     let container =
         load(&spec.container)?.ok_or_else(|| Error::not_found(format!("container {id}")))?;
     let data = fs::read(&spec.process).map_err(Error::io("read", &spec.process))?;
-    let mut process: oci_spec::runtime::Process = serde_json::from_slice(&data)
-        .map_err(|e| Error::invalid("process", format!("not an OCI process: {e}")))?;
+    let mut process = crate::spec::parse_process(&data)?;
     spec_policy::settable_oom_score(id, &mut process)?;
     super::tenant::check_labels(&process)?;
     if !spec.no_new_keyring {
