@@ -22,6 +22,7 @@ scenarios=(
   "freeze: ctr_pause::containerd_2_1 pod_pause::containerd_2_1"
   "restart: containerd_crash::containerd_2_1"
   "pod_remove: pod_remove::containerd_2_1"
+  "mount_propagation: mount_propagation::containerd_2_1 mount_propagation_runc::containerd_2_1"
 )
 
 bash e2e/scripts/vm-image.sh

@@ -55,11 +55,13 @@ pub(crate) fn parse(options: &[String]) -> Parsed {
             "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
             "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
             "defaults" | "async" => (MsFlags::empty(), MsFlags::empty()),
-            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
+            | "runbindable" => {
                 let recursive = option.starts_with('r');
                 let mut p = match option.trim_start_matches('r') {
                     "private" => MsFlags::MS_PRIVATE,
                     "slave" => MsFlags::MS_SLAVE,
+                    "unbindable" => MsFlags::MS_UNBINDABLE,
                     _ => MsFlags::MS_SHARED,
                 };
                 if recursive {

@@ -15,7 +15,7 @@ use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
 
-use super::{scope, spec_policy};
+use super::{propagation, scope, spec_policy};
 use crate::error::{Error, Result};
 use crate::helper::protocol::{ContainerRef, ContainerSpec, ExecSpec};
 use crate::spec::CgroupDriver;
@@ -133,6 +133,7 @@ pub(crate) fn create(spec: &ContainerSpec) -> Result<ProcessRecord> {
         }
     }
     let checked = spec_policy::check_mount_table(pid, &oci)
+        .and_then(|()| propagation::apply(pid, &oci))
         .and_then(|()| device_filter(pid, &oci))
         .and_then(|()| {
             scope

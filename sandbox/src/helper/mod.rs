@@ -9,8 +9,9 @@
 //! - `server`: the helper binary's loop, which dispatches to
 //!   - `pause`: a pod's namespaces and its berth-pause,
 //!   - `engine`: app containers through the OCI engine (libcontainer),
-//!     with `spec_policy` (the spec it is given) and `scope` (the
-//!     systemd driver's units),
+//!     with `spec_policy` (the spec it is given), `propagation` (each
+//!     mount's, set once it is made) and `scope` (the systemd driver's
+//!     units),
 //!   - `netlink`: the pod's loopback.
 //!
 //! The helper's side is compiled only with the `helper` feature, into
@@ -26,6 +27,8 @@ pub mod fake;
 mod netlink;
 #[cfg(feature = "helper")]
 mod pause;
+#[cfg(feature = "helper")]
+mod propagation;
 pub mod protocol;
 #[cfg(feature = "helper")]
 mod scope;

@@ -296,7 +296,8 @@ fn open_path(path: &Path, flags: OFlag) -> Result<OwnedFd> {
     })
 }
 
-fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+/// Reads until `buf` is full or the pipe closes; returns how much came.
+pub(super) fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while n < buf.len() {
         match nix::unistd::read(fd, &mut buf[n..]) {

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::helper::protocol::ContainerSpec;
 
 /// The spec libcontainer runs: containerd's, with the root made absolute,
-/// mounts confined to the rootfs, a device list that denies what it does
+/// mounts confined to the rootfs, the root's propagation in libcontainer's
+/// words, a device list that denies what it does
 /// not allow, `unified` keys checked and an oom_score_adj the shim may not
 /// set raised to what it may.
 pub(super) fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
@@ -23,6 +24,7 @@ pub(super) fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
         }
     }
     confine_to_rootfs(&mut oci)?;
+    engine_rootfs_propagation(&mut oci)?;
     refuse_user_namespace(&oci)?;
     deny_devices_by_default(&mut oci)?;
     // libcontainer writes each key to the path it makes of it, unchecked.
@@ -35,6 +37,36 @@ pub(super) fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
         oci.set_process(Some(process));
     }
     Ok(oci)
+}
+
+/// `linux.rootfsPropagation` in the words libcontainer knows. runc takes
+/// the recursive forms CRI sends (`rshared` for a bidirectional mount,
+/// `rslave` for a host-to-container one) and libcontainer refuses them,
+/// though it makes the root recursive whatever it is told; anything else
+/// is refused here, naming what is accepted.
+fn engine_rootfs_propagation(oci: &mut Spec) -> Result<()> {
+    let Some(mut linux) = oci.linux().clone() else {
+        return Ok(());
+    };
+    let Some(asked) = linux.rootfs_propagation().clone() else {
+        return Ok(());
+    };
+    let engine = match asked.as_str() {
+        "" => None,
+        "shared" | "rshared" => Some("shared"),
+        "slave" | "rslave" => Some("slave"),
+        "private" | "rprivate" => Some("private"),
+        "unbindable" | "runbindable" => Some("unbindable"),
+        other => {
+            return Err(Error::invalid(
+                "linux.rootfsPropagation",
+                format!("{other:?} is not one of [r]shared, [r]slave, [r]private, [r]unbindable"),
+            ))
+        }
+    };
+    linux.set_rootfs_propagation(engine.map(String::from));
+    oci.set_linux(Some(linux));
+    Ok(())
 }
 
 /// A user namespace is refused, as the features document says: berth has
@@ -179,6 +211,40 @@ fn may_lower_oom() -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rootfs_propagation_takes_runc_s_words() {
+        let with = |p: Option<&str>| {
+            let mut oci = Spec::default();
+            let mut linux = oci.linux().clone().unwrap();
+            linux.set_rootfs_propagation(p.map(String::from));
+            oci.set_linux(Some(linux));
+            oci
+        };
+        for (asked, engine) in [
+            (None, None),
+            (Some(""), None),
+            (Some("rshared"), Some("shared")),
+            (Some("shared"), Some("shared")),
+            (Some("rslave"), Some("slave")),
+            (Some("slave"), Some("slave")),
+            (Some("rprivate"), Some("private")),
+            (Some("private"), Some("private")),
+            (Some("runbindable"), Some("unbindable")),
+        ] {
+            let mut oci = with(asked);
+            engine_rootfs_propagation(&mut oci).unwrap();
+            let got = oci.linux().as_ref().unwrap().rootfs_propagation().clone();
+            assert_eq!(got.as_deref(), engine, "{asked:?}");
+        }
+        let err = engine_rootfs_propagation(&mut with(Some("rsharedd"))).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("linux.rootfsPropagation") && text.contains("\"rsharedd\""),
+            "{text}"
+        );
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    }
 
     #[test]
     fn an_empty_device_list_denies_all_but_the_defaults() {
