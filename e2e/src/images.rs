@@ -71,11 +71,13 @@ pub fn build_archive() -> Result<ImageArchive> {
         ImageDef {
             name: PAUSE,
             layer: &layer,
+            upper: &[],
             config: image_config(pause_cmd),
         },
         ImageDef {
             name: BUSYBOX,
             layer: &layer,
+            upper: &[],
             config: image_config(vec!["sh".into()]),
         },
     ]);
@@ -206,10 +208,38 @@ pub fn linked_images(images: &[(String, Vec<(String, String)>)]) -> Result<oci_l
         .map(|((name, _), layer)| ImageDef {
             name,
             layer,
+            upper: &[],
             config: image_config(vec!["sh".into()]),
         })
         .collect();
     Ok(oci_layout::build(&defs))
+}
+
+/// The layers [`layered_image`] stacks on busybox: the `i`th (from 1)
+/// holds `/layers/<i>`, reading `i`.
+pub fn numbered_layers(count: usize) -> Vec<Vec<u8>> {
+    (1..=count)
+        .map(|i| {
+            let mut tar = TarWriter::new();
+            tar.dir("layers", 0o755);
+            tar.file(&format!("layers/{i}"), 0o644, format!("{i}\n").as_bytes());
+            tar.finish()
+        })
+        .collect()
+}
+
+/// An image layout of busybox with `upper` [`numbered_layers`] on it:
+/// `upper + 1` layers in all, named `name`.
+pub fn layered_image(name: &str, upper: usize) -> Result<oci_layout::Layout> {
+    let busybox = fs::read(BUSYBOX_BIN).with_context(|| format!("read {BUSYBOX_BIN}"))?;
+    let base = rootfs_layer(&busybox, &applets()?);
+    let upper = numbered_layers(upper);
+    Ok(oci_layout::build(&[ImageDef {
+        name,
+        layer: &base,
+        upper: &upper,
+        config: image_config(vec!["sh".into()]),
+    }]))
 }
 
 #[cfg(test)]

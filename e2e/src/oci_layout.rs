@@ -1,4 +1,4 @@
-//! Packs single-layer images into one OCI image-layout tarball (`oci-layout`,
+//! Packs images into one OCI image-layout tarball (`oci-layout`,
 //! `index.json`, `blobs/sha256/...`) that `ctr images import` takes in one call.
 //! Blobs shared between images (the layer) are stored once.
 
@@ -23,12 +23,20 @@ pub struct ImageConfig {
     pub working_dir: String,
 }
 
-/// One linux/amd64 image of a single uncompressed layer.
+/// One linux/amd64 image of uncompressed layers: `layer`, then `upper`
+/// stacked on it in order.
 pub struct ImageDef<'a> {
     /// Full reference, such as `localhost/berth/pause:e2e`.
     pub name: &'a str,
     pub layer: &'a [u8],
+    pub upper: &'a [Vec<u8>],
     pub config: ImageConfig,
+}
+
+impl ImageDef<'_> {
+    fn layers(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.layer).chain(self.upper.iter().map(Vec::as_slice))
+    }
 }
 
 /// An image layout ready to import.
@@ -57,7 +65,7 @@ pub fn build(images: &[ImageDef<'_>]) -> Layout {
             "schemaVersion": 2,
             "mediaType": MEDIA_MANIFEST,
             "config": descriptor(MEDIA_CONFIG, &config_bytes),
-            "layers": [descriptor(MEDIA_LAYER, image.layer)],
+            "layers": image.layers().map(|l| descriptor(MEDIA_LAYER, l)).collect::<Vec<_>>(),
         }));
         let tag = image
             .name
@@ -72,7 +80,10 @@ pub fn build(images: &[ImageDef<'_>]) -> Layout {
         });
         descriptors.push(desc);
         manifests.push((image.name.to_string(), digest(&manifest_bytes)));
-        for blob in [image.layer.to_vec(), config_bytes, manifest_bytes] {
+        for blob in image.layers().map(<[u8]>::to_vec) {
+            blobs.insert(digest(&blob), blob);
+        }
+        for blob in [config_bytes, manifest_bytes] {
             blobs.insert(digest(&blob), blob);
         }
     }
@@ -109,8 +120,10 @@ fn config_json(image: &ImageDef<'_>) -> serde_json::Value {
             "Cmd": non_empty(&c.cmd),
             "WorkingDir": c.working_dir,
         },
-        "rootfs": { "type": "layers", "diff_ids": [digest(image.layer)] },
-        "history": [{ "created": "1970-01-01T00:00:00Z", "created_by": "berth-e2e" }],
+        "rootfs": { "type": "layers", "diff_ids": image.layers().map(digest).collect::<Vec<_>>() },
+        "history": image.layers()
+            .map(|_| json!({ "created": "1970-01-01T00:00:00Z", "created_by": "berth-e2e" }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -143,11 +156,13 @@ mod tests {
             ImageDef {
                 name: "localhost/a:1",
                 layer: b"layer",
+                upper: &[],
                 config: cfg("a"),
             },
             ImageDef {
                 name: "localhost/b:1",
                 layer: b"layer",
+                upper: &[],
                 config: cfg("b"),
             },
         ]

@@ -101,9 +101,16 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
 }
 
 fn mount_one(m: &Mount, target: &Path) -> Result<()> {
-    let parsed = parse(&m.options);
+    let mut parsed = parse(&m.options);
     let op = || format!("mount {} {} on {}", m.kind, m.source, target.display());
     let bind = parsed.flags.contains(MsFlags::MS_BIND);
+    // Open while the mount is made, if the lowerdirs are given through it.
+    let mut _lower_parent = None;
+    if m.kind == "overlay" && parsed.data.len() >= PAGE {
+        let (fd, data) = compact_lowerdir(&parsed.data)?;
+        _lower_parent = Some(fd);
+        parsed.data = data;
+    }
     let data = (!parsed.data.is_empty()).then_some(parsed.data.as_str());
     let fstype = (!bind).then_some(m.kind.as_str());
     mount(Some(m.source.as_str()), target, fstype, parsed.flags, data)
@@ -126,6 +133,76 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
         .map_err(|e| Error::sys(format!("{} (propagation)", op()))(e.into()))?;
     }
     Ok(())
+}
+
+/// What mount(2) reads of its data: one page, its NUL included.
+const PAGE: usize = 4096;
+
+/// overlay's options with every lowerdir given as `/proc/self/fd/<fd>/<rest>`,
+/// `fd` open on the lowerdirs' common parent (containerd's snapshots
+/// directory), for options that would not fit in a page: about 55 layers
+/// of containerd's paths. containerd's mount.All shortens them the same
+/// way with a chdir in a forked child; the shim, multi-threaded, does
+/// neither. mountinfo then shows the lowerdirs by those paths. The fd is
+/// returned to be held until the mount is made.
+fn compact_lowerdir(data: &str) -> Result<(std::os::fd::OwnedFd, String)> {
+    let too_long = |why: &str| {
+        Error::invalid(
+            "rootfs",
+            format!(
+                "overlay options of {} bytes do not fit in mount(2)'s {PAGE}: {why}",
+                data.len()
+            ),
+        )
+    };
+    let options: Vec<&str> = data.split(',').collect();
+    let (at, lower) = options
+        .iter()
+        .enumerate()
+        .find_map(|(i, o)| o.strip_prefix("lowerdir=").map(|l| (i, l)))
+        .ok_or_else(|| too_long("no lowerdir to shorten"))?;
+    // overlay's escapes (`\:`) are left alone: containerd writes none.
+    if lower.contains('\\') {
+        return Err(too_long("escaped lowerdir paths are not shortened"));
+    }
+    let dirs: Vec<&Path> = lower.split(':').map(Path::new).collect();
+    let mut parent = dirs[0].parent().unwrap_or(Path::new("/")).to_path_buf();
+    for dir in &dirs {
+        if !dir.is_absolute() {
+            return Err(too_long(&format!("lowerdir {} is relative", dir.display())));
+        }
+        while !dir.starts_with(&parent) {
+            if !parent.pop() {
+                break;
+            }
+        }
+    }
+    let fd = nix::fcntl::open(
+        &parent,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", &parent)(e.into()))?;
+    let prefix = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    let short: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let rest = d.strip_prefix(&parent).expect("under the common parent");
+            format!("{prefix}/{}", rest.display())
+        })
+        .collect();
+    let mut options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+    options[at] = format!("lowerdir={}", short.join(":"));
+    let compact = options.join(",");
+    if compact.len() >= PAGE {
+        return Err(too_long(&format!(
+            "{} layers take {} bytes even from {}",
+            dirs.len(),
+            compact.len(),
+            parent.display()
+        )));
+    }
+    Ok((fd, compact))
 }
 
 /// Unmounts everything stacked on `target`. A busy mount is retried for a
@@ -172,6 +249,55 @@ mod tests {
         ]));
         assert_eq!(p.flags, MsFlags::empty());
         assert_eq!(p.data, "index=off,workdir=/w,upperdir=/u,lowerdir=/l1:/l2");
+    }
+
+    #[test]
+    fn long_lowerdirs_are_given_from_their_common_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = dir
+            .path()
+            .join("io.containerd.snapshotter.v1.overlayfs/snapshots");
+        let layers: Vec<String> = (1..=80)
+            .map(|i| {
+                let fs = snapshots.join(format!("{i}/fs"));
+                std::fs::create_dir_all(&fs).unwrap();
+                fs.to_string_lossy().into_owned()
+            })
+            .collect();
+        let data = format!(
+            "index=off,workdir={0}/81/work,upperdir={0}/81/fs,lowerdir={1}",
+            snapshots.display(),
+            layers.join(":")
+        );
+        assert!(data.len() >= PAGE, "the test's options must not fit");
+        let (fd, compact) = compact_lowerdir(&data).unwrap();
+        assert!(compact.len() < PAGE);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let lower = compact
+            .split(',')
+            .find_map(|o| o.strip_prefix("lowerdir="))
+            .unwrap();
+        let short: Vec<&str> = lower.split(':').collect();
+        assert_eq!(short.len(), 80);
+        assert_eq!(short[0], format!("/proc/self/fd/{fd}/1/fs"));
+        // Each names the same directory as the long form, in order.
+        for (s, l) in short.iter().zip(&layers) {
+            assert_eq!(
+                std::fs::canonicalize(s).unwrap(),
+                std::fs::canonicalize(l).unwrap()
+            );
+        }
+        assert!(compact.starts_with(&format!(
+            "index=off,workdir={}/81/work,",
+            snapshots.display()
+        )));
+
+        // Options that cannot be shortened enough are refused, named.
+        let long = format!("lowerdir={}", vec![layers[0].as_str(); 800].join(":"));
+        let err = compact_lowerdir(&long).unwrap_err().to_string();
+        assert!(err.contains("800 layers"), "{err}");
+        let err = compact_lowerdir(&"x".repeat(PAGE)).unwrap_err().to_string();
+        assert!(err.contains("no lowerdir"), "{err}");
     }
 
     #[test]
