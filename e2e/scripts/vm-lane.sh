@@ -15,7 +15,7 @@ lane=$top/target/vm-lane
 # whose outcome depends on the cgroup hierarchy.
 scenarios=(
   "berth_cri: berth_cri::containerd_2_1"
-  "containers: share_localhost::containerd_2_1 stats_and_update::containerd_2_1 exit_codes::containerd_2_1 shared_pid::containerd_2_1 device_allow_list::containerd_2_1 unified_keys::containerd_2_1"
+  "containers: share_localhost::containerd_2_1 stats_and_update::containerd_2_1 exit_codes::containerd_2_1 shared_pid::containerd_2_1 device_allow_list::containerd_2_1 unified_keys::containerd_2_1 limit_below_usage::containerd_2_1 limit_below_usage_runc::containerd_2_1"
   "container_spec: spec_reaches_the_container::containerd_2_1"
   "runtime_options: cgroup_options::containerd_2_1 slice_parent::containerd_2_1 systemd_driver::containerd_2_1"
   "shim_killed: shim_killed::containerd_2_1 journaled_exit::containerd_2_1"

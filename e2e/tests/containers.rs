@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
-use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::containerd_config::{BERTH_HANDLER, RUNC_HANDLER};
 use berth_e2e::leaks::{self, LeakKind};
 use berth_e2e::pod_config::NamespaceMode;
 use berth_e2e::pod_trace::PodTrace;
@@ -455,6 +455,84 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
+/// A memory limit lowered below what the container uses, answered as runc
+/// answers it. On v1 the kernel reclaims what it can and refuses the rest:
+/// Update fails naming the usage, and the container runs on under its old
+/// limit. On v2 the write succeeds and the kernel OOM-kills the container.
+/// The same pod runs on berth and on runc.
+async fn a_limit_below_usage(cd: &Containerd, handler: &str) -> Result<()> {
+    let config = scenario::pod_config(cd, "below")?;
+    let pod = scenario::run_pod(cd, &config, handler).await?;
+    let pod_trace = PodTrace::capture(cd, &pod, "").await?;
+    let created: i64 = 128 << 20;
+    // 40 MB of anonymous memory in a shell variable, held; no swap here.
+    let holder = ContainerSpec::shell(
+        "holder",
+        "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ready; while :; do sleep 1; done",
+    )
+    .memory_limit(created);
+    let id = scenario::run_container(cd, &pod, &config, &holder).await?;
+    scenario::wait_ready(&config, &holder).await?;
+    let lowered = k8s_cri::v1::LinuxContainerResources {
+        memory_limit_in_bytes: 16 << 20,
+        ..Default::default()
+    };
+    let result = cd.cri().update_container_resources(&id, lowered).await;
+    if cgroups::is_v2() {
+        result.with_context(|| format!("{handler}: lower memory.max below usage"))?;
+        let status = scenario::wait_exited(cd, &id, Duration::from_secs(60)).await?;
+        ensure!(
+            (status.reason.as_str(), status.exit_code) == ("OOMKilled", 137),
+            "{handler}: a container whose limit went below its usage ended {:?} with {}",
+            status.reason,
+            status.exit_code
+        );
+    } else {
+        let (err, code) = match result {
+            Ok(()) => anyhow::bail!("{handler}: a v1 memory limit below usage was accepted"),
+            Err(e) => (
+                format!("{e:#}"),
+                e.downcast_ref::<tonic::Status>().map(tonic::Status::code),
+            ),
+        };
+        ensure!(
+            err.contains("current usage: ") && err.contains("peak usage: "),
+            "{handler}: the refusal does not name the usage: {err}"
+        );
+        if handler == BERTH_HANDLER {
+            ensure!(
+                code == Some(tonic::Code::FailedPrecondition),
+                "{handler}: the refusal is {code:?}, not FailedPrecondition: {err}"
+            );
+        }
+        let status = cd.cri().container_status(&id).await?;
+        ensure!(
+            status.state == k8s_cri::v1::ContainerState::ContainerRunning as i32,
+            "{handler}: the container is {:?} after the refused update",
+            status.state
+        );
+        let pid = procs::all_pids()
+            .into_iter()
+            .find(|&p| procs::cgroups(p).is_some_and(|c| c.contains(&id)))
+            .with_context(|| format!("no process of container {id}"))?;
+        let limit = cgroup_file(pid, "memory", "memory.limit_in_bytes")?;
+        ensure!(
+            limit == created.to_string(),
+            "{handler}: memory.limit_in_bytes is {limit} after the refused update"
+        );
+    }
+    scenario::remove_containers(cd, &[id]).await?;
+    scenario::remove_and_check(cd, &pod_trace).await
+}
+
+async fn limit_below_usage_berth(cd: &Containerd) -> Result<()> {
+    a_limit_below_usage(cd, BERTH_HANDLER).await
+}
+
+async fn limit_below_usage_runc(cd: &Containerd) -> Result<()> {
+    a_limit_below_usage(cd, RUNC_HANDLER).await
+}
+
 /// The spec's device allow-list holds: a container may make any device node
 /// (CRI allows `m` for all, and gives it CAP_MKNOD) but may open only the
 /// devices the list allows. On v1 that is the devices controller; on v2
@@ -619,5 +697,7 @@ e2e_test!(stats_and_update, stats_and_updates_reach_the_cgroup);
 e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods);
 e2e_test!(device_allow_list, only_allowed_devices_open);
 e2e_test!(unified_keys, unified_keys_stay_in_the_cgroup);
+e2e_test!(limit_below_usage, limit_below_usage_berth);
+e2e_test!(limit_below_usage_runc, limit_below_usage_runc);
 e2e_test!(exit_codes, exit_codes_are_reported);
 e2e_test!(stop_grace_period, stop_honours_the_grace_period);

@@ -20,6 +20,11 @@ pub enum Error {
     #[error("{field}: {reason}")]
     Unsupported { field: String, reason: String },
 
+    /// The request is sound but the state of the host or the container
+    /// does not allow it now.
+    #[error("{what}: {reason}")]
+    FailedPrecondition { what: String, reason: String },
+
     /// Reading or writing a file failed.
     #[error("{op} {path}")]
     Io {
@@ -147,6 +152,7 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::Unsupported { .. } => ErrorKind::Unimplemented,
+            Error::FailedPrecondition { .. } => ErrorKind::FailedPrecondition,
             Error::Helper(e) => e.kind,
             #[cfg(feature = "helper")]
             Error::Engine { source, .. } => engine_kind(source),

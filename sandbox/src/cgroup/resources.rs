@@ -231,7 +231,15 @@ fn apply_memory(
         memory.swap().filter(|&swap| swap != 0)
     };
     let set_limit = || match limit {
-        Some(limit) => c.set_limit(limit).map_err(cgroup.error("set memory limit")),
+        Some(limit) => c.set_limit(limit).map_err(|e| {
+            if !v2 && errno_of(&e) == Some(libc::EBUSY) {
+                // v1 reclaims, then refuses a limit below what it could
+                // not reclaim (v2 OOM-kills instead). runc names the usage.
+                let stat = c.memory_stat();
+                return below_usage(limit, stat.usage_in_bytes, stat.max_usage_in_bytes);
+            }
+            cgroup.error("set memory limit")(e)
+        }),
         None => Ok(()),
     };
     let set_swap = || {
@@ -253,6 +261,25 @@ fn apply_memory(
     } else {
         set_limit()?;
         set_swap()
+    }
+}
+
+/// The errno under a cgroups-rs failure, if a system call's.
+fn errno_of(e: &cgroups_rs::fs::error::Error) -> Option<i32> {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error)
+}
+
+/// v1's refusal of a memory limit below the usage it could not reclaim.
+fn below_usage(limit: i64, usage: u64, peak: u64) -> Error {
+    Error::FailedPrecondition {
+        what: format!("memory limit {limit}"),
+        reason: format!(
+            "below what the container uses and the kernel could not reclaim \
+             (current usage: {usage}, peak usage: {peak}); the limit is unchanged"
+        ),
     }
 }
 
@@ -281,6 +308,19 @@ fn swap_for_v2(swap: i64, limit: Option<i64>) -> Result<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_below_usage_names_the_usage() {
+        let e = below_usage(16 << 20, 42_000_000, 43_000_000);
+        assert_eq!(e.kind(), crate::error::ErrorKind::FailedPrecondition);
+        let text = e.to_string();
+        assert!(
+            text.contains("memory limit 16777216")
+                && text.contains("current usage: 42000000")
+                && text.contains("peak usage: 43000000"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn swap_is_converted_to_v2_s_swap_alone() {
