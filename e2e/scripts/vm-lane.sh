@@ -20,7 +20,7 @@ scenarios=(
   "runtime_options: cgroup_options::containerd_2_1 slice_parent::containerd_2_1 systemd_driver::containerd_2_1"
   "shim_killed: shim_killed::containerd_2_1 journaled_exit::containerd_2_1"
   "freeze: ctr_pause::containerd_2_1 pod_pause::containerd_2_1"
-  "restart: containerd_crash::containerd_2_1"
+  "restart: containerd_crash::containerd_2_1 containerd_restart_systemd::containerd_2_1"
   "pod_remove: pod_remove::containerd_2_1"
   "mount_propagation: mount_propagation::containerd_2_1 mount_propagation_runc::containerd_2_1"
 )

@@ -35,6 +35,8 @@ pub struct ContainerSpec {
     /// CPU shares, as kubelet derives them from the CPU request; 0 for
     /// CRI's default.
     pub cpu_shares: i64,
+    /// The CFS quota per 100 ms period, in microseconds; 0 for none.
+    pub cpu_quota: i64,
     /// Whether the process runs on a terminal.
     pub tty: bool,
 }
@@ -52,6 +54,7 @@ impl ContainerSpec {
             pid: NamespaceMode::Container,
             memory_limit: 0,
             cpu_shares: 0,
+            cpu_quota: 0,
             tty: false,
         }
     }
@@ -87,6 +90,12 @@ impl ContainerSpec {
         self
     }
 
+    /// The container may use `quota` µs of CPU time per 100 ms.
+    pub fn cpu_quota(mut self, quota: i64) -> Self {
+        self.cpu_quota = quota;
+        self
+    }
+
     /// The container shares the pod's PID namespace, as kubelet asks for
     /// pods with `shareProcessNamespace`.
     pub fn share_pod_pids(mut self) -> Self {
@@ -96,8 +105,8 @@ impl ContainerSpec {
 
     /// Parses crictl-style `container-config.json`: snake_case keys, every
     /// field optional; the fields berth-cri knows (name, image, command,
-    /// args, log_path, tty, the memory limit, CPU shares and the PID namespace
-    /// mode).
+    /// args, log_path, tty, the memory limit, CPU shares and quota and the PID
+    /// namespace mode).
     pub fn from_json(text: &str) -> serde_json::Result<ContainerSpec> {
         let file: ConfigFile = serde_json::from_str(text)?;
         let linux = file.linux;
@@ -114,6 +123,7 @@ impl ContainerSpec {
                 .unwrap_or(NamespaceMode::Container),
             memory_limit: linux.resources.memory_limit_in_bytes,
             cpu_shares: linux.resources.cpu_shares,
+            cpu_quota: linux.resources.cpu_quota,
             tty: file.tty,
         })
     }
@@ -136,13 +146,14 @@ impl ContainerSpec {
             // Kubelet always names the namespaces: without them CRI puts the
             // container in the pod's PID namespace.
             linux: Some(cri::LinuxContainerConfig {
-                resources: (self.memory_limit > 0 || self.cpu_shares > 0).then(|| {
-                    cri::LinuxContainerResources {
+                resources: (self.memory_limit > 0 || self.cpu_shares > 0 || self.cpu_quota > 0)
+                    .then(|| cri::LinuxContainerResources {
                         memory_limit_in_bytes: self.memory_limit,
                         cpu_shares: self.cpu_shares,
+                        cpu_quota: self.cpu_quota,
+                        cpu_period: if self.cpu_quota > 0 { 100_000 } else { 0 },
                         ..Default::default()
-                    }
-                }),
+                    }),
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Pod as i32,
@@ -195,6 +206,7 @@ struct LinuxFile {
 struct ResourcesFile {
     memory_limit_in_bytes: i64,
     cpu_shares: i64,
+    cpu_quota: i64,
 }
 
 #[derive(Deserialize, Default)]

@@ -31,6 +31,7 @@ pub mod pod_config;
 pub mod pod_trace;
 pub mod procs;
 pub mod scenario;
+pub mod systemd;
 pub mod tar_writer;
 pub mod version;
 

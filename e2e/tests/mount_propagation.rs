@@ -47,7 +47,7 @@ fn path_str(p: &Path) -> &str {
 }
 
 /// `dir` made a shared mount of its own (kubelet requires a shared source
-/// for a bidirectional mount; this host's root may be private).
+/// for a bidirectional mount; a host's root may be private).
 struct SharedDir(PathBuf);
 
 impl SharedDir {
@@ -56,6 +56,10 @@ impl SharedDir {
         let p = path_str(dir);
         run("mount", &["--bind", p, p])?;
         let shared = SharedDir(dir.to_path_buf());
+        // A peer group of its own: a bind on a shared parent (systemd makes
+        // `/` shared) would be the parent's peer, and every mount under it
+        // would appear twice, once on the parent.
+        run("mount", &["--make-private", p])?;
         run("mount", &["--make-shared", p])?;
         Ok(shared)
     }

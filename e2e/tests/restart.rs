@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
-use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::containerd_config::{BERTH_HANDLER, BERTH_SYSTEMD_HANDLER};
 use berth_e2e::pod_trace::PodTrace;
+use berth_e2e::systemd::{self, PodSlice};
 use berth_e2e::{cgroups, e2e_test, scenario, Containerd};
 use k8s_cri::v1::ContainerState;
 
@@ -36,10 +37,64 @@ impl Ending {
     }
 }
 
-/// The processes in container `id`'s cgroup (CRI names it `<parent>/<id>`).
-fn processes(parent: &str, id: &str) -> Result<Vec<i32>> {
-    let path = format!("{parent}/{id}");
-    let procs = cgroups::in_every_hierarchy(&path)
+/// Which cgroup driver the scenario's pod is run with.
+enum Driver {
+    /// berth's default: the pod under a cgroupfs parent of its own.
+    Cgroupfs,
+    /// `berth-systemd`: the pod in a kubelet-style slice, each container
+    /// in its scope unit.
+    Systemd,
+}
+
+/// Where a scenario's pod lives and how to find its containers' cgroups.
+struct Placement {
+    handler: &'static str,
+    /// The pod's cgroup parent.
+    parent: String,
+    slice: Option<PodSlice>,
+}
+
+impl Placement {
+    fn new(cd: &Containerd, name: &str, driver: Driver) -> Placement {
+        match driver {
+            Driver::Cgroupfs => Placement {
+                handler: BERTH_HANDLER,
+                parent: cd.cgroup_parent(name),
+                slice: None,
+            },
+            Driver::Systemd => {
+                let slice = PodSlice::of(cd);
+                Placement {
+                    handler: BERTH_SYSTEMD_HANDLER,
+                    parent: slice.slice.clone(),
+                    slice: Some(slice),
+                }
+            }
+        }
+    }
+
+    /// Container `id`'s cgroup path: `<parent>/<id>` as CRI names it, or
+    /// its scope.
+    fn cgroup(&self, id: &str) -> String {
+        match &self.slice {
+            Some(slice) => slice.scope_dir(id),
+            None => format!("{}/{id}", self.parent),
+        }
+    }
+
+    /// The parent the pod's trace checks for leaks: the scopes are checked
+    /// by their units.
+    fn traced_parent(&self) -> &str {
+        match self.slice {
+            Some(_) => "",
+            None => &self.parent,
+        }
+    }
+}
+
+/// The processes in the cgroup at `path`.
+fn processes(path: &str) -> Result<Vec<i32>> {
+    let procs = cgroups::in_every_hierarchy(path)
         .into_iter()
         .map(|dir| dir.join("cgroup.procs"))
         .find(|p| p.exists())
@@ -48,8 +103,8 @@ fn processes(parent: &str, id: &str) -> Result<Vec<i32>> {
     Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
 
-fn signal_all(parent: &str, id: &str, signal: i32) -> Result<()> {
-    for pid in processes(parent, id)? {
+fn signal_all(path: &str, signal: i32) -> Result<()> {
+    for pid in processes(path)? {
         // SAFETY: kill(2) takes plain integers and touches no memory.
         unsafe { libc::kill(pid, signal) };
     }
@@ -62,14 +117,15 @@ fn signal_all(parent: &str, id: &str, signal: i32) -> Result<()> {
 async fn exits_while_containerd_is_down(
     cd: &mut Containerd,
     name: &str,
+    driver: Driver,
     halt_signal: i32,
     downtime: Duration,
     endings: &[Ending],
 ) -> Result<()> {
-    let parent = cd.cgroup_parent(name);
-    let config = scenario::pod_config(cd, name)?.cgroup_parent(&parent);
-    let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
-    let trace = PodTrace::capture(cd, &pod, &parent).await?;
+    let place = Placement::new(cd, name, driver);
+    let config = scenario::pod_config(cd, name)?.cgroup_parent(&place.parent);
+    let pod = scenario::run_pod(cd, &config, place.handler).await?;
+    let trace = PodTrace::capture(cd, &pod, place.traced_parent()).await?;
     let mut containers = Vec::new();
     let mut specs = Vec::new();
     for (i, ending) in endings.iter().enumerate() {
@@ -96,13 +152,14 @@ async fn exits_while_containerd_is_down(
             Ending::Code(_) => libc::SIGTERM,
             Ending::Killed => libc::SIGKILL,
         };
-        signal_all(&parent, id, signal)?;
+        signal_all(&place.cgroup(id), signal)?;
     }
     for id in &containers {
         scenario::wait_until(
             &format!("container {id} to exit while containerd is down"),
             Duration::from_secs(20),
-            || processes(&parent, id).is_ok_and(|p| p.is_empty()),
+            // systemd removes a scope's cgroup once it is empty.
+            || processes(&place.cgroup(id)).map_or(place.slice.is_some(), |p| p.is_empty()),
         )
         .await?;
     }
@@ -150,13 +207,20 @@ async fn exits_while_containerd_is_down(
     )
     .await
     .with_context(|| format!("no TaskExit delivered after the restart for {missing:?}"))?;
-    scenario::remove_and_check(cd, &trace).await
+    scenario::remove_and_check(cd, &trace).await?;
+    if let Some(slice) = &place.slice {
+        let mut ids: Vec<&str> = containers.iter().map(String::as_str).collect();
+        ids.push(&pod);
+        slice.expect_gone(&ids).await?;
+    }
+    Ok(())
 }
 
 async fn exits_survive_a_containerd_crash(cd: &mut Containerd) -> Result<()> {
     exits_while_containerd_is_down(
         cd,
         "crash",
+        Driver::Cgroupfs,
         libc::SIGKILL,
         DOWNTIME,
         &[Ending::Code(42), Ending::Killed],
@@ -166,10 +230,36 @@ async fn exits_survive_a_containerd_crash(cd: &mut Containerd) -> Result<()> {
 
 e2e_test!(containerd_crash, exits_survive_a_containerd_crash, restarts);
 
+/// The same under the systemd driver, on a host that runs systemd: the
+/// scopes outlive containerd and go with the pod. Where there is no
+/// systemd, the driver is refused.
+async fn exits_survive_a_containerd_restart_with_systemd(cd: &mut Containerd) -> Result<()> {
+    if !systemd::runs() {
+        let config = scenario::pod_config(cd, "restart-systemd")?;
+        return systemd::expect_refused(cd, &config).await;
+    }
+    exits_while_containerd_is_down(
+        cd,
+        "restart-systemd",
+        Driver::Systemd,
+        libc::SIGTERM,
+        DOWNTIME,
+        &[Ending::Code(42), Ending::Killed],
+    )
+    .await
+}
+
+e2e_test!(
+    containerd_restart_systemd,
+    exits_survive_a_containerd_restart_with_systemd,
+    restarts
+);
+
 async fn exits_survive_a_containerd_stop(cd: &mut Containerd) -> Result<()> {
     exits_while_containerd_is_down(
         cd,
         "stop",
+        Driver::Cgroupfs,
         libc::SIGTERM,
         DOWNTIME,
         &[Ending::Code(42), Ending::Killed],
@@ -184,6 +274,7 @@ async fn a_burst_of_exits_while_containerd_is_down(cd: &mut Containerd) -> Resul
     exits_while_containerd_is_down(
         cd,
         "burst",
+        Driver::Cgroupfs,
         libc::SIGKILL,
         Duration::from_secs(30),
         &endings,

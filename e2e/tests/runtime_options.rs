@@ -26,6 +26,7 @@ use berth_e2e::containerd_config::{
 };
 use berth_e2e::pod_config::PodConfig;
 use berth_e2e::pod_trace::PodTrace;
+use berth_e2e::systemd::{self, systemctl, PodSlice};
 use berth_e2e::{cgroups, e2e_test, leaks, procs, scenario, Containerd, Version};
 use k8s_cri::v1 as cri;
 
@@ -289,48 +290,20 @@ async fn slice_pod(cd: &Containerd, config: &PodConfig, parent: &str) -> Result<
 
 e2e_test!(slice_parent, a_slice_parent_is_a_literal_cgroupfs_directory);
 
-/// `systemctl` in the host's systemd, its stdout trimmed.
-fn systemctl(args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("systemctl")
-        .args(args)
-        .output()
-        .context("run systemctl")?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// The units systemd has loaded named `unit` (active or not).
-fn loaded_units(unit: &str) -> Result<String> {
-    systemctl(&["list-units", "--all", "--plain", "--no-legend", unit])
-}
-
 async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
     let before = leaks::Census::take(cd);
-    // Where kubelet's systemd driver puts a BestEffort pod, named for the
-    // instance.
-    let slice = format!("kubepods-besteffort-podberth{}.slice", cd.instance().slot());
-    let config = scenario::pod_config(cd, "systemd")?.cgroup_parent(&slice);
-    if !std::path::Path::new("/run/systemd/system").is_dir() {
+    let pod_slice = PodSlice::of(cd);
+    let config = scenario::pod_config(cd, "systemd")?.cgroup_parent(&pod_slice.slice);
+    if !systemd::runs() {
         // Refused, by name, where there is no systemd to ask.
-        let refused = cd
-            .cri()
-            .run_pod_sandbox(config.to_cri(), BERTH_SYSTEMD_HANDLER)
-            .await;
-        let why = format!("{:#}", refused.err().context("a systemd driver pod ran")?);
-        ensure!(
-            why.contains("SystemdCgroup = true") && why.contains("does not run systemd"),
-            "the refusal does not say why: {why}"
-        );
-        return scenario::wait_until("the refused pod's shim to go", leaks::GRACE, || {
-            before.grown(&leaks::Census::take(cd)).is_empty()
-        })
-        .await;
+        return systemd::expect_refused(cd, &config).await;
     }
     ensure!(cgroups::is_v2(), "a systemd host in the lane is cgroup v2");
-    let slice_dir = format!("/kubepods.slice/kubepods-besteffort.slice/{slice}",);
+    let slice_dir = &pod_slice.dir;
     let pod = scenario::run_pod(cd, &config, BERTH_SYSTEMD_HANDLER).await?;
     let trace = PodTrace::capture(cd, &pod, "").await?;
     let pause = scenario::pause_of(&pod)?;
-    let pod_unit = format!("cri-containerd-{pod}.scope");
+    let pod_unit = PodSlice::unit(&pod);
     let line = format!("0::{slice_dir}/{pod_unit}");
     let cgroups = procs::cgroups(pause).context("pause's cgroups")?;
     ensure!(
@@ -342,11 +315,13 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
 
     // Two containers, each in its scope, talk over the pod's localhost.
     const LIMIT: i64 = 64 * 1024 * 1024;
-    let server = ContainerSpec::http_server("server").memory_limit(LIMIT);
+    let server = ContainerSpec::http_server("server")
+        .memory_limit(LIMIT)
+        .cpu_quota(50_000);
     let id = scenario::run_container(cd, &pod, &config, &server).await?;
     let client = ContainerSpec::http_client("client");
     let client_id = scenario::run_container(cd, &pod, &config, &client).await?;
-    let client_unit = format!("cri-containerd-{client_id}.scope");
+    let client_unit = PodSlice::unit(&client_id);
     let status = scenario::wait_exited(cd, &client_id, std::time::Duration::from_secs(60)).await?;
     let lines = scenario::stdout_lines(&config, &client)?;
     ensure!(
@@ -354,7 +329,7 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
         "the client in {client_unit} exited {} without the server's page: {lines:?}",
         status.exit_code
     );
-    let unit = format!("cri-containerd-{id}.scope");
+    let unit = PodSlice::unit(&id);
     let state = systemctl(&["is-active", &unit])?;
     ensure!(state == "active", "unit {unit} is {state:?}");
     // The limit is the unit's, so that systemd keeps it, and the cgroup's.
@@ -393,6 +368,18 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
         written.trim() == LOWER.to_string(),
         "{dir}/memory.max is {written:?} after the update to {LOWER} and a daemon-reload"
     );
+    // An Update of memory alone leaves the CPU limit as it was, on the
+    // unit (whose driver reads an unset quota as none) and in the file.
+    let quota = systemctl(&["show", "-p", "CPUQuotaPerSecUSec", "--value", &unit])?;
+    ensure!(
+        quota == "500ms",
+        "{unit} has CPUQuotaPerSecUSec {quota:?} after a memory update, not 500ms"
+    );
+    let cpu_max = std::fs::read_to_string(format!("{dir}/cpu.max"))?;
+    ensure!(
+        cpu_max.trim() == "50000 100000",
+        "{dir}/cpu.max is {cpu_max:?} after a memory update and a daemon-reload"
+    );
     // An exec joins the container's scope; Stats reads it.
     // (The container's cgroup namespace has the scope as its root.)
     let exec = cd
@@ -420,16 +407,7 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
 
     scenario::remove_containers(cd, &[id.clone(), client_id.clone()]).await?;
     scenario::remove_and_check(cd, &trace).await?;
-    for unit in [&unit, &client_unit, &pod_unit] {
-        scenario::wait_until(&format!("unit {unit} to go"), leaks::GRACE, || {
-            loaded_units(unit).is_ok_and(|u| u.is_empty())
-        })
-        .await?;
-        let dir = format!("/sys/fs/cgroup{slice_dir}/{unit}");
-        ensure!(!Path::new(&dir).exists(), "{dir} is left");
-    }
-    // The slice is the pod's, kubelet's to remove: here the test's.
-    systemctl(&["stop", &slice])?;
+    pod_slice.expect_gone(&[&id, &client_id, &pod]).await?;
     scenario::wait_until("the pod's shim to go", leaks::GRACE, || {
         before.grown(&leaks::Census::take(cd)).is_empty()
     })
