@@ -341,3 +341,45 @@ pub fn bpf_attach_device_program(cgroup_fd: i32, prog_fd: i32) -> io::Result<()>
     };
     cvt(rc).map(drop)
 }
+
+/// `struct mount_attr` of mount_setattr(2), version 0.
+#[cfg(feature = "helper")]
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Sets the propagation (`MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE` or
+/// `MS_UNBINDABLE`) of the mount whose root `fd` is open on, and with
+/// `recursive` of every mount below it: mount_setattr(2), which names the
+/// mount by descriptor, so no path is looked up again.
+#[cfg(feature = "helper")]
+pub fn set_propagation(fd: BorrowedFd<'_>, propagation: u64, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the path is an empty C string and the attr a valid
+    // mount_attr of the size given, both read by the kernel during the call
+    // only; the descriptor is borrowed for it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    cvt(rc).map(drop)
+}

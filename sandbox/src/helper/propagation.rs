@@ -6,14 +6,16 @@
 //! shared host directory would receive the host's later mounts (and, in a
 //! container whose root is `rshared`, send its own to the host), whatever
 //! CRI asked. runc sets these after each mount; this sets them in spec
-//! order after all of them. Runs in the helper.
+//! order after all of them, each through a descriptor opened inside the
+//! container's root. Runs in the helper.
 
 use std::fs::File;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use nix::sched::{setns, CloneFlags};
 use nix::unistd::{fork, ForkResult};
 use oci_spec::runtime::Spec;
@@ -47,6 +49,16 @@ pub(super) fn apply(pid: i32, oci: &Spec) -> Result<()> {
     }
     let ns_path = format!("/proc/{pid}/ns/mnt");
     let ns = File::open(&ns_path).map_err(Error::io("open", &ns_path))?;
+    // Without one of its own the container's mounts are the host's.
+    let own =
+        std::fs::metadata("/proc/self/ns/mnt").map_err(Error::io("stat", "/proc/self/ns/mnt"))?;
+    let theirs = ns.metadata().map_err(Error::io("stat", &ns_path))?;
+    if (own.dev(), own.ino()) == (theirs.dev(), theirs.ino()) {
+        return Err(Error::invalid(
+            "linux.namespaces",
+            "mount propagation options need a mount namespace of the container's own",
+        ));
+    }
     let (report_r, report_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::errno("pipe2"))?;
     // SAFETY: the helper is single-threaded (dispatched from main() before
@@ -95,14 +107,40 @@ pub(super) fn apply(pid: i32, oci: &Spec) -> Result<()> {
     }
 }
 
-/// The child's part; the error names the step and its errno.
+/// The child's part; the error names the step and its errno. Each
+/// destination (already the path it resolves to inside the rootfs) is
+/// opened from the container's root with no symlink, magic link or `..`
+/// out of it allowed, and its mount changed through that descriptor: a
+/// process of the pod that swapped a directory for a link since
+/// libcontainer mounted there cannot lead the change onto a mount of the
+/// host or of another container.
 fn in_namespace(
     ns: &File,
     wanted: &[(PathBuf, MsFlags)],
 ) -> std::result::Result<(), (u32, nix::errno::Errno)> {
     setns(ns.as_fd(), CloneFlags::CLONE_NEWNS).map_err(|e| (SETNS, e))?;
+    // setns made the namespace's root (the container's) this one's.
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| (SETNS, e))?;
+    let how = nix::fcntl::OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(
+            nix::fcntl::ResolveFlag::RESOLVE_IN_ROOT
+                | nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS
+                | nix::fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
     for (i, (dest, flags)) in wanted.iter().enumerate() {
-        mount(None::<&str>, dest, None::<&str>, *flags, None::<&str>).map_err(|e| (i as u32, e))?;
+        let step = |e| (i as u32, e);
+        let relative = dest.strip_prefix("/").unwrap_or(dest);
+        let fd = nix::fcntl::openat2(&root, relative, how).map_err(step)?;
+        let propagation = (*flags & !MsFlags::MS_REC).bits();
+        // EINVAL if it is not the root of a mount: not what was mounted.
+        sys::set_propagation(fd.as_fd(), propagation, flags.contains(MsFlags::MS_REC))
+            .map_err(|e| step(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
     }
     Ok(())
 }
