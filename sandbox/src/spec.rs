@@ -85,7 +85,7 @@ fn parse_as<T: serde::de::DeserializeOwned>(
 }
 
 /// Keeps, in each capability set of `sets`, only the names runc grants:
-/// `CAP_` and a capability's name in capitals, exactly. runc ignores any
+/// `CAP_` and a capability's name in ASCII capitals, exactly. runc ignores any
 /// other name with a warning. oci-spec would take `SYS_ADMIN`,
 /// `cap_sys_admin` and `CAP_CAP_SYS_ADMIN` (what CRI makes of a pod that
 /// asks for `CAP_SYS_ADMIN`) as CAP_SYS_ADMIN, and refuse a name it does
@@ -94,8 +94,11 @@ fn parse_as<T: serde::de::DeserializeOwned>(
 fn runc_capabilities(sets: &mut serde_json::Value) -> Vec<String> {
     let known = |name: &str| {
         name.strip_prefix("CAP_").is_some_and(|rest| {
+            // oci-spec folds Unicode case too (`ſ` is S to it).
             !rest.starts_with("CAP_")
-                && rest == rest.to_ascii_uppercase()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
                 && serde_json::from_value::<oci_spec::runtime::Capability>(name.into()).is_ok()
         })
     };
@@ -455,8 +458,12 @@ mod tests {
             [&Capability::Chown]
         );
 
-        let mut sets = serde_json::json!({"ambient": ["CAP_SYS_ADMIN", "sys_admin"]});
-        assert_eq!(runc_capabilities(&mut sets), ["sys_admin"]);
+        let mut sets =
+            serde_json::json!({"ambient": ["CAP_SYS_ADMIN", "sys_admin", "CAP_\u{17f}YS_ADMIN"]});
+        assert_eq!(
+            runc_capabilities(&mut sets),
+            ["sys_admin", "CAP_\u{17f}YS_ADMIN"]
+        );
         assert_eq!(sets, serde_json::json!({"ambient": ["CAP_SYS_ADMIN"]}));
 
         let process = serde_json::json!({"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0},
