@@ -216,13 +216,15 @@ pub fn linked_images(images: &[(String, Vec<(String, String)>)]) -> Result<oci_l
 }
 
 /// The layers [`layered_image`] stacks on busybox: the `i`th (from 1)
-/// holds `/layers/<i>`, reading `i`.
+/// holds `/layers/<i>` and `/layers/top`, both reading `i`, so `top`
+/// shows which layer is uppermost.
 pub fn numbered_layers(count: usize) -> Vec<Vec<u8>> {
     (1..=count)
         .map(|i| {
             let mut tar = TarWriter::new();
             tar.dir("layers", 0o755);
             tar.file(&format!("layers/{i}"), 0o644, format!("{i}\n").as_bytes());
+            tar.file("layers/top", 0o644, format!("{i}\n").as_bytes());
             tar.finish()
         })
         .collect()

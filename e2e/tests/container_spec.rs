@@ -540,13 +540,18 @@ async fn capability_names_as_runc_reads_them(cd: &Containerd, handler: &str) -> 
         .await
         .with_context(|| format!("{handler}: start a container with unknown capability names"))?;
     let inside = Inside { cd, id: &id };
-    let status = inside.run("cat /proc/1/status").await?;
-    let effective = u64::from_str_radix(status_field(&status, "CapEff")?, 16)?;
     let want = cap_mask(&serde_json::json!(["CAP_NET_ADMIN"]))?;
-    ensure!(
-        effective == want,
-        "{handler}: effective capabilities {effective:#x}, not CAP_NET_ADMIN's {want:#x} alone"
-    );
+    // The init's, and an exec's (whose process containerd sends again).
+    for (who, path) in [("init", "/proc/1/status"), ("exec", "/proc/self/status")] {
+        let status = inside.run(&format!("cat {path}")).await?;
+        for set in ["CapEff", "CapPrm", "CapBnd"] {
+            let caps = u64::from_str_radix(status_field(&status, set)?, 16)?;
+            ensure!(
+                caps == want,
+                "{handler}: the {who}'s {set} is {caps:#x}, not CAP_NET_ADMIN's {want:#x} alone"
+            );
+        }
+    }
     scenario::remove_containers(cd, &[id]).await?;
     scenario::remove_and_check(cd, &pod_trace).await
 }

@@ -59,7 +59,7 @@ async fn sixty_layers_run(cd: &Containerd, handler: &str) -> Result<()> {
         .cri()
         .exec_sync(
             &id,
-            &["sh", "-c", "cat /layers/* | sort -n | tr '\\n' ' '"],
+            &["sh", "-c", "cat /layers/[0-9]* | sort -n | tr '\\n' ' '"],
             10,
         )
         .await?;
@@ -73,6 +73,13 @@ async fn sixty_layers_run(cd: &Containerd, handler: &str) -> Result<()> {
     ensure!(
         seen.split_whitespace().collect::<Vec<_>>() == want,
         "{handler}: the container's /layers holds {seen:?}"
+    );
+    // The layers are stacked in the image's order: the last is on top.
+    let top = cd.cri().exec_sync(&id, &["cat", "/layers/top"], 10).await?;
+    let top = String::from_utf8_lossy(&top.stdout);
+    ensure!(
+        top.trim() == UPPER.to_string(),
+        "{handler}: /layers/top reads {top:?}, not the uppermost layer's {UPPER}"
     );
     ensure!(
         cd.cri()

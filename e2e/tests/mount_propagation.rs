@@ -217,6 +217,11 @@ async fn propagation_reaches_where_it_is_asked_for(cd: &Containerd, handler: &st
         seen.as_deref() == Some("bidi\n"),
         "the host-to-container container does not see the other's mount: {seen:?}"
     );
+    let seen = marker_in(cd, private_c, "/mnt/private", "from-bidi").await?;
+    ensure!(
+        seen.is_none(),
+        "the private volume sees bidi's mount: {seen:?}"
+    );
 
     // Host-to-container: its own mount stays inside.
     sh(

@@ -141,9 +141,9 @@ const PAGE: usize = 4096;
 /// overlay's options with every lowerdir given as `/proc/self/fd/<fd>/<rest>`,
 /// `fd` open on the lowerdirs' common parent (containerd's snapshots
 /// directory), for options that would not fit in a page: about 55 layers
-/// of containerd's paths. containerd's mount.All shortens them the same
-/// way with a chdir in a forked child; the shim, multi-threaded, does
-/// neither. mountinfo then shows the lowerdirs by those paths. The fd is
+/// of containerd's paths. containerd's mount.All makes them relative to
+/// that directory, which needs a working directory of the mount's own; the
+/// shim, multi-threaded, shares its working directory. mountinfo then shows the lowerdirs by those paths. The fd is
 /// returned to be held until the mount is made.
 fn compact_lowerdir(data: &str) -> Result<(std::os::fd::OwnedFd, String)> {
     let too_long = |why: &str| {
