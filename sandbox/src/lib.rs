@@ -16,6 +16,7 @@
 //! - [`features`]: the OCI features document of what berth supports;
 //! - [`error`]: the crate's error type, depending on nothing else here.
 
+mod capabilities;
 pub mod cgroup;
 pub mod container;
 pub mod error;
