@@ -198,6 +198,83 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// `struct clone_args` up to `cgroup` (the kernel's CLONE_ARGS_SIZE_VER2).
+#[cfg(feature = "helper")]
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+// A wrong layout would come back as EINVAL or E2BIG, which callers take
+// for an old kernel.
+#[cfg(feature = "helper")]
+const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
+
+#[cfg(feature = "helper")]
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+#[cfg(feature = "helper")]
+/// Forks the calling process with the child born in the cgroup v2
+/// directory `cgroup` (clone3 with CLONE_INTO_CGROUP): no process is
+/// migrated, so there is no `cgroup.procs` write and no write side of the
+/// threadgroup lock, which a migration takes and which holds up every
+/// fork and exit on the host meanwhile. Returns the child's pid in the
+/// parent and 0 in the child, as fork does.
+///
+/// # Safety
+/// As for fork: the caller is single-threaded, or the child does nothing
+/// but async-signal-safe calls; either way it leaves only through exec or
+/// [`exit_now`]. libc's own fork bookkeeping (atfork handlers, its cached
+/// thread id) is not run for the child.
+pub unsafe fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<libc::pid_t> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 reads `args` (valid for its size, which is passed)
+    // and writes nothing of ours: no pidfd, tid or stack pointers are set,
+    // so the child runs on a copy of this stack as after fork. The caller
+    // upholds what the child may do.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    cvt(ret).map(|pid| pid as libc::pid_t)
+}
+
+#[cfg(feature = "helper")]
+/// Whether a failed [`fork_into_cgroup`] means this kernel, or a seccomp
+/// filter, does not offer it (and a plain fork after joining the cgroup
+/// will do): no clone3 before Linux 5.3; before 5.7 a clone3 without
+/// CLONE_INTO_CGROUP refuses the longer arguments (E2BIG) or the flag
+/// (EINVAL); seccomp filters answer clone3 with ENOSYS (container
+/// runtimes' default profiles) or EPERM (older ones, systemd's
+/// `SystemCallFilter=`). A real refusal of the cgroup (EBUSY, EOPNOTSUPP,
+/// EAGAIN at `pids.max`, ...) is none of these; nor, from the cgroup, is
+/// an EPERM, which the join would then meet again and report.
+pub fn clone3_unsupported(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM)
+    )
+}
+
 /// A descriptor for process `pid`: signals through it reach that process
 /// or none, whatever its pid is reused for later.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -382,4 +459,28 @@ pub fn set_propagation(fd: BorrowedFd<'_>, propagation: u64, recursive: bool) ->
         )
     };
     cvt(rc).map(drop)
+}
+
+#[cfg(all(test, feature = "helper"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_clone3_falls_back_to_a_join() {
+        let err = io::Error::from_raw_os_error;
+        for errno in [libc::ENOSYS, libc::E2BIG, libc::EINVAL, libc::EPERM] {
+            assert!(clone3_unsupported(&err(errno)), "errno {errno}");
+        }
+        // What the cgroup itself may answer: the join would fail the same way.
+        for errno in [
+            libc::EBUSY,
+            libc::EOPNOTSUPP,
+            libc::EAGAIN,
+            libc::EBADF,
+            libc::ENODEV,
+        ] {
+            assert!(!clone3_unsupported(&err(errno)), "errno {errno}");
+        }
+        assert!(!clone3_unsupported(&io::Error::other("no errno")));
+    }
 }

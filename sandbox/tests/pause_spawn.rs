@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -164,9 +165,9 @@ fn a_missing_netns_path_is_an_invalid_argument_and_leaves_no_cgroup() {
 }
 
 #[test]
-fn a_failed_start_after_the_cgroup_was_joined_removes_it() {
-    // The child's exec fails (the "binary" is a directory) after the helper
-    // created and joined the cgroup.
+fn a_failed_start_after_the_cgroup_was_made_removes_it() {
+    // The child's exec fails (the "binary" is a directory) in the cgroup the
+    // helper made (and, on v1, joined).
     require_root();
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     let root = tempfile::tempdir().unwrap();
@@ -303,28 +304,44 @@ fn a_pod_process_cannot_reach_the_host_through_pause() {
 }
 
 #[test]
-fn pause_joins_its_cgroup_and_the_cgroup_is_removable_after() {
+fn pause_starts_in_its_cgroup_and_the_cgroup_is_removable_after() {
     let mut config = pod_config(Network::New);
     let path = test_cgroup("pod");
     config.cgroup = Some(path.clone());
     let pod = TestPod::start("cg", config).unwrap();
     let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pod.pid())).unwrap();
-    for controller in ["memory", "cpu", "pids", "freezer"] {
-        let line = cgroups
-            .lines()
-            .find(|l| {
-                l.split(':')
-                    .nth(1)
-                    .is_some_and(|c| c.split(',').any(|c| c == controller))
-            })
-            .unwrap_or_else(|| panic!("no {controller} line in {cgroups}"));
-        assert!(line.ends_with(&path), "{controller}: {line}");
-    }
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // On v2 the helper clones pause into the cgroup; on v1 it joins every
+    // controller's first. Either way pause is there from its first step.
+    let dir = if unified {
+        let line = cgroups.lines().find(|l| l.starts_with("0::"));
+        assert_eq!(line, Some(format!("0::{path}").as_str()), "{cgroups}");
+        format!("/sys/fs/cgroup{path}")
+    } else {
+        for controller in ["memory", "cpu", "pids", "freezer"] {
+            let line = cgroups
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|c| c == controller))
+                })
+                .unwrap_or_else(|| panic!("no {controller} line in {cgroups}"));
+            assert!(line.ends_with(&path), "{controller}: {line}");
+        }
+        format!("/sys/fs/cgroup/memory{path}")
+    };
+    let procs = std::fs::read_to_string(format!("{dir}/cgroup.procs")).unwrap();
+    assert_eq!(
+        procs.trim(),
+        pod.pid().to_string(),
+        "pause is alone in its cgroup: the helper has left or was never there"
+    );
     assert_eq!(pod.stop(), 0);
     berth_sandbox::cgroup::remove_when_empty(&path).unwrap();
     assert!(!berth_sandbox::cgroup::exists(&path));
     wait_until("the cgroup to go", Duration::from_secs(1), || {
-        !std::path::Path::new(&format!("/sys/fs/cgroup/memory{path}")).exists()
+        !Path::new(&dir).exists()
     });
 }
 

@@ -21,6 +21,10 @@ pub mod stats;
 pub mod systemd;
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,18 +38,91 @@ const ROOT: &str = "/sys/fs/cgroup";
 
 /// Creates `path` in every hierarchy (if missing) and moves `pid` into it.
 pub fn join(path: &str, pid: u32) -> Result<()> {
-    let relative = path.trim_start_matches('/');
-    let cg = Cgroup::new(hierarchies::auto(), relative).map_err(|source| Error::Cgroup {
-        op: "create",
-        path: path.to_owned(),
-        source,
-    })?;
-    cg.add_task_by_tgid(CgroupPid::from(pid as u64))
+    create(path)?
+        .add_task_by_tgid(CgroupPid::from(pid as u64))
         .map_err(|source| Error::Cgroup {
             op: "join",
             path: path.to_owned(),
             source,
         })
+}
+
+/// How the helper puts pause into a pod's cgroupfs cgroup, which
+/// [`Placement::prepare`] has created.
+#[derive(Debug)]
+pub enum Placement {
+    /// Pause inherits the helper's cgroup: the helper has joined the pod's
+    /// (on v1 and hybrid hosts, where each hierarchy needs a write of its
+    /// own, and with a systemd scope), or there is none to join.
+    Inherited,
+    /// On the unified hierarchy: the cgroup's directory, to clone pause
+    /// into, and its `cgroup.procs`, to join instead where the kernel
+    /// cannot. Both are opened while the host's cgroupfs is still in view.
+    Into {
+        /// The cgroup's directory, opened `O_PATH`.
+        dir: OwnedFd,
+        /// Its `cgroup.procs`, open for writing.
+        procs: File,
+        /// The cgroup's path, for errors.
+        path: String,
+    },
+}
+
+impl Placement {
+    /// Creates `path` (with the parents' controllers enabled, as
+    /// [`join`] does) and readies it for pause.
+    pub fn prepare(path: &str) -> Result<Placement> {
+        if !hierarchies::is_cgroup2_unified_mode() {
+            join(path, std::process::id())?;
+            return Ok(Placement::Inherited);
+        }
+        create(path)?;
+        Placement::open(&Path::new(ROOT).join(path.trim_start_matches('/')), path)
+    }
+
+    /// Opens the v2 cgroup whose directory is `dir`; `path` names it.
+    pub fn open(dir: &Path, path: &str) -> Result<Placement> {
+        let dir_fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(dir)
+            .map(OwnedFd::from)
+            .map_err(Error::io("open", dir))?;
+        let procs_path = dir.join("cgroup.procs");
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs_path)
+            .map_err(Error::io("open", &procs_path))?;
+        Ok(Placement::Into {
+            dir: dir_fd,
+            procs,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Moves the calling process into the cgroup, when it is not there
+    /// yet. Allocates nothing unless it fails.
+    pub fn join_self(&self) -> Result<()> {
+        match self {
+            Placement::Inherited => Ok(()),
+            Placement::Into { procs, path, .. } => {
+                let mut procs: &File = procs;
+                // "0" is the writer itself.
+                procs
+                    .write_all(b"0")
+                    .map_err(|e| Error::sys(format!("join cgroup {path}"))(e))
+            }
+        }
+    }
+}
+
+/// Creates `path` in every hierarchy, if missing.
+fn create(path: &str) -> Result<Cgroup> {
+    Cgroup::new(hierarchies::auto(), path.trim_start_matches('/')).map_err(|source| Error::Cgroup {
+        op: "create",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Moves `pid` into `path` in every hierarchy where it exists, creating
@@ -241,6 +318,14 @@ mod tests {
     use freezer::Freezer;
 
     #[test]
+    fn the_placement_of_a_missing_cgroup_names_it() {
+        let missing = Path::new("/sys/fs/cgroup/berth-no-such-cgroup");
+        let err = Placement::open(missing, "/berth-no-such-cgroup").unwrap_err();
+        assert!(err.to_string().contains("berth-no-such-cgroup"), "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::NotFound);
+    }
+
+    #[test]
     fn reads_every_v1_controller_and_colons_in_paths() {
         let text =
             "12:pids:/k8s.io/a:b\n9:cpu,cpuacct:/k8s.io/a:b\n1:name=systemd:/x\n0::/user.slice\n";
@@ -287,5 +372,128 @@ mod tests {
     fn the_cgroup_of_a_process_that_is_gone_is_not_found() {
         let err = TaskCgroup::of_pid(i32::MAX).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::NotFound, "{err}");
+    }
+}
+
+#[cfg(all(test, feature = "root-tests"))]
+mod root_tests {
+    use super::*;
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    use std::os::fd::AsFd;
+
+    /// A fresh cgroup in the unified hierarchy (at /sys/fs/cgroup on a v2
+    /// host, /sys/fs/cgroup/unified on a hybrid one), removed on drop.
+    struct V2Cgroup(PathBuf);
+
+    impl V2Cgroup {
+        fn new(name: &str) -> V2Cgroup {
+            let base = [PathBuf::from(ROOT), Path::new(ROOT).join("unified")]
+                .into_iter()
+                .find(|b| b.join("cgroup.controllers").exists())
+                .expect("these tests need a cgroup2 hierarchy, pure or hybrid");
+            let dir = base.join(format!("berth-{name}-{}", std::process::id()));
+            std::fs::create_dir(&dir).unwrap();
+            V2Cgroup(dir)
+        }
+
+        fn name(&self) -> String {
+            format!("/{}", self.0.file_name().unwrap().to_str().unwrap())
+        }
+
+        fn placement(&self) -> Placement {
+            Placement::open(&self.0, &self.name()).unwrap()
+        }
+    }
+
+    impl Drop for V2Cgroup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    /// The cgroup of process `pid` in the unified hierarchy, as
+    /// `/proc/<pid>/cgroup`'s `0::` line names it.
+    fn unified_cgroup_of(pid: i32) -> String {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or_else(|| panic!("no unified line in {text}"))
+            .to_owned()
+    }
+
+    /// In a child: runs `first` (which exits on failure), then parks until
+    /// SIGKILLed. The test process has threads, so the child makes only
+    /// async-signal-safe calls, and holds no pipe another test could wait on.
+    fn park(first: impl FnOnce()) -> ! {
+        first();
+        loop {
+            // SAFETY: pause has no preconditions; it returns on a signal.
+            unsafe { libc::pause() };
+        }
+    }
+
+    /// Kills and reaps a parked child, which must not have exited by itself.
+    fn reap(pid: i32) {
+        let pid = Pid::from_raw(pid);
+        kill(pid, Signal::SIGKILL).unwrap();
+        let status = waitpid(pid, None).unwrap();
+        assert_eq!(status, WaitStatus::Signaled(pid, Signal::SIGKILL, false));
+    }
+
+    #[test]
+    fn a_child_cloned_into_a_v2_cgroup_is_born_there_and_the_parent_stays() {
+        let cgroup = V2Cgroup::new("clone-into");
+        let placement = cgroup.placement();
+        let Placement::Into { dir, .. } = &placement else {
+            panic!("not a v2 placement")
+        };
+        let me = std::process::id() as i32;
+        let mine = unified_cgroup_of(me);
+        // SAFETY: the child only parks (pause) until it is killed.
+        let child = unsafe { crate::sys::fork_into_cgroup(dir.as_fd()) }
+            .expect("clone3 with CLONE_INTO_CGROUP (Linux 5.7)");
+        if child == 0 {
+            park(|| {});
+        }
+        assert_eq!(unified_cgroup_of(child), cgroup.name());
+        let procs = std::fs::read_to_string(cgroup.0.join("cgroup.procs")).unwrap();
+        assert_eq!(
+            procs.trim(),
+            child.to_string(),
+            "the cgroup holds the child alone"
+        );
+        assert_eq!(unified_cgroup_of(me), mine, "the parent was not moved");
+        reap(child);
+    }
+
+    #[test]
+    fn joining_through_the_open_cgroup_procs_moves_the_writer_only() {
+        let cgroup = V2Cgroup::new("join-self");
+        let placement = cgroup.placement();
+        let me = std::process::id() as i32;
+        let mine = unified_cgroup_of(me);
+        // SAFETY: the child writes one buffer to a descriptor (join_self
+        // allocates only on failure, and then exits at once), then parks.
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => park(|| {
+                if placement.join_self().is_err() {
+                    crate::sys::exit_now(3);
+                }
+            }),
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        // The child joins in its own time: its cgroup is read until it shows
+        // the move, or the child is found to have exited.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while unified_cgroup_of(child.as_raw()) != cgroup.name() {
+            let status = waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap();
+            assert_eq!(status, WaitStatus::StillAlive, "the child could not join");
+            assert!(Instant::now() < deadline, "the child never joined");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(unified_cgroup_of(me), mine, "the parent was not moved");
+        reap(child.as_raw());
     }
 }

@@ -4,8 +4,10 @@
 //! mount namespace whose root is an empty read-only tmpfs, then forks once:
 //! the child (PID 1 of the new PID namespace, when there is one) drops to
 //! uid/gid 65535 with no capabilities and no_new_privs, and execs berth-pause
-//! from a file descriptor opened before the root changed. Nothing of the host
-//! filesystem is reachable from pause: its root, cwd and fds hold nothing.
+//! from a file descriptor opened before the root changed (on the unified
+//! hierarchy the fork is a clone3 straight into the pod's cgroup). Nothing
+//! of the host filesystem is reachable from pause: its root, cwd and fds
+//! hold nothing.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -15,8 +17,9 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::Mode;
-use nix::unistd::{chdir, fork, pivot_root, ForkResult, Gid, Uid};
+use nix::unistd::{chdir, fork, pivot_root, ForkResult, Gid, Pid, Uid};
 
+use crate::cgroup::Placement;
 use crate::error::{Error, Result};
 use crate::helper::protocol::PauseSpec;
 use crate::spec::Network;
@@ -105,15 +108,19 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
         })?),
         _ => None,
     };
-    // The helper joins first, while it still sees the host; its child
-    // inherits the cgroup.
-    match (&spec.config.scope, &spec.config.cgroup) {
+    // The cgroup is made ready while the helper still sees the host. A
+    // systemd scope needs a process to start with, so the helper joins it
+    // and pause inherits it; so too on v1 and hybrid hosts. On the unified
+    // hierarchy pause is cloned straight into its cgroupfs cgroup.
+    let placement = match (&spec.config.scope, &spec.config.cgroup) {
         (Some(scope), _) => {
-            crate::cgroup::systemd::start_scope(scope, std::process::id() as i32, &spec.sandbox_id)?
+            let helper = std::process::id() as i32;
+            crate::cgroup::systemd::start_scope(scope, helper, &spec.sandbox_id)?;
+            Placement::Inherited
         }
-        (None, Some(path)) => crate::cgroup::join(path, std::process::id())?,
-        (None, None) => {}
-    }
+        (None, Some(path)) => Placement::prepare(path)?,
+        (None, None) => Placement::Inherited,
+    };
 
     if let Some(fd) = &netns {
         setns(fd, CloneFlags::CLONE_NEWNET).map_err(Error::errno("setns network"))?;
@@ -177,7 +184,7 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
     // before any thread exists, and the netlink runtime was current-thread
     // and is gone), so no lock can be held by a vanished thread and the
     // child may run ordinary code; it leaves only through exec or _exit.
-    match unsafe { fork() }.map_err(Error::errno("fork"))? {
+    match unsafe { fork_into(&placement) }? {
         ForkResult::Child => {
             drop(report_r);
             drop(ready_r);
@@ -213,6 +220,33 @@ pub fn spawn(spec: &PauseSpec) -> Result<ProcessRecord> {
             })
         }
     }
+}
+
+/// Forks pause's process into its cgroup: cloned into it where it is a v2
+/// cgroup and the kernel can, else after the helper has joined it.
+///
+/// # Safety
+/// As for fork: the caller is single-threaded and the child leaves only
+/// through exec or `exit_now`.
+unsafe fn fork_into(placement: &Placement) -> Result<ForkResult> {
+    if let Placement::Into { dir, path, .. } = placement {
+        // SAFETY: the caller's promise is fork_into_cgroup's.
+        match unsafe { sys::fork_into_cgroup(dir.as_fd()) } {
+            Ok(0) => return Ok(ForkResult::Child),
+            Ok(pid) => {
+                return Ok(ForkResult::Parent {
+                    child: Pid::from_raw(pid),
+                })
+            }
+            Err(e) if sys::clone3_unsupported(&e) => {
+                log::info!("clone3 into cgroup {path}: {e}; joining it before a fork instead");
+                placement.join_self()?;
+            }
+            Err(e) => return Err(Error::sys(format!("clone3 into cgroup {path}"))(e)),
+        }
+    }
+    // SAFETY: the caller's promise is fork's.
+    unsafe { fork() }.map_err(Error::errno("fork"))
 }
 
 /// The child's part: from the helper's credentials to berth-pause's.
