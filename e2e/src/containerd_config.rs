@@ -11,7 +11,8 @@
 //!   state dir, not the shared `/run/netns`;
 //! - the pause image pinned to the locally built [`crate::images::PAUSE`];
 //! - runtimes `runc` (containerd's Go shim, own runc `Root`) and `berth`, and
-//!   berth again under handlers that each set some runtime options.
+//!   berth again under handlers that each set some runtime options; runc
+//!   again with the systemd cgroup driver.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -24,6 +25,9 @@ use crate::version::Version;
 pub const BERTH_HANDLER: &str = "berth";
 /// CRI runtime handler of containerd's runc shim (the baseline).
 pub const RUNC_HANDLER: &str = "runc";
+/// containerd's runc shim with `SystemdCgroup = true`: the baseline of the
+/// bench's systemd mode.
+pub const RUNC_SYSTEMD_HANDLER: &str = "runc-systemd";
 /// berth with runtime options: stdio pipes owned by [`OPTIONS_IO_ID`], no
 /// session keyring per container, a state root of its own
 /// ([`Instance::options_state_root`]) and a key berth does not know.
@@ -164,7 +168,7 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
         berth_name = BERTH_HANDLER,
         berth_type = q(BERTH_RUNTIME_TYPE),
     );
-    berth_with_options(
+    handlers_with_options(
         &mut out,
         instance,
         &format!("{runtime}.containerd.runtimes"),
@@ -174,9 +178,10 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
 }
 
 /// The berth handlers that differ from [`BERTH_HANDLER`] only in their
-/// runtime options, under `runtimes` (the config's table of runtimes);
+/// runtime options, and [`RUNC_SYSTEMD_HANDLER`], under `runtimes` (the
+/// config's table of runtimes);
 /// `mode_key` names the sandbox mode's key in the config's dialect.
-fn berth_with_options(out: &mut String, instance: &Instance, runtimes: &str, mode_key: &str) {
+fn handlers_with_options(out: &mut String, instance: &Instance, runtimes: &str, mode_key: &str) {
     let handlers = [
         (
             BERTH_OPTIONS_HANDLER,
@@ -200,6 +205,14 @@ fn berth_with_options(out: &mut String, instance: &Instance, runtimes: &str, mod
             q(BERTH_RUNTIME_TYPE)
         );
     }
+    let _ = write!(
+        out,
+        "\n[{runtimes}.{RUNC_SYSTEMD_HANDLER}]\n  runtime_type = 'io.containerd.runc.v2'\n  \
+         {mode_key} = 'podsandbox'\n\n[{runtimes}.{RUNC_SYSTEMD_HANDLER}.options]\n  \
+         BinaryName = {}\n  Root = {}\n  SystemdCgroup = true\n",
+        q(crate::paths::RUNC_BINARY),
+        qp(&instance.runc_root())
+    );
 }
 
 fn render_v2(instance: &Instance, settings: &Settings) -> String {
@@ -254,7 +267,7 @@ fn render_v2(instance: &Instance, settings: &Settings) -> String {
         berth_name = BERTH_HANDLER,
         berth_type = q(BERTH_RUNTIME_TYPE),
     );
-    berth_with_options(
+    handlers_with_options(
         &mut out,
         instance,
         &format!("{cri}.containerd.runtimes"),

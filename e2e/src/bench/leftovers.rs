@@ -61,7 +61,8 @@ async fn scan(cd: &Containerd, before: &Census, ids: &[String]) -> Result<Vec<St
     }
     for dir in cgroups::find_named_anywhere("") {
         let name = dir.file_name().unwrap_or_default().to_string_lossy();
-        if ids.contains(name.as_ref()) {
+        // A pod's own cgroup, or its systemd scope (`cri-containerd-<id>.scope`).
+        if names_pod(&name) {
             found.push(format!("cgroup {}", dir.display()));
         }
     }

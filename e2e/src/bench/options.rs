@@ -8,8 +8,8 @@ use crate::paths;
 use crate::version::Version;
 
 pub const USAGE: &str = "\
-usage: berth-bench [--runs N] [--memory-rounds N] [--smoke] [--pods-only] [--containerd 2.1|1.7]
-                   [--out DIR]
+usage: berth-bench [--runs N] [--memory-rounds N] [--smoke] [--pods-only] [--systemd]
+                   [--containerd 2.1|1.7] [--out DIR]
 
 Starts one private containerd (default 2.1) with runtime handlers berth and runc and
 runs the same pod workload against both, alternating berth and runc:
@@ -20,9 +20,30 @@ runs the same pod workload against both, alternating berth and runc:
            per pod, pause RSS per pod
 --smoke is 3 runs, 3 rounds, 1 and 3 pods, and 5 instead of 50 (for CI). --pods-only measures
 RunPodSandbox, CreateContainer+StartContainer and StopPodSandbox+RemovePodSandbox alone (for
-the VM lane). Prints the table (median and
+the VM lane). --systemd compares the two with the systemd cgroup driver (handlers berth-systemd
+and runc-systemd, each pod under a slice of its own, as kubelet's systemd driver puts it; the
+host must run systemd). Prints the table (median and
 p99 per handler, berth/runc, targets) and writes results.json, table.md and
 results.png into DIR (default target/bench).";
+
+/// How the pods' cgroups are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// cgroupfs paths under the instance's cgroup root.
+    Cgroupfs,
+    /// `SystemdCgroup = true`: scope units under a slice per pod.
+    Systemd,
+}
+
+impl Driver {
+    /// As the results and the table's caption name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Cgroupfs => "cgroupfs",
+            Driver::Systemd => "systemd",
+        }
+    }
+}
 
 /// What a bench run measures and where it writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +59,8 @@ pub struct Options {
     pub smoke: bool,
     /// Only the single pod's lifecycle and its container's create+start.
     pub pods_only: bool,
+    /// The cgroup driver both handlers use.
+    pub driver: Driver,
     pub version: Version,
     pub out_dir: PathBuf,
 }
@@ -51,6 +74,7 @@ impl Options {
             batch_pods: 50,
             smoke: false,
             pods_only: false,
+            driver: Driver::Cgroupfs,
             version: Version::V2_1,
             out_dir: paths::workspace().join("target/bench"),
         }
@@ -79,6 +103,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--memory-rounds" => rounds = Some(count(value("a number")?)?),
             "--smoke" => opts.smoke = true,
             "--pods-only" => opts.pods_only = true,
+            "--systemd" => opts.driver = Driver::Systemd,
             "--containerd" => {
                 let v = value("a version")?;
                 opts.version = Version::parse(v).with_context(|| format!("unknown version {v}"))?;
@@ -135,6 +160,12 @@ mod tests {
         assert_eq!((o.runs, o.memory_rounds), (3, 3));
         assert!(!o.pods_only);
         assert!(parse_args("--pods-only").unwrap().unwrap().pods_only);
+        assert_eq!(o.driver, Driver::Cgroupfs);
+        let systemd = parse_args("--pods-only --systemd").unwrap().unwrap();
+        assert_eq!(
+            (systemd.driver, systemd.driver.name(), systemd.pods_only),
+            (Driver::Systemd, "systemd", true)
+        );
         assert_eq!((o.pod_counts.as_slice(), o.batch_pods), (&[1, 3][..], 5));
         let o = parse_args("--runs 5 --smoke").unwrap().unwrap();
         assert_eq!((o.runs, o.memory_rounds, o.mode()), (5, 5, "smoke"));

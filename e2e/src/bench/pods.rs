@@ -1,5 +1,6 @@
 //! The bench's pods: each one run through CRI with a fresh name and its own cgroup
-//! parent (as kubelet gives each pod one), timed around the CRI call only, and
+//! parent (as kubelet gives each pod one: a directory under the instance's cgroup
+//! root, or with the systemd driver a slice), timed around the CRI call only, and
 //! remembered until it is stopped and removed, so that a failed bench still removes
 //! every pod it made.
 
@@ -14,10 +15,14 @@ use futures::future::try_join_all;
 use k8s_cri::v1::PodSandboxState;
 
 use super::handler::Handler;
+use super::options::Driver;
 use crate::container_config::ContainerSpec;
 use crate::containerd::Containerd;
+use crate::containerd_config::{
+    BERTH_HANDLER, BERTH_SYSTEMD_HANDLER, RUNC_HANDLER, RUNC_SYSTEMD_HANDLER,
+};
 use crate::pod_config::PodConfig;
-use crate::scenario;
+use crate::{leaks, scenario, systemd};
 
 /// How long one CRI call may take before the bench gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,20 +32,49 @@ pub const PARALLEL: usize = 8;
 /// Runs and removes the bench's pods on one containerd.
 pub struct Pods<'a> {
     cd: &'a Containerd,
+    driver: Driver,
     next: AtomicUsize,
     /// Pods run and not yet removed.
     live: Mutex<BTreeSet<String>>,
     /// Every pod id ever run, for the final leak check.
     created: Mutex<Vec<String>>,
+    /// The systemd driver's pod slices, released at the end.
+    slices: Mutex<Vec<String>>,
 }
 
 impl<'a> Pods<'a> {
-    pub fn new(cd: &'a Containerd) -> Pods<'a> {
+    pub fn new(cd: &'a Containerd, driver: Driver) -> Pods<'a> {
         Pods {
             cd,
+            driver,
             next: AtomicUsize::new(0),
             live: Mutex::new(BTreeSet::new()),
             created: Mutex::new(Vec::new()),
+            slices: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The CRI runtime handler of `h` with this bench's cgroup driver.
+    pub fn handler_name(&self, h: Handler) -> &'static str {
+        match (self.driver, h) {
+            (Driver::Cgroupfs, Handler::Berth) => BERTH_HANDLER,
+            (Driver::Cgroupfs, Handler::Runc) => RUNC_HANDLER,
+            (Driver::Systemd, Handler::Berth) => BERTH_SYSTEMD_HANDLER,
+            (Driver::Systemd, Handler::Runc) => RUNC_SYSTEMD_HANDLER,
+        }
+    }
+
+    /// The cgroup parent of pod number `n`: a directory of its own, or the
+    /// slice kubelet's systemd driver would give a BestEffort pod.
+    fn cgroup_parent(&self, name: &str, n: usize) -> String {
+        match self.driver {
+            Driver::Cgroupfs => self.cd.cgroup_parent(name),
+            Driver::Systemd => {
+                let slot = self.cd.instance().slot();
+                let slice = format!("kubepods-besteffort-podbench{slot}n{n}.slice");
+                self.slices.lock().expect("pods lock").push(slice.clone());
+                slice
+            }
         }
     }
 
@@ -56,14 +90,16 @@ impl<'a> Pods<'a> {
 
     /// [`Pods::run`], also returning the pod's config (CreateContainer needs it).
     pub async fn run_with_config(&self, h: Handler) -> Result<(String, Duration, PodConfig)> {
-        let name = format!("bench-{}", self.next.fetch_add(1, Ordering::SeqCst));
-        let parent = self.cd.cgroup_parent(&name);
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let name = format!("bench-{n}");
+        let parent = self.cgroup_parent(&name, n);
         let config = scenario::pod_config(self.cd, &name)?.cgroup_parent(&parent);
-        let what = format!("RunPodSandbox {name} with {h}");
+        let handler = self.handler_name(h);
+        let what = format!("RunPodSandbox {name} with {handler}");
         let started = Instant::now();
         let id = timed_out(
             &what,
-            self.cd.cri().run_pod_sandbox(config.to_cri(), h.cri_name()),
+            self.cd.cri().run_pod_sandbox(config.to_cri(), handler),
         )
         .await?;
         let took = started.elapsed();
@@ -161,6 +197,42 @@ impl<'a> Pods<'a> {
     /// Every pod id this bench ran.
     pub fn created(&self) -> Vec<String> {
         self.created.lock().expect("pods lock").clone()
+    }
+
+    /// Once every pod is removed: checks that no pod slice holds a cgroup any
+    /// more (each scope went with its pod or container), then stops the
+    /// slices, which is kubelet's part, and checks that their cgroups went.
+    pub async fn release_slices(&self) -> Result<()> {
+        let slices = std::mem::take(&mut *self.slices.lock().expect("pods lock"));
+        for slice in &slices {
+            let dir = format!("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/{slice}");
+            let children = || {
+                std::fs::read_dir(&dir)
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| e.ok())
+                            .filter(|e| e.path().is_dir())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            };
+            let emptied = scenario::wait_until(&format!("{slice} to empty"), leaks::GRACE, || {
+                children().is_empty()
+            })
+            .await;
+            ensure!(
+                emptied.is_ok(),
+                "{slice} still holds {:?} after its pod was removed",
+                children()
+            );
+            systemd::systemctl(&["stop", slice])?;
+            scenario::wait_until(&format!("{dir} to go"), leaks::GRACE, || {
+                !std::path::Path::new(&dir).exists()
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 

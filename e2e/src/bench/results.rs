@@ -12,13 +12,15 @@ use super::options::Options;
 use super::stats::Summary;
 
 /// Bumped when the JSON's shape changes.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// The whole document.
 #[derive(Debug, Serialize)]
 pub struct Results<'a> {
     pub schema: u32,
     pub mode: &'static str,
+    /// `cgroupfs` or `systemd`, for both handlers.
+    pub cgroup_driver: &'static str,
     pub runs: usize,
     pub memory_rounds: usize,
     pub pod_counts: &'a [usize],
@@ -73,6 +75,7 @@ impl<'a> Results<'a> {
         Results {
             schema: SCHEMA,
             mode: opts.mode(),
+            cgroup_driver: opts.driver.name(),
             runs: opts.runs,
             memory_rounds: opts.memory_rounds,
             pod_counts: &opts.pod_counts,
@@ -184,6 +187,7 @@ mod tests {
 
         assert_eq!(v["schema"], SCHEMA);
         assert_eq!(v["mode"], "full");
+        assert_eq!(v["cgroup_driver"], "cgroupfs");
         assert_eq!(v["runs"], 30);
         assert_eq!(v["pod_counts"], serde_json::json!([1, 10, 50]));
         assert_eq!(v["machine"]["cpu_model"], "AMD EPYC");

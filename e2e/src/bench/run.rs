@@ -11,7 +11,7 @@ use anyhow::{ensure, Context, Result};
 use super::figure::Row;
 use super::machine::Machine;
 use super::memory::Observation;
-use super::options::Options;
+use super::options::{Driver, Options};
 use super::pods::Pods;
 use super::results::Results;
 use super::{chart, containers, latency, leftovers, memory, table};
@@ -28,9 +28,14 @@ struct Measured {
 pub async fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let started_at = SystemTime::now();
+    ensure!(
+        opts.driver == Driver::Cgroupfs || crate::systemd::runs(),
+        "--systemd needs a host that runs systemd (no /run/systemd/system here)"
+    );
     eprintln!(
-        "berth-bench: {} run: {} latency runs, {} memory rounds at {:?} pods",
+        "berth-bench: {} run, {} cgroup driver: {} latency runs, {} memory rounds at {:?} pods",
         opts.mode(),
+        opts.driver.name(),
         opts.runs,
         opts.memory_rounds,
         opts.pod_counts
@@ -65,15 +70,19 @@ pub async fn run(opts: &Options) -> Result<()> {
 /// Every figure, then the removal of every pod and the leak check.
 async fn measure(cd: &Containerd, opts: &Options) -> Result<Measured> {
     let before = Census::take(cd);
-    let pods = Pods::new(cd);
+    let pods = Pods::new(cd, opts.driver);
     let measured = figures(&pods, opts).await;
     if measured.is_err() {
         for failure in pods.remove_all_best_effort().await {
             eprintln!("berth-bench: clean-up: {failure}");
         }
+        if let Err(e) = pods.release_slices().await {
+            eprintln!("berth-bench: clean-up: {e:#}");
+        }
     }
     let measured = measured?;
     leftovers::check(cd, &before, &pods.created()).await?;
+    pods.release_slices().await?;
     eprintln!(
         "berth-bench: leak check: the {} pods left no process, mount, cgroup or state",
         pods.created().len()
@@ -113,8 +122,9 @@ fn write_outputs(opts: &Options, machine: &Machine, wall: f64, m: &Measured) -> 
         &table::markdown(&m.rows, &caption(opts, machine)),
     )?;
     let title = format!(
-        "berth vs runc: pod sandboxes through CRI ({} run)",
-        opts.mode()
+        "berth vs runc: pod sandboxes through CRI ({} run, {} cgroup driver)",
+        opts.mode(),
+        opts.driver.name()
     );
     let subtitle = format!(
         "{}; {}; berth {}; {} runs, {} memory rounds",
@@ -135,13 +145,14 @@ fn write_outputs(opts: &Options, machine: &Machine, wall: f64, m: &Measured) -> 
 /// The line above the Markdown table: when, on what, how many samples.
 fn caption(opts: &Options, machine: &Machine) -> String {
     format!(
-        "Measured {} on {} (berth {}): {} run, {} samples per latency figure and {} \
-         memory rounds per handler, berth and runc alternating; median and p99 by nearest \
-         rank. Targets are goals, not assertions.",
+        "Measured {} on {} (berth {}): {} run, {} cgroup driver, {} samples per latency \
+         figure and {} memory rounds per handler, berth and runc alternating; median and p99 \
+         by nearest rank. Targets are goals, not assertions.",
         machine.date,
         machine.one_line(),
         machine.berth_commit.as_deref().unwrap_or("?"),
         opts.mode(),
+        opts.driver.name(),
         opts.runs,
         opts.memory_rounds
     )
