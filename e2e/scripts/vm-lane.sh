@@ -2,8 +2,9 @@
 # The systemd + cgroup v2 lane of `make test`: builds the end-to-end test
 # binaries, writes the job that runs the lane's scenarios on containerd 2.1,
 # and runs it as root inside the guest (vm-image.sh builds it once, vm-run.sh
-# boots it), then a short latency benchmark against the Go runc shim there
-# (results in target/vm-lane/bench). Prints the job's output; exits non-zero
+# boots it), then a short latency benchmark against the Go runc shim there,
+# with the cgroupfs driver and with the systemd one (results in
+# target/vm-lane/bench and bench-systemd). Prints the job's output; exits non-zero
 # if any scenario (or the benchmark) failed.
 set -euo pipefail
 
@@ -18,11 +19,12 @@ scenarios=(
   "containers: share_localhost::containerd_2_1 stats_and_update::containerd_2_1 exit_codes::containerd_2_1 shared_pid::containerd_2_1 device_allow_list::containerd_2_1 unified_keys::containerd_2_1 limit_below_usage::containerd_2_1 limit_below_usage_runc::containerd_2_1"
   "container_spec: spec_reaches_the_container::containerd_2_1"
   "runtime_options: cgroup_options::containerd_2_1 slice_parent::containerd_2_1 systemd_driver::containerd_2_1"
-  "shim_killed: shim_killed::containerd_2_1 journaled_exit::containerd_2_1"
+  "shim_killed: shim_killed::containerd_2_1 shim_killed_systemd::containerd_2_1 journaled_exit::containerd_2_1"
   "freeze: ctr_pause::containerd_2_1 pod_pause::containerd_2_1"
   "restart: containerd_crash::containerd_2_1 containerd_restart_systemd::containerd_2_1"
   "pod_remove: pod_remove::containerd_2_1"
   "mount_propagation: mount_propagation::containerd_2_1 mount_propagation_runc::containerd_2_1"
+  "pause_spawn: pause_starts_in_its_cgroup_and_the_cgroup_is_removable_after"
 )
 
 bash e2e/scripts/vm-image.sh
@@ -64,6 +66,10 @@ mkdir -p "$lane"
   echo 'echo "== bench: RunPodSandbox, create+start, stop+remove"; t=$(date +%s)'
   echo "'$top/target/release/berth-bench' --smoke --pods-only --runs 10 --out '$lane/bench' || rc=1"
   echo 'echo "== bench: $(($(date +%s) - t)) s"'
+  # Again with the systemd cgroup driver for both, as on a kubeadm node.
+  echo 'echo "== bench, systemd driver: RunPodSandbox, create+start, stop+remove"; t=$(date +%s)'
+  echo "'$top/target/release/berth-bench' --smoke --pods-only --systemd --runs 10 --out '$lane/bench-systemd' || rc=1"
+  echo 'echo "== bench, systemd driver: $(($(date +%s) - t)) s"'
   echo 'exit $rc'
 } >"$lane/job"
 chmod 0755 "$lane/job"

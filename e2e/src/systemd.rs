@@ -1,12 +1,13 @@
 //! Scenarios of berth's systemd cgroup driver (`berth-systemd`, which sets
 //! `SystemdCgroup = true`): where kubelet's systemd driver puts a pod, the
-//! refusal on a host without systemd, and the units left behind.
+//! refusal on a host without systemd, the units left behind, and a
+//! scenario's pod placed under either driver.
 
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 
-use crate::containerd_config::BERTH_SYSTEMD_HANDLER;
+use crate::containerd_config::{BERTH_HANDLER, BERTH_SYSTEMD_HANDLER};
 use crate::pod_config::PodConfig;
 use crate::{leaks, scenario, Containerd};
 
@@ -54,6 +55,72 @@ impl PodSlice {
         }
         systemctl(&["stop", &self.slice])?;
         Ok(())
+    }
+}
+
+/// Which cgroup driver a scenario's pod is run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// berth's default: the pod under a cgroupfs parent of its own.
+    Cgroupfs,
+    /// `berth-systemd`: the pod in a kubelet-style slice, its pause and
+    /// each container in a scope unit.
+    Systemd,
+}
+
+/// Where a scenario's pod lives and how to find its containers' cgroups.
+pub struct Placement {
+    pub handler: &'static str,
+    /// The pod's cgroup parent.
+    pub parent: String,
+    pub slice: Option<PodSlice>,
+}
+
+impl Placement {
+    pub fn new(cd: &Containerd, name: &str, driver: Driver) -> Placement {
+        match driver {
+            Driver::Cgroupfs => Placement {
+                handler: BERTH_HANDLER,
+                parent: cd.cgroup_parent(name),
+                slice: None,
+            },
+            Driver::Systemd => {
+                let slice = PodSlice::of(cd);
+                Placement {
+                    handler: BERTH_SYSTEMD_HANDLER,
+                    parent: slice.slice.clone(),
+                    slice: Some(slice),
+                }
+            }
+        }
+    }
+
+    /// Container `id`'s cgroup path: `<parent>/<id>` as CRI names it, or
+    /// its scope.
+    pub fn cgroup(&self, id: &str) -> String {
+        match &self.slice {
+            Some(slice) => slice.scope_dir(id),
+            None => format!("{}/{id}", self.parent),
+        }
+    }
+
+    /// The parent the pod's trace checks for leaks: the scopes are checked
+    /// by their units ([`Placement::expect_gone`]).
+    pub fn traced_parent(&self) -> &str {
+        match self.slice {
+            Some(_) => "",
+            None => &self.parent,
+        }
+    }
+
+    /// Under the systemd driver, once the pod is removed: the scope units
+    /// of `ids` (the pod's and its containers') and their cgroups are gone,
+    /// and the slice is stopped.
+    pub async fn expect_gone(&self, ids: &[&str]) -> Result<()> {
+        match &self.slice {
+            Some(slice) => slice.expect_gone(ids).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -10,9 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
-use berth_e2e::containerd_config::{BERTH_HANDLER, BERTH_SYSTEMD_HANDLER};
 use berth_e2e::pod_trace::PodTrace;
-use berth_e2e::systemd::{self, PodSlice};
+use berth_e2e::systemd::{self, Driver, Placement};
 use berth_e2e::{cgroups, e2e_test, scenario, Containerd};
 use k8s_cri::v1::ContainerState;
 
@@ -33,61 +32,6 @@ impl Ending {
         match self {
             Ending::Code(code) => *code,
             Ending::Killed => 137,
-        }
-    }
-}
-
-/// Which cgroup driver the scenario's pod is run with.
-enum Driver {
-    /// berth's default: the pod under a cgroupfs parent of its own.
-    Cgroupfs,
-    /// `berth-systemd`: the pod in a kubelet-style slice, each container
-    /// in its scope unit.
-    Systemd,
-}
-
-/// Where a scenario's pod lives and how to find its containers' cgroups.
-struct Placement {
-    handler: &'static str,
-    /// The pod's cgroup parent.
-    parent: String,
-    slice: Option<PodSlice>,
-}
-
-impl Placement {
-    fn new(cd: &Containerd, name: &str, driver: Driver) -> Placement {
-        match driver {
-            Driver::Cgroupfs => Placement {
-                handler: BERTH_HANDLER,
-                parent: cd.cgroup_parent(name),
-                slice: None,
-            },
-            Driver::Systemd => {
-                let slice = PodSlice::of(cd);
-                Placement {
-                    handler: BERTH_SYSTEMD_HANDLER,
-                    parent: slice.slice.clone(),
-                    slice: Some(slice),
-                }
-            }
-        }
-    }
-
-    /// Container `id`'s cgroup path: `<parent>/<id>` as CRI names it, or
-    /// its scope.
-    fn cgroup(&self, id: &str) -> String {
-        match &self.slice {
-            Some(slice) => slice.scope_dir(id),
-            None => format!("{}/{id}", self.parent),
-        }
-    }
-
-    /// The parent the pod's trace checks for leaks: the scopes are checked
-    /// by their units.
-    fn traced_parent(&self) -> &str {
-        match self.slice {
-            Some(_) => "",
-            None => &self.parent,
         }
     }
 }
@@ -208,12 +152,9 @@ async fn exits_while_containerd_is_down(
     .await
     .with_context(|| format!("no TaskExit delivered after the restart for {missing:?}"))?;
     scenario::remove_and_check(cd, &trace).await?;
-    if let Some(slice) = &place.slice {
-        let mut ids: Vec<&str> = containers.iter().map(String::as_str).collect();
-        ids.push(&pod);
-        slice.expect_gone(&ids).await?;
-    }
-    Ok(())
+    let mut ids: Vec<&str> = containers.iter().map(String::as_str).collect();
+    ids.push(&pod);
+    place.expect_gone(&ids).await
 }
 
 async fn exits_survive_a_containerd_crash(cd: &mut Containerd) -> Result<()> {

@@ -5,24 +5,40 @@
 //! exited keeps its real exit code, a running one ends; the pod goes
 //! NOTREADY and removing it leaves nothing. For a task that had exited and
 //! was not deleted, `delete` reports the exit the shim journaled, and
-//! containerd passes it on in its TaskExit event.
+//! containerd passes it on in its TaskExit event. Under the systemd driver
+//! the scope units go too.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
-use berth_e2e::containerd_config::BERTH_HANDLER;
 use berth_e2e::pod_trace::{self, PodTrace};
+use berth_e2e::systemd::{self, Driver, Placement};
 use berth_e2e::{e2e_test, leaks, scenario, Containerd};
 use k8s_cri::v1::PodSandboxState;
 
 async fn a_dead_shim_is_cleaned_up(cd: &Containerd) -> Result<()> {
-    let parent = cd.cgroup_parent("killed");
-    let config = scenario::pod_config(cd, "killed")?.cgroup_parent(&parent);
-    let id = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+    dead_shim_cleaned_up(cd, "killed", Driver::Cgroupfs).await
+}
+
+/// The same under the systemd driver: `delete` leaves no scope unit of the
+/// pod or its containers behind. Where there is no systemd, the driver is
+/// refused.
+async fn a_dead_shim_leaves_no_unit(cd: &Containerd) -> Result<()> {
+    if !systemd::runs() {
+        let config = scenario::pod_config(cd, "killed-systemd")?;
+        return systemd::expect_refused(cd, &config).await;
+    }
+    dead_shim_cleaned_up(cd, "killed-systemd", Driver::Systemd).await
+}
+
+async fn dead_shim_cleaned_up(cd: &Containerd, name: &str, driver: Driver) -> Result<()> {
+    let place = Placement::new(cd, name, driver);
+    let config = scenario::pod_config(cd, name)?.cgroup_parent(&place.parent);
+    let id = scenario::run_pod(cd, &config, place.handler).await?;
     scenario::expect_ready(cd, &id).await?;
     let pause = scenario::pause_of(&id)?;
-    let trace = PodTrace::capture(cd, &id, &parent).await?;
+    let trace = PodTrace::capture(cd, &id, place.traced_parent()).await?;
     let exited = ContainerSpec::shell("exited", "exit 42");
     let exited_id = scenario::run_container(cd, &id, &config, &exited).await?;
     scenario::wait_exited(cd, &exited_id, Duration::from_secs(20)).await?;
@@ -70,6 +86,7 @@ async fn a_dead_shim_is_cleaned_up(cd: &Containerd) -> Result<()> {
     // shim fails; it must be exited either way.
     scenario::wait_exited(cd, &running_id, Duration::from_secs(20)).await?;
     scenario::remove_and_check(cd, &trace).await?;
+    place.expect_gone(&[&id, &exited_id, &running_id]).await?;
     leaks::check_state_root_empty(&cd.berth_state_root())
 }
 
@@ -85,6 +102,7 @@ fn nix_kill(pid: i32) -> Result<()> {
 }
 
 e2e_test!(shim_killed, a_dead_shim_is_cleaned_up);
+e2e_test!(shim_killed_systemd, a_dead_shim_leaves_no_unit);
 
 /// A task that exited and was not deleted when its shim died: containerd's
 /// clean-up runs `delete`, which answers with the exit the shim journaled,
