@@ -12,7 +12,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$top"
 lane=$top/target/vm-lane
 # test target: the scenarios (libtest names, matched exactly) the lane runs.
-# The guest is emulated (10-25x slower than the host), so these are the ones
+# The guest is emulated (12-25x slower than the host), so these are the ones
 # whose outcome depends on the cgroup hierarchy.
 scenarios=(
   "berth_cri: berth_cri::containerd_2_1"
@@ -32,7 +32,8 @@ mkdir -p "$lane"
 
 # The same build as `make test`'s (TEST_FEATURES), so nothing is rebuilt.
 json=$(cargo test --no-run --message-format=json --workspace \
-         --features "${TEST_FEATURES:-berth-e2e/e2e}" 2>"$lane.build.log") \
+         --features "${TEST_FEATURES:-berth-sandbox/root-tests,berth-pause/root-tests,berth-e2e/e2e}" \
+         2>"$lane.build.log") \
   || { tail -n 30 "$lane.build.log"; exit 1; }
 
 mkdir -p "$lane"

@@ -25,10 +25,17 @@ pub struct PodSlice {
 }
 
 impl PodSlice {
-    pub fn of(cd: &Containerd) -> PodSlice {
-        let slice = format!("kubepods-besteffort-podberth{}.slice", cd.instance().slot());
+    /// The slice kubelet's systemd driver gives a BestEffort pod of uid
+    /// `uid` (which holds no `-`: systemd reads it as a level).
+    pub fn besteffort(uid: &str) -> PodSlice {
+        let slice = format!("kubepods-besteffort-pod{uid}.slice");
         let dir = format!("/kubepods.slice/kubepods-besteffort.slice/{slice}");
         PodSlice { slice, dir }
+    }
+
+    /// The slice of a scenario's pod, named for the instance.
+    pub fn of(cd: &Containerd) -> PodSlice {
+        PodSlice::besteffort(&format!("berth{}", cd.instance().slot()))
     }
 
     /// The scope unit containerd's `cri-containerd` prefix makes of `id`.
@@ -41,20 +48,66 @@ impl PodSlice {
         format!("{}/{}", self.dir, Self::unit(id))
     }
 
+    /// Fails unless `id`'s scope unit is active and its cgroup is in the
+    /// slice.
+    pub fn expect_scope(&self, id: &str) -> Result<()> {
+        let unit = Self::unit(id);
+        let state = systemctl(&["is-active", &unit])?;
+        ensure!(state == "active", "unit {unit} is {state:?}, not active");
+        let dir = format!("/sys/fs/cgroup{}", self.scope_dir(id));
+        ensure!(Path::new(&dir).is_dir(), "unit {unit} has no cgroup {dir}");
+        Ok(())
+    }
+
     /// Waits for each of `ids`' scope units to go, checks their cgroups are
-    /// gone, then stops the slice (kubelet's to remove: here the test's).
+    /// gone, then releases the slice.
     pub async fn expect_gone(&self, ids: &[&str]) -> Result<()> {
         for id in ids {
             let unit = Self::unit(id);
-            scenario::wait_until(&format!("unit {unit} to go"), leaks::GRACE, || {
-                loaded_units(&unit).is_ok_and(|u| u.is_empty())
+            let mut loaded = Ok(String::new());
+            let gone = scenario::wait_until(&format!("unit {unit} to go"), leaks::GRACE, || {
+                loaded = loaded_units(&unit);
+                loaded.as_ref().is_ok_and(|u| u.is_empty())
             })
-            .await?;
+            .await;
+            gone.with_context(|| format!("systemd still has {loaded:?}"))?;
             let dir = format!("/sys/fs/cgroup{}", self.scope_dir(id));
             ensure!(!Path::new(&dir).exists(), "{dir} is left");
         }
-        systemctl(&["stop", &self.slice])?;
-        Ok(())
+        self.release().await
+    }
+
+    /// Kubelet's part once the slice's pods are removed (here the test's):
+    /// checks that the slice holds no cgroup any more, stops it whatever it
+    /// holds, and checks that its cgroup went.
+    pub async fn release(&self) -> Result<()> {
+        let dir = format!("/sys/fs/cgroup{}", self.dir);
+        let children = || -> Vec<String> {
+            std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        let emptied =
+            scenario::wait_until(&format!("{} to empty", self.slice), leaks::GRACE, || {
+                children().is_empty()
+            })
+            .await;
+        let left = children();
+        let stopped = systemctl_ok(&["stop", &self.slice]);
+        ensure!(
+            emptied.is_ok(),
+            "{} still holds {left:?} after its pods were removed",
+            self.slice
+        );
+        stopped?;
+        scenario::wait_until(&format!("{dir} to go"), leaks::GRACE, || {
+            !Path::new(&dir).exists()
+        })
+        .await
     }
 }
 
@@ -113,6 +166,15 @@ impl Placement {
         }
     }
 
+    /// Under the systemd driver, while the pod runs: the scope units of
+    /// `ids` are active, each with its cgroup in the slice.
+    pub fn expect_scopes(&self, ids: &[&str]) -> Result<()> {
+        match &self.slice {
+            Some(slice) => ids.iter().try_for_each(|id| slice.expect_scope(id)),
+            None => Ok(()),
+        }
+    }
+
     /// Under the systemd driver, once the pod is removed: the scope units
     /// of `ids` (the pod's and its containers') and their cgroups are gone,
     /// and the slice is stopped.
@@ -124,18 +186,39 @@ impl Placement {
     }
 }
 
-/// `systemctl` in the host's systemd, its stdout trimmed.
+/// `systemctl` in the host's systemd, its stdout trimmed (whatever its
+/// exit status: `is-active` ends non-zero on purpose).
 pub fn systemctl(args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("systemctl")
-        .args(args)
-        .output()
-        .context("run systemctl")?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(stdout(&run_systemctl(args)?))
 }
 
-/// The units systemd has loaded named `unit` (active or not).
+fn run_systemctl(args: &[&str]) -> Result<std::process::Output> {
+    std::process::Command::new("systemctl")
+        .args(args)
+        .output()
+        .context("run systemctl")
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `systemctl` in the host's systemd, failing unless it succeeds.
+pub fn systemctl_ok(args: &[&str]) -> Result<String> {
+    let out = run_systemctl(args)?;
+    ensure!(
+        out.status.success(),
+        "systemctl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(stdout(&out))
+}
+
+/// The units systemd has loaded named `unit` (active or not). A systemctl
+/// that fails (no answer from systemd) is an error, not "none".
 pub fn loaded_units(unit: &str) -> Result<String> {
-    systemctl(&["list-units", "--all", "--plain", "--no-legend", unit])
+    systemctl_ok(&["list-units", "--all", "--plain", "--no-legend", unit])
 }
 
 /// On a host without systemd: a pod of the systemd handler is refused,

@@ -66,8 +66,10 @@ async fn scan(cd: &Containerd, before: &Census, ids: &[String]) -> Result<Vec<St
             found.push(format!("cgroup {}", dir.display()));
         }
     }
-    // Each pod had its own parent under the instance's cgroup root: only those
-    // (empty) parents may remain, never anything below them.
+    // With the cgroupfs driver each pod had its own parent under the
+    // instance's cgroup root: only those (empty) parents may remain, never
+    // anything below them. (The systemd driver's slices are checked when
+    // they are released.)
     let root = cd.instance().cgroup_root();
     for top in cgroups::in_every_hierarchy(&root) {
         for dir in cgroups::find_named(&top, "") {

@@ -22,7 +22,8 @@ use crate::containerd_config::{
     BERTH_HANDLER, BERTH_SYSTEMD_HANDLER, RUNC_HANDLER, RUNC_SYSTEMD_HANDLER,
 };
 use crate::pod_config::PodConfig;
-use crate::{leaks, scenario, systemd};
+use crate::scenario;
+use crate::systemd::PodSlice;
 
 /// How long one CRI call may take before the bench gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,7 +40,7 @@ pub struct Pods<'a> {
     /// Every pod id ever run, for the final leak check.
     created: Mutex<Vec<String>>,
     /// The systemd driver's pod slices, released at the end.
-    slices: Mutex<Vec<String>>,
+    slices: Mutex<Vec<PodSlice>>,
 }
 
 impl<'a> Pods<'a> {
@@ -71,9 +72,10 @@ impl<'a> Pods<'a> {
             Driver::Cgroupfs => self.cd.cgroup_parent(name),
             Driver::Systemd => {
                 let slot = self.cd.instance().slot();
-                let slice = format!("kubepods-besteffort-podbench{slot}n{n}.slice");
-                self.slices.lock().expect("pods lock").push(slice.clone());
-                slice
+                let slice = PodSlice::besteffort(&format!("bench{slot}n{n}"));
+                let name = slice.slice.clone();
+                self.slices.lock().expect("pods lock").push(slice);
+                name
             }
         }
     }
@@ -199,39 +201,18 @@ impl<'a> Pods<'a> {
         self.created.lock().expect("pods lock").clone()
     }
 
-    /// Once every pod is removed: checks that no pod slice holds a cgroup any
-    /// more (each scope went with its pod or container), then stops the
-    /// slices, which is kubelet's part, and checks that their cgroups went.
+    /// Once every pod is removed: releases every pod slice (each must hold
+    /// no cgroup any more: each scope went with its pod or container), all
+    /// of them whatever fails; fails naming each that did.
     pub async fn release_slices(&self) -> Result<()> {
         let slices = std::mem::take(&mut *self.slices.lock().expect("pods lock"));
+        let mut failures = Vec::new();
         for slice in &slices {
-            let dir = format!("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/{slice}");
-            let children = || {
-                std::fs::read_dir(&dir)
-                    .map(|entries| {
-                        entries
-                            .filter_map(|e| e.ok())
-                            .filter(|e| e.path().is_dir())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default()
-            };
-            let emptied = scenario::wait_until(&format!("{slice} to empty"), leaks::GRACE, || {
-                children().is_empty()
-            })
-            .await;
-            ensure!(
-                emptied.is_ok(),
-                "{slice} still holds {:?} after its pod was removed",
-                children()
-            );
-            systemd::systemctl(&["stop", slice])?;
-            scenario::wait_until(&format!("{dir} to go"), leaks::GRACE, || {
-                !std::path::Path::new(&dir).exists()
-            })
-            .await?;
+            if let Err(e) = slice.release().await {
+                failures.push(format!("{e:#}"));
+            }
         }
+        ensure!(failures.is_empty(), "pod slices: {}", failures.join("; "));
         Ok(())
     }
 }

@@ -29,8 +29,8 @@ pub async fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     ensure!(
-        opts.driver == Driver::Cgroupfs || crate::systemd::runs(),
-        "--systemd needs a host that runs systemd (no /run/systemd/system here)"
+        opts.driver == Driver::Cgroupfs || (crate::systemd::runs() && crate::cgroups::is_v2()),
+        "--systemd needs a host that runs systemd on the unified cgroup v2 hierarchy"
     );
     eprintln!(
         "berth-bench: {} run, {} cgroup driver: {} latency runs, {} memory rounds at {:?} pods",
@@ -81,8 +81,12 @@ async fn measure(cd: &Containerd, opts: &Options) -> Result<Measured> {
         }
     }
     let measured = measured?;
-    leftovers::check(cd, &before, &pods.created()).await?;
-    pods.release_slices().await?;
+    // The slices are released whatever the leak check found, then both are
+    // reported.
+    let left = leftovers::check(cd, &before, &pods.created()).await;
+    let released = pods.release_slices().await;
+    left?;
+    released?;
     eprintln!(
         "berth-bench: leak check: the {} pods left no process, mount, cgroup or state",
         pods.created().len()

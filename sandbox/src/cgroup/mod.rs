@@ -434,12 +434,26 @@ mod root_tests {
         }
     }
 
-    /// Kills and reaps a parked child, which must not have exited by itself.
-    fn reap(pid: i32) {
-        let pid = Pid::from_raw(pid);
-        kill(pid, Signal::SIGKILL).unwrap();
-        let status = waitpid(pid, None).unwrap();
-        assert_eq!(status, WaitStatus::Signaled(pid, Signal::SIGKILL, false));
+    /// A parked child: killed and reaped when dropped, so a failed assert
+    /// leaves no process holding the test's cgroup.
+    struct Parked(Pid);
+
+    impl Parked {
+        /// Kills and reaps the child, which must not have exited by itself.
+        fn reap(self) {
+            let pid = self.0;
+            kill(pid, Signal::SIGKILL).unwrap();
+            let status = waitpid(pid, None).unwrap();
+            std::mem::forget(self);
+            assert_eq!(status, WaitStatus::Signaled(pid, Signal::SIGKILL, false));
+        }
+    }
+
+    impl Drop for Parked {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGKILL);
+            let _ = waitpid(self.0, None);
+        }
     }
 
     #[test]
@@ -457,6 +471,7 @@ mod root_tests {
         if child == 0 {
             park(|| {});
         }
+        let parked = Parked(Pid::from_raw(child));
         assert_eq!(unified_cgroup_of(child), cgroup.name());
         let procs = std::fs::read_to_string(cgroup.0.join("cgroup.procs")).unwrap();
         assert_eq!(
@@ -465,7 +480,7 @@ mod root_tests {
             "the cgroup holds the child alone"
         );
         assert_eq!(unified_cgroup_of(me), mine, "the parent was not moved");
-        reap(child);
+        parked.reap();
     }
 
     #[test]
@@ -484,16 +499,21 @@ mod root_tests {
             }),
             nix::unistd::ForkResult::Parent { child } => child,
         };
+        let parked = Parked(child);
         // The child joins in its own time: its cgroup is read until it shows
         // the move, or the child is found to have exited.
         let deadline = Instant::now() + Duration::from_secs(5);
         while unified_cgroup_of(child.as_raw()) != cgroup.name() {
             let status = waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap();
-            assert_eq!(status, WaitStatus::StillAlive, "the child could not join");
+            if status != WaitStatus::StillAlive {
+                // Reaped already: nothing is left to kill.
+                std::mem::forget(parked);
+                panic!("the child could not join: {status:?}");
+            }
             assert!(Instant::now() < deadline, "the child never joined");
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(unified_cgroup_of(me), mine, "the parent was not moved");
-        reap(child.as_raw());
+        parked.reap();
     }
 }
