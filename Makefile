@@ -7,6 +7,12 @@ MUSL_TARGET := x86_64-unknown-linux-musl
 BIN_DIR := $(CURDIR)/target/berth/bin
 FUZZ_SECONDS ?= 60
 TEST_FEATURES := berth-sandbox/root-tests,berth-pause/root-tests,berth-e2e/e2e
+# make install: where the binaries and containerd's drop-in go.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+DROPIN_DIR := $(SYSCONFDIR)/containerd/conf.d
+BINARIES := containerd-shim-berth-v2 berth-sandbox-helper berth-pause
 export BERTH_BIN_DIR := $(BIN_DIR)
 export BERTH_PAUSE := $(BIN_DIR)/berth-pause
 
@@ -33,6 +39,21 @@ build: deps ## build the shim, its helper and berth-pause (release) into target/
 	@install -m 0755 target/release/berth-sandbox-helper $(BIN_DIR)/
 	@install -m 0755 target/$(MUSL_TARGET)/pause/berth-pause $(BIN_DIR)/
 	@ls -l $(BIN_DIR)
+
+.PHONY: install
+install: ## install the binaries `make build` staged into BINDIR (PREFIX/bin) and containerd's drop-in (DESTDIR honoured)
+	@for b in $(BINARIES); do \
+	  [ -x "$(BIN_DIR)/$$b" ] || { echo "make install: $(BIN_DIR)/$$b is missing: run make build first" >&2; exit 1; }; \
+	done
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(DROPIN_DIR)"
+	@# install(1) replaces a file by unlinking it first: a running shim keeps
+	@# the binary it was started from.
+	install -m 0755 $(addprefix $(BIN_DIR)/,$(BINARIES)) "$(DESTDIR)$(BINDIR)/"
+	install -m 0644 shim/dist/berth.toml "$(DESTDIR)$(DROPIN_DIR)/berth.toml"
+
+.PHONY: uninstall
+uninstall: ## remove exactly the files `make install` put there (same PREFIX, BINDIR, SYSCONFDIR, DESTDIR)
+	rm -f $(addprefix "$(DESTDIR)$(BINDIR)/,$(addsuffix ",$(BINARIES))) "$(DESTDIR)$(DROPIN_DIR)/berth.toml"
 
 .PHONY: demo
 demo: build ## run a pod with berth through a private containerd 2.1, print what happened, clean up
