@@ -3,10 +3,10 @@
 //! `make build` staged and containerd's drop-in, exactly those, and nothing
 //! else touched; and the drop-in, imported by containerd 2.1's own version 3
 //! config, registers the `berth` runtime in podsandbox mode beside the
-//! config's own CRI settings. containerd 1.7 replaces its whole CRI table
-//! with an imported one, which is why the README tells 1.7 users to copy the
-//! runtime into config.toml instead: a test here shows it, so that a
-//! change in containerd is noticed.
+//! config's own CRI settings. Under a version 2 config an import costs the
+//! config some of its own settings (2.1 and 1.7 alike), which is why the
+//! README says to import it only from a version 3 config: a test here shows
+//! it, so that a change in containerd is noticed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -242,16 +242,22 @@ fn the_drop_in_adds_berth_to_a_containerd_2_config() -> Result<()> {
     Ok(())
 }
 
-/// Why there is no drop-in for containerd 1.7: an imported file's CRI table
-/// replaces the config's whole CRI table (its pause image and runtimes
-/// here), not just the runtime it adds.
+/// Why only a version 3 config should import the drop-in: under a version
+/// 2 config, containerd 1.7 replaces the config's whole CRI table (its
+/// pause image and runtimes here) with an imported one, and 2.1 keeps the
+/// runtimes but drops the config's pause image. Expected, so that a change
+/// in containerd is noticed.
 #[test]
-fn containerd_1_7_replaces_its_cri_table_with_an_imported_one() -> Result<()> {
+fn a_version_2_config_loses_its_own_cri_settings_to_an_import() -> Result<()> {
+    let dest = tempfile::tempdir()?;
+    make("install", dest.path(), &["PREFIX=/usr"])?.map_err(anyhow::Error::msg)?;
+    let installed = dest.path().join(DROPIN);
     let dir = tempfile::tempdir()?;
     let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
-    let dropin = dir.path().join("berth.toml");
+    // 1.7 reads no version 3 file: the same runtime in its dialect.
+    let dropin_v2 = dir.path().join("berth.toml");
     std::fs::write(
-        &dropin,
+        &dropin_v2,
         format!(
             "version = 2\n[{cri}.containerd.runtimes.berth]\n  \
              runtime_type = 'io.containerd.berth.v2'\n"
@@ -261,19 +267,25 @@ fn containerd_1_7_replaces_its_cri_table_with_an_imported_one() -> Result<()> {
         "[{cri}]\n  sandbox_image = 'node.example/pause:1'\n\n\
          [{cri}.containerd.runtimes.runc]\n  runtime_type = 'io.containerd.runc.v2'\n"
     );
-    let imports = format!("imports = ['{}']", dropin.display());
-    let alone = config_dump(Version::V1_7, dir.path(), 2, "", &tables)?;
-    ensure!(
-        alone.contains("node.example/pause:1") && table(&alone, ".runtimes.runc]").is_some(),
-        "containerd 1.7 does not read the node's CRI table:\n{alone}"
-    );
-    let merged = config_dump(Version::V1_7, dir.path(), 2, &imports, &tables)?;
-    ensure!(
-        table(&merged, ".runtimes.berth]").is_some()
-            && !merged.contains("node.example/pause:1")
-            && table(&merged, ".runtimes.runc]").is_none(),
-        "containerd 1.7 now merges an imported CRI table into the node's: \
-         a drop-in could serve it too\n{merged}"
-    );
+    for (version, dropin, runc_kept) in [
+        (Version::V1_7, &dropin_v2, false),
+        (Version::V2_1, &installed, true),
+    ] {
+        let what = format!("containerd {}", version.as_str());
+        let alone = config_dump(version, dir.path(), 2, "", &tables)?;
+        ensure!(
+            alone.contains("node.example/pause:1") && table(&alone, ".runtimes.runc]").is_some(),
+            "{what} does not read the node's CRI table:\n{alone}"
+        );
+        let imports = format!("imports = ['{}']", dropin.display());
+        let merged = config_dump(version, dir.path(), 2, &imports, &tables)?;
+        ensure!(
+            table(&merged, ".runtimes.berth]").is_some()
+                && !merged.contains("node.example/pause:1")
+                && table(&merged, ".runtimes.runc]").is_some() == runc_kept,
+            "{what} now keeps a version 2 config's CRI settings under an import: \
+             the README's advice can change\n{merged}"
+        );
+    }
     Ok(())
 }
