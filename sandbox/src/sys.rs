@@ -337,6 +337,18 @@ struct BpfProgAttach {
     attach_flags: u32,
 }
 
+/// One eBPF instruction (`struct bpf_insn`), as the kernel reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct BpfInsn {
+    pub code: u8,
+    /// dst in the low nibble, src in the high one.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+const _: () = assert!(std::mem::size_of::<BpfInsn>() == 8);
+
 #[cfg(feature = "helper")]
 const BPF_PROG_LOAD: libc::c_long = 5;
 #[cfg(feature = "helper")]
@@ -351,10 +363,7 @@ const BPF_F_ALLOW_MULTI: u32 = 2;
 /// Loads a cgroup device program. With `log`, the verifier writes what it
 /// found into it (a log too small for that fails the load with ENOSPC).
 #[cfg(feature = "helper")]
-pub fn bpf_load_device_program(
-    prog: &[crate::cgroup::devices::Insn],
-    log: Option<&mut [u8]>,
-) -> io::Result<OwnedFd> {
+pub fn bpf_load_device_program(prog: &[BpfInsn], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
     let license = c"Apache-2.0";
     let (log_level, log_size, log_buf) = match log {
         Some(log) => (1, log.len() as u32, log.as_mut_ptr() as u64),

@@ -25,17 +25,7 @@ use std::path::Path;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
 use crate::error::{Error, Result};
-
-/// One eBPF instruction (`struct bpf_insn`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct Insn {
-    pub code: u8,
-    /// dst in the low nibble, src in the high one.
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
-}
+use crate::sys::BpfInsn as Insn;
 
 // Opcodes the program uses.
 const LDX_MEM_W: u8 = 0x61; // dst = *(u32 *)(src + off)
