@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::state::PodDir;
 
-const FILE: &str = "exits.journal";
+pub(crate) const FILE: &str = "exits.journal";
 
 /// Appends between two compactions.
 const COMPACT_AFTER: usize = 256;

@@ -112,6 +112,8 @@ pub fn cleanup_dead(helper: &Helper, dir: &PodDir, id: &str) -> Result<Cleaned> 
         log::warn!("task {id}: its pod is still served by a live shim; leaving it alone");
         return Ok(Cleaned::default());
     }
+    // What it writes (journal records) is in the pod's own format.
+    dir.check_readable()?;
     let records = journal::read(dir);
     let mut cleaned = Cleaned {
         exit: journal::exit_of(&records, id),
@@ -368,6 +370,26 @@ mod tests {
                 "{order:?}: the last clean-up removes it"
             );
         }
+    }
+
+    #[test]
+    fn cleanup_refuses_a_pod_of_a_newer_format_and_leaves_it_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dead_pod(root.path());
+        let newer = crate::state::FormatStamp {
+            format: crate::state::FORMAT + 1,
+            release: "9.9.9".into(),
+        };
+        crate::state::write_json(&dir.path().join(crate::state::FORMAT_FILE), &newer).unwrap();
+        let before = journal::read(&dir);
+        let e = cleanup_dead(&no_helper(), &dir, "pod").unwrap_err();
+        assert!(
+            matches!(e, crate::error::Error::FailedPrecondition { .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("(berth 9.9.9)"), "{e}");
+        assert_eq!(journal::read(&dir), before, "nothing is journaled");
+        assert!(dir.read_record().unwrap().is_some(), "the record stays");
     }
 
     #[test]

@@ -20,12 +20,60 @@ pub const ROOT_ENV: &str = "BERTH_STATE_ROOT";
 pub const DEFAULT_ROOT: &str = "/run/berth";
 
 const POD_FILE: &str = "pod.json";
+pub(crate) const FORMAT_FILE: &str = "format";
 const PAUSE_ROOT: &str = "pause-root";
 const CONTAINERS: &str = "containers";
 const ENGINE_ROOT: &str = "engine";
 const LOCK_FILE: &str = "lock";
 /// The shim's ttrpc socket, inside the pod's directory.
 pub const SOCKET: &str = "shim.sock";
+
+/// The revision of the pod directory's on-disk format that this build
+/// writes: the files in it (`pod.json`, `container.json`, the exit journal),
+/// their fields, and where they live. Bumped whenever a reader of the
+/// previous revision would misread what this one writes.
+pub const FORMAT: u32 = 1;
+/// The oldest revision this build still reads, to clean up after a dead
+/// shim of an earlier release. Pods stamped before revisions existed are 1.
+pub const OLDEST_FORMAT: u32 = 1;
+/// The release that writes [`FORMAT`], named in the stamp.
+const RELEASE: &str = env!("CARGO_PKG_VERSION");
+
+/// The stamp in a pod's directory: the format its state is in, and the
+/// release of the shim that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatStamp {
+    pub format: u32,
+    /// The berth release that wrote it (`0.1.0`), for the error that names it.
+    #[serde(default)]
+    pub release: String,
+}
+
+impl FormatStamp {
+    /// The stamp of what this build writes.
+    pub fn current() -> Self {
+        FormatStamp {
+            format: FORMAT,
+            release: RELEASE.to_owned(),
+        }
+    }
+
+    /// Who wrote it, for messages: `format 2 (berth 0.2.0)`.
+    fn describe(&self) -> String {
+        if self.release.is_empty() {
+            format!("format {}", self.format)
+        } else {
+            format!("format {} (berth {})", self.format, self.release)
+        }
+    }
+}
+
+/// What this build is, for messages: `berth 0.1.0 reads formats 1 to 1`.
+fn this_build() -> String {
+    format!(
+        "this berth {RELEASE} writes format {FORMAT} and reads formats {OLDEST_FORMAT} to {FORMAT}"
+    )
+}
 
 /// The state root in force: `$BERTH_STATE_ROOT`, else [`DEFAULT_ROOT`].
 pub fn root() -> PathBuf {
@@ -130,6 +178,71 @@ impl PodDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("stat", &path)(e)),
         }
+    }
+
+    /// Stamps the directory with this build's format unless it has a stamp,
+    /// or state from before stamps existed. Call it holding the lock.
+    pub fn stamp(&self) -> Result<()> {
+        let path = self.path.join(FORMAT_FILE);
+        if path.exists() || self.has_state() {
+            return Ok(());
+        }
+        write_json(&path, &FormatStamp::current())
+    }
+
+    /// The stamp of the pod's state; a pod without one was made before
+    /// stamps, in format 1.
+    pub fn format(&self) -> Result<FormatStamp> {
+        Ok(
+            read_json(&self.path.join(FORMAT_FILE))?.unwrap_or(FormatStamp {
+                format: 1,
+                release: String::new(),
+            }),
+        )
+    }
+
+    /// Refuses a pod whose state this build cannot read: one from a newer
+    /// release (a downgrade) or one too old to be read any more. What it
+    /// reads of an older format it also writes in that format: the stamp
+    /// is never rewritten.
+    pub fn check_readable(&self) -> Result<FormatStamp> {
+        let stamp = self.format()?;
+        if (OLDEST_FORMAT..=FORMAT).contains(&stamp.format) {
+            return Ok(stamp);
+        }
+        Err(Error::FailedPrecondition {
+            what: format!("pod state {}", self.path.display()),
+            reason: format!(
+                "it is in {}, and {}: act on this pod with the release that made it",
+                stamp.describe(),
+                this_build()
+            ),
+        })
+    }
+
+    /// Refuses a pod that a shim of this build may not serve: only one of
+    /// its own format is, so that no shim writes a newer or older format
+    /// into a pod that another release's shim made.
+    pub fn check_servable(&self) -> Result<()> {
+        let stamp = self.check_readable()?;
+        if stamp.format == FORMAT {
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition {
+            what: format!("pod state {}", self.path.display()),
+            reason: format!(
+                "it is in {}, and {}; a shim serves only pods of its own format",
+                stamp.describe(),
+                this_build()
+            ),
+        })
+    }
+
+    /// Whether anything of a pod is recorded here yet.
+    fn has_state(&self) -> bool {
+        self.path.join(POD_FILE).exists()
+            || self.path.join(crate::journal::FILE).exists()
+            || !self.container_ids().is_empty()
     }
 
     /// berth's directory for one app container of the pod.
@@ -327,6 +440,87 @@ mod tests {
         dir.remove().unwrap();
         assert!(!dir.path().exists());
         dir.remove().unwrap();
+    }
+
+    fn stamped(dir: &PodDir, format: u32, release: &str) {
+        let stamp = FormatStamp {
+            format,
+            release: release.into(),
+        };
+        write_json(&dir.path().join(FORMAT_FILE), &stamp).unwrap();
+    }
+
+    #[test]
+    fn a_new_pod_is_stamped_with_this_build_s_format_once() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "abc");
+        dir.create().unwrap();
+        dir.stamp().unwrap();
+        assert_eq!(dir.format().unwrap(), FormatStamp::current());
+        dir.check_servable().unwrap();
+        // An existing stamp is never rewritten, whatever it says.
+        stamped(&dir, FORMAT + 1, "9.9.9");
+        dir.stamp().unwrap();
+        assert_eq!(dir.format().unwrap().format, FORMAT + 1);
+    }
+
+    #[test]
+    fn a_pod_from_before_stamps_is_format_1_and_stays_unstamped() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "abc");
+        dir.create().unwrap();
+        dir.write_record(&PodRecord::default()).unwrap();
+        dir.stamp().unwrap();
+        assert!(!dir.path().join(FORMAT_FILE).exists());
+        let stamp = dir.check_readable().unwrap();
+        assert_eq!(stamp.format, 1);
+        // A journal alone, or a container's directory, is state as well.
+        for made in ["journal", "container"] {
+            let dir = PodDir::new(root.path(), made);
+            dir.create().unwrap();
+            match made {
+                "journal" => fs::write(dir.path().join(crate::journal::FILE), b"").unwrap(),
+                _ => fs::create_dir_all(dir.container_dir("c1")).unwrap(),
+            }
+            dir.stamp().unwrap();
+            assert!(!dir.path().join(FORMAT_FILE).exists(), "{made}");
+        }
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_naming_both_releases() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "abc");
+        dir.create().unwrap();
+        stamped(&dir, FORMAT + 1, "9.9.9");
+        for result in [dir.check_readable().map(|_| ()), dir.check_servable()] {
+            let e = result.unwrap_err();
+            assert!(matches!(e, Error::FailedPrecondition { .. }), "{e:?}");
+            let text = e.to_string();
+            let theirs = format!("format {} (berth 9.9.9)", FORMAT + 1);
+            let ours = format!("this berth {RELEASE} writes format {FORMAT}");
+            assert!(text.contains(&theirs), "{text}");
+            assert!(text.contains(&ours), "{text}");
+            assert!(text.contains(&dir.path().display().to_string()), "{text}");
+        }
+        stamped(&dir, OLDEST_FORMAT - 1, "");
+        let text = dir.check_readable().unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("in format {}, and", OLDEST_FORMAT - 1)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_stamp_is_a_state_error_naming_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = PodDir::new(root.path(), "abc");
+        dir.create().unwrap();
+        fs::write(dir.path().join(FORMAT_FILE), b"{\"format\": \"two\"}").unwrap();
+        match dir.check_readable() {
+            Err(Error::State { path, .. }) => assert_eq!(path, dir.path().join(FORMAT_FILE)),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Runs `f` on a thread while the test holds the pod's lock, then lets

@@ -77,6 +77,10 @@ pub async fn start(flags: &Flags) -> Result<()> {
     {
         let _lock = dir.lock()?;
         if dir.probe() != Probe::Serving {
+            // A dead shim's pod from another release is its `delete`'s to
+            // clean up, not this release's to serve.
+            dir.check_servable()?;
+            dir.stamp()?;
             remove_socket(&socket)?;
             let listener = UnixListener::bind(&socket).map_err(Error::io("bind", &socket))?;
             let server = Server {

@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use berth_proto::protobuf::well_known_types::any::Any;
 use berth_proto::protobuf::{Message, MessageField};
 use berth_proto::types::introspection::{RuntimeInfo, RuntimeVersion};
+use berth_sandbox::state;
 
 use crate::error::{Error, Result};
 
@@ -34,8 +35,11 @@ const MAX_OPTIONS: u64 = 4 << 20;
 pub fn version_text(binary: &str) -> String {
     format!(
         "{binary}:\n  Version:  {VERSION}\n  Revision: {REVISION}\n  Rust version: {RUSTC_VERSION}\n  \
-         Helper protocol: {}\n",
-        berth_sandbox::helper::PROTOCOL
+         Helper protocol: {}\n  State format: {} (reads {} to {})\n",
+        berth_sandbox::helper::PROTOCOL,
+        state::FORMAT,
+        state::OLDEST_FORMAT,
+        state::FORMAT,
     )
 }
 
@@ -156,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn the_version_names_revision_compiler_and_helper_protocol() {
+    fn the_version_names_revision_compiler_helper_protocol_and_state_format() {
         let text = version_text("containerd-shim-berth-v2");
         assert!(text.starts_with("containerd-shim-berth-v2:\n  Version:  "));
         assert!(text.contains(&format!("Revision: {REVISION}\n")));
@@ -165,5 +169,12 @@ mod tests {
             "Helper protocol: {}",
             berth_sandbox::helper::PROTOCOL
         )));
+        let format = format!(
+            "State format: {} (reads {} to {})\n",
+            state::FORMAT,
+            state::OLDEST_FORMAT,
+            state::FORMAT
+        );
+        assert!(text.contains(&format), "{text}");
     }
 }
