@@ -36,6 +36,9 @@ pub const BERTH_OPTIONS_HANDLER: &str = "berth-options";
 pub const BERTH_SYSTEMD_HANDLER: &str = "berth-systemd";
 /// berth with `ShimCgroup` set to [`Instance::shim_cgroup`].
 pub const BERTH_SHIM_CGROUP_HANDLER: &str = "berth-shim-cgroup";
+/// berth with `LogLevel = 'warn'`: its shims log warnings and errors alone,
+/// though containerd runs with `-debug`.
+pub const BERTH_QUIET_HANDLER: &str = "berth-quiet";
 /// The `IoUid` and `IoGid` of [`BERTH_OPTIONS_HANDLER`].
 pub const OPTIONS_IO_ID: u32 = 1000;
 /// The unknown key in [`BERTH_OPTIONS_HANDLER`]'s options.
@@ -192,6 +195,7 @@ fn handlers_with_options(out: &mut String, instance: &Instance, runtimes: &str, 
             ),
         ),
         (BERTH_SYSTEMD_HANDLER, "  SystemdCgroup = true\n".to_owned()),
+        (BERTH_QUIET_HANDLER, "  LogLevel = 'warn'\n".to_owned()),
         (
             BERTH_SHIM_CGROUP_HANDLER,
             format!("  ShimCgroup = {}\n", q(&instance.shim_cgroup())),

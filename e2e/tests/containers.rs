@@ -446,7 +446,9 @@ async fn stats_and_updates_reach_the_cgroup(cd: &Containerd) -> Result<()> {
     // containerd's).
     let log = std::fs::read_to_string(cd.instance().log_path())?;
     ensure!(
-        log.contains(&format!("task {hog_id}: OOM kill in its memory cgroup")),
+        log.lines()
+            .any(|l| l.contains("msg=\"OOM kill in its memory cgroup\"")
+                && l.contains(&format!(" container={hog_id}"))),
         "berth saw no OOM kill of {hog_id}"
     );
 

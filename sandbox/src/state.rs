@@ -222,7 +222,8 @@ impl PodDir {
 
     /// Refuses a pod that a shim of this build may not serve: only one of
     /// its own format is, so that no shim writes a newer or older format
-    /// into a pod that another release's shim made.
+    /// into a pod that another release's shim made. After [`PodDir::stamp`],
+    /// so that a new pod reads as this build's.
     pub fn check_servable(&self) -> Result<()> {
         let stamp = self.check_readable()?;
         if stamp.format == FORMAT {

@@ -65,11 +65,11 @@ impl NewTask {
     /// on it. A task whose cgroup cannot be read is still a task.
     pub fn in_own_cgroup(id: &str, init: Spawned) -> Self {
         let cgroup = TaskCgroup::of_pid(init.process.pid)
-            .map_err(|e| log::warn!("task {id}: no cgroup to report on: {e}"))
+            .map_err(|e| log::warn!(container = id; "no cgroup to report on: {e}"))
             .ok();
         let oom = cgroup.as_ref().and_then(|cg| {
             OomWatch::for_cgroup(cg)
-                .map_err(|e| log::warn!("task {id}: OOM kills will not be reported: {e}"))
+                .map_err(|e| log::warn!(container = id; "OOM kills will not be reported: {e}"))
                 .ok()
                 .flatten()
         });

@@ -77,10 +77,11 @@ pub async fn start(flags: &Flags) -> Result<()> {
     {
         let _lock = dir.lock()?;
         if dir.probe() != Probe::Serving {
-            // A dead shim's pod from another release is its `delete`'s to
-            // clean up, not this release's to serve.
-            dir.check_servable()?;
+            // A new pod is stamped with this release's format; a dead
+            // shim's pod from another release is its `delete`'s to clean
+            // up, not this release's to serve.
             dir.stamp()?;
+            dir.check_servable()?;
             remove_socket(&socket)?;
             let listener = UnixListener::bind(&socket).map_err(Error::io("bind", &socket))?;
             let server = Server {
@@ -88,6 +89,7 @@ pub async fn start(flags: &Flags) -> Result<()> {
                 bundle: &bundle,
                 layout: &layout,
                 cgroup: read.options.shim_cgroup.as_deref(),
+                log_level: read.options.log_level.as_deref(),
             };
             let spawned = server.spawn(listener);
             if spawned.is_err()
@@ -173,6 +175,8 @@ struct Server<'a> {
     layout: &'a Layout,
     /// The cgroup the options put the shim in.
     cgroup: Option<&'a str>,
+    /// The options' `LogLevel`.
+    log_level: Option<&'a str>,
 }
 
 impl Server<'_> {
@@ -208,6 +212,9 @@ impl Server<'_> {
         }
         if flags.debug {
             command.arg("-debug");
+        }
+        if let Some(level) = self.log_level {
+            command.env(crate::shimlog::LEVEL_ENV, level);
         }
         // The listener goes on LISTEN_FD, and the daemon leaves containerd's
         // session.

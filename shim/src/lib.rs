@@ -22,6 +22,7 @@ mod process;
 mod reaper;
 mod server;
 mod service;
+mod shimlog;
 mod sys;
 mod task;
 
@@ -68,8 +69,16 @@ pub async fn run() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             let message = berth_sandbox::error_chain(&e);
-            log::error!("{}: {message}", flags.action);
-            eprintln!("containerd-shim-berth-v2 {}: {message}", flags.action);
+            let action = if flags.action.is_empty() {
+                "serve"
+            } else {
+                flags.action.as_str()
+            };
+            log::error!(container = flags.id.as_str(); "{action}: {message}");
+            eprintln!(
+                "containerd-shim-berth-v2 {action} (namespace {}, task {}): {message}",
+                flags.namespace, flags.id
+            );
             if flags.action.is_empty() {
                 // Until the server is ready, stdout is the pipe `start` reads:
                 // it relays why the server did not start.

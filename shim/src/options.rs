@@ -19,6 +19,7 @@
 //! | `StateRoot` | path | berth's state root (else `$BERTH_STATE_ROOT`) |
 //! | `PausePath` | path | the berth-pause binary (else `$BERTH_PAUSE`) |
 //! | `HelperPath` | path | the helper binary (else `$BERTH_HELPER`) |
+//! | `LogLevel` | string | the shim's log level: `error`, `warn`, `info`, `debug`, `trace` or `off` (else debug under containerd's `-debug`, info otherwise) |
 //!
 //! A key berth does not know is a warning, a known key of the wrong type an
 //! invalid argument.
@@ -50,6 +51,8 @@ pub struct RuntimeOptions {
     pub state_root: Option<PathBuf>,
     pub pause_path: Option<PathBuf>,
     pub helper_path: Option<PathBuf>,
+    /// Checked when read: a level [`crate::shimlog::parse_level`] reads.
+    pub log_level: Option<String>,
 }
 
 impl RuntimeOptions {
@@ -226,6 +229,16 @@ pub fn from_toml(text: &str) -> Result<Read> {
             "StateRoot" => o.state_root = path()?,
             "PausePath" => o.pause_path = path()?,
             "HelperPath" => o.helper_path = path()?,
+            "LogLevel" => {
+                let level = text()?;
+                if crate::shimlog::parse_level(level).is_none() {
+                    return Err(Error::InvalidArgument(format!(
+                        "runtime options: LogLevel {level:?} is none of error, warn, info, \
+                         debug, trace, off"
+                    )));
+                }
+                o.log_level = Some(level.to_owned());
+            }
             // containerd's own keys, consumed before the table reaches us.
             "TypeUrl" | "ConfigPath" => {}
             "BinaryName" | "Root" | "CriuPath" | "CriuImagePath" | "CriuWorkPath"
@@ -283,7 +296,7 @@ mod tests {
     fn reads_every_key_as_containerd_writes_the_table() {
         // containerd 2.x marshals the table with single-quoted strings.
         let body = "HelperPath = '/opt/berth/helper'\nIoGid = 2000\nIoUid = 1000\n\
-                    NoNewKeyring = true\nPausePath = \"/opt/berth/pause\"\n\
+                    LogLevel = 'warn'\nNoNewKeyring = true\nPausePath = \"/opt/berth/pause\"\n\
                     ShimCgroup = '/berth-shims'\nStateRoot = '/var/run/berth-x'\n\
                     SystemdCgroup = true\nTypeUrl = 'runtimeoptions.v1.Options'\n";
         let read = from_any(&any(message("", "", body))).unwrap();
@@ -299,8 +312,43 @@ mod tests {
                 state_root: Some("/var/run/berth-x".into()),
                 pause_path: Some("/opt/berth/pause".into()),
                 helper_path: Some("/opt/berth/helper".into()),
+                log_level: Some("warn".into()),
             }
         );
+    }
+
+    /// Every option the packaged drop-in documents, uncommented, is one
+    /// berth reads (with the value it shows).
+    #[test]
+    fn the_drop_in_documents_only_keys_berth_reads() {
+        let dropin = include_str!("../dist/berth.toml");
+        let options = dropin
+            .split_once(".options]")
+            .expect("the drop-in has an options table")
+            .1;
+        let table: String = options
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("# "))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()) && l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(table.matches('\n').count() >= 10, "{table}");
+        let read = from_toml(&table).unwrap();
+        assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+        assert_eq!(read.options.log_level.as_deref(), Some("info"));
+    }
+
+    #[test]
+    fn a_log_level_berth_does_not_know_is_refused_by_name() {
+        let why = invalid(from_toml("LogLevel = 'loud'"));
+        assert!(why.contains("LogLevel \"loud\""), "{why}");
+        assert!(why.contains("debug"), "{why}");
+        let why = invalid(from_toml("LogLevel = 3"));
+        assert!(why.contains("LogLevel must be a string"), "{why}");
+        for level in ["error", "WARN", "Info", "debug", "trace", "off"] {
+            let read = from_toml(&format!("LogLevel = '{level}'")).unwrap();
+            assert_eq!(read.options.log_level.as_deref(), Some(level));
+        }
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl PodBackend {
             }
             return Err(e);
         }
-        log::info!("pod {}: berth-pause started as pid {}", req.id, pause.pid);
+        log::info!(container = req.id.as_str(); "berth-pause started as pid {}", pause.pid);
         Ok(pause)
     }
 }
@@ -158,6 +158,7 @@ impl PodBackend {
     ) -> Result<NewTask> {
         let owner = Owner {
             id: &req.id,
+            exec_id: "",
             namespace: &self.namespace,
             uid: info.io_owner.0,
             gid: info.io_owner.1,
@@ -188,7 +189,7 @@ impl PodBackend {
             Ok(created?)
         })
         .await?;
-        log::info!("container {}: created, init pid {}", req.id, process.pid);
+        log::info!(container = req.id.as_str(); "created, init pid {}", process.pid);
         let init = Spawned {
             process,
             io: prepared.release(),
@@ -239,6 +240,7 @@ impl Backend for Arc<PodBackend> {
         let io_owner = self.container(id).map_or((0, 0), |c| c.io_owner);
         let owner = Owner {
             id,
+            exec_id,
             namespace: &self.namespace,
             uid: io_owner.0,
             gid: io_owner.1,
@@ -263,7 +265,7 @@ impl Backend for Arc<PodBackend> {
         }
         self.on_container(id, |this, c| this.helper.start_container(c))
             .await?;
-        log::info!("container {id}: started");
+        log::info!(container = id; "started");
         Ok(())
     }
 
@@ -288,7 +290,7 @@ impl Backend for Arc<PodBackend> {
         }
         self.on_container(id, |this, c| this.helper.kill_container(c, libc::SIGKILL))
             .await?;
-        log::info!("container {id}: killed what its init left in the shared PID namespace");
+        log::info!(container = id; "killed what its init left in the shared PID namespace");
         Ok(())
     }
 
@@ -329,7 +331,7 @@ impl Backend for Arc<PodBackend> {
             })
             .await?;
             self.containers().remove(&id);
-            log::info!("container {id}: removed");
+            log::info!(container = id.as_str(); "removed");
             return Ok(());
         }
         blocking(move || {
@@ -341,7 +343,7 @@ impl Backend for Arc<PodBackend> {
                 r.pause = None;
                 r.cgroup = None;
             })?;
-            log::info!("pod {id}: sandbox removed");
+            log::info!(container = id.as_str(); "sandbox removed");
             Ok(())
         })
         .await

@@ -22,6 +22,7 @@ use crate::layout::Layout;
 use crate::pod::PodBackend;
 use crate::reaper::Reaper;
 use crate::service::Service;
+use crate::shimlog;
 
 /// The task API under every name containerd calls it by: v3 for 2.x, v2
 /// for 1.7. The messages are the same on the wire.
@@ -53,9 +54,12 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     // `start` hands over the layout its options gave, in the environment.
     let layout = Layout::from_env();
     let (grouping, dir) = layout.pod_dir_of(flags, &bundle);
-    if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-    {
-        eprintln!("containerd-shim-berth-v2: no log fifo, logging to stderr: {e}");
+    let option = std::env::var(shimlog::LEVEL_ENV)
+        .ok()
+        .and_then(|l| shimlog::parse_level(&l));
+    let level = shimlog::level(flags.debug, option);
+    if let Err(e) = shimlog::init(&bundle, level, &flags.namespace, &grouping) {
+        eprintln!("containerd-shim-berth-v2: pod {grouping}: no log FIFO, no log: {e}");
     }
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| Error::Internal(format!("become a child subreaper: {e}")))?;

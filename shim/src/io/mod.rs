@@ -57,6 +57,15 @@ pub struct Io {
     console: Arc<OnceLock<Master>>,
     /// The logging binary of a `binary://` URI, stopped with the Io.
     logger: Option<Logger>,
+    /// The process's container and exec id (empty for an init), for the log.
+    whose: Whose,
+}
+
+/// The container and exec a process's stdio belongs to, named in the log.
+#[derive(Debug, Clone, Default)]
+struct Whose {
+    container: String,
+    exec: String,
 }
 
 /// Whose stdio it is: a logging binary is told, and the pipes the process
@@ -66,6 +75,8 @@ pub struct Io {
 #[derive(Debug, Clone, Copy)]
 pub struct Owner<'a> {
     pub id: &'a str,
+    /// Empty for a container's init.
+    pub exec_id: &'a str,
     pub namespace: &'a str,
     pub uid: u32,
     pub gid: u32,
@@ -117,11 +128,18 @@ impl Prepared {
         if let Some(pending) = self.console {
             let console = Arc::clone(&self.io.console);
             let copies = Arc::clone(&self.io.copies);
+            let whose = self.io.whose.clone();
             let attach = tokio::spawn(async move {
                 let path = pending.socket.path().to_owned();
                 let master = match pending.socket.receive(CONSOLE_TIMEOUT).await {
                     Ok(master) => master,
-                    Err(why) => return log::warn!("terminal {}: {why}", path.display()),
+                    Err(why) => {
+                        return log::warn!(
+                            container = whose.container.as_str(), exec = whose.exec.as_str();
+                            "terminal {}: {why}",
+                            path.display()
+                        )
+                    }
                 };
                 let _ = console.set(master.clone());
                 let mut started = Vec::new();
@@ -130,10 +148,11 @@ impl Prepared {
                         master.stream(),
                         fifo,
                         pending.done,
+                        whose.clone(),
                     )));
                 }
                 if let Some(fifo) = pending.stdin {
-                    started.push(tokio::spawn(copy_stdin(fifo, master.stream())));
+                    started.push(tokio::spawn(copy_stdin(fifo, master.stream(), whose)));
                 }
                 copies.lock().expect("copies lock").extend(started);
             });
@@ -153,7 +172,12 @@ impl Io {
     /// console socket in `console_dir`) the container gets.
     pub async fn prepare(stdio: &Stdio, console_dir: &Path, owner: Owner<'_>) -> Result<Prepared> {
         let (done_tx, done_rx) = mpsc::channel(1);
-        let io = Io::default();
+        let whose = Whose {
+            container: owner.id.to_owned(),
+            exec: owner.exec_id.to_owned(),
+        };
+        let mut io = Io::default();
+        io.whose = whose.clone();
         *io.drained.try_lock().expect("not shared yet") = Some(done_rx);
         let mut prepared = Prepared {
             paths: StdioPaths::default(),
@@ -210,7 +234,7 @@ impl Io {
             owner.take(&rx, "stdin")?;
             prepared.paths.stdin = Some(fd_path(&rx));
             prepared.container_ends.push(rx);
-            prepared.io.spawn(copy_stdin(fifo, tx));
+            prepared.io.spawn(copy_stdin(fifo, tx, whose.clone()));
         }
         if let Target::Binary(binary) = target(&stdio.stdout, "stdout")? {
             // One logging binary takes both streams, as in containerd's Go
@@ -246,7 +270,9 @@ impl Io {
                     owner.take(&tx, stream)?;
                     let path = fd_path(&tx);
                     prepared.container_ends.push(tx);
-                    prepared.io.spawn(copy_output(rx, fifo, done_tx.clone()));
+                    prepared
+                        .io
+                        .spawn(copy_output(rx, fifo, done_tx.clone(), whose.clone()));
                     path
                 }
             };
@@ -273,7 +299,10 @@ impl Io {
             return;
         };
         if tokio::time::timeout(limit, rx.recv()).await.is_err() {
-            log::warn!("output still open {limit:?} after the process exited");
+            log::warn!(
+                container = self.whose.container.as_str(), exec = self.whose.exec.as_str();
+                "output still open {limit:?} after the process exited"
+            );
         }
     }
 
@@ -306,15 +335,16 @@ async fn copy_output(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     _done: mpsc::Sender<()>,
+    whose: Whose,
 ) {
     if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
-        log::warn!("copy output: {e}");
+        log::warn!(container = whose.container.as_str(), exec = whose.exec.as_str(); "copy output: {e}");
     }
     let _ = to.flush().await;
 }
 
-async fn copy_stdin(mut from: pipe::Receiver, mut to: impl AsyncWrite + Unpin) {
+async fn copy_stdin(mut from: pipe::Receiver, mut to: impl AsyncWrite + Unpin, whose: Whose) {
     if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
-        log::debug!("copy stdin: {e}");
+        log::debug!(container = whose.container.as_str(), exec = whose.exec.as_str(); "copy stdin: {e}");
     }
 }

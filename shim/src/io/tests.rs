@@ -7,6 +7,7 @@ use super::*;
 
 const OWNER: Owner<'static> = Owner {
     id: "c1",
+    exec_id: "",
     namespace: "k8s.io",
     uid: 0,
     gid: 0,

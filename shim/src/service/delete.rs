@@ -65,7 +65,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             .journal(Record::Deleted { id: req.id.clone() })
             .await
         {
-            log::error!("task {}: journal its delete: {e}", req.id);
+            log::error!(container = req.id.as_str(); "journal its delete: {e}");
         }
         self.publisher
             .publish(Event::Delete(TaskDelete {

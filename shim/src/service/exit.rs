@@ -52,7 +52,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
     /// its own exit.
     async fn init_exited(&self, task: &Task, status: u32, at: SystemTime) {
         if let Err(e) = self.backend.exited(&task.id).await {
-            log::warn!("task {}: after its exit: {e}", task.id);
+            log::warn!(container = task.id.as_str(); "after its exit: {e}");
         }
         // The init's exit is announced after its exec processes' exits, as
         // containerd's runc shim does: they die with it.
@@ -75,9 +75,8 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                 .is_err()
             {
                 log::warn!(
-                    "task {}: exec {} still not reaped {EXEC_EXIT_LIMIT:?} after its init exited",
-                    task.id,
-                    exec.exec_id
+                    container = task.id.as_str(), exec = exec.exec_id.as_str();
+                    "still not reaped {EXEC_EXIT_LIMIT:?} after its init exited"
                 );
             }
         }
@@ -105,13 +104,12 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         // shim that dies from here on still lets `delete` report it.
         let exit = ExitRecord::new(&task.id, &process.exec_id, pid, status, at);
         if let Err(e) = self.backend.journal(Record::Exit(exit)).await {
-            log::error!("task {}: journal the exit of pid {pid}: {e}", task.id);
+            log::error!(container = task.id.as_str(); "journal the exit of pid {pid}: {e}");
         }
         process.exited(status, at);
         log::info!(
-            "task {}: process {} (pid {pid}) exited with status {status}",
-            task.id,
-            process.id
+            container = task.id.as_str(), exec = process.exec_id.as_str();
+            "pid {pid} exited with status {status}"
         );
         self.publisher
             .publish(Event::Exit(TaskExit {
@@ -152,7 +150,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             Oom::Quiet => true,
             Oom::Gone => false,
             Oom::Killed => {
-                log::info!("task {}: OOM kill in its memory cgroup", task.id);
+                log::info!(container = task.id.as_str(); "OOM kill in its memory cgroup");
                 self.publisher
                     .publish(Event::Oom(TaskOOM {
                         container_id: task.id.clone(),

@@ -58,7 +58,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                 match blocking(move || Ok(freezer.thaw(freezer::TIMEOUT)?)).await {
                     Ok(()) => thawed.push(t),
                     Err(e) => {
-                        log::error!("task {}: {e}", t.id);
+                        log::error!(container = t.id.as_str(); "{e}");
                         failed.get_or_insert(e);
                     }
                 }
@@ -68,13 +68,13 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         for t in changed {
             let container_id = t.id.clone();
             let event = if freeze {
-                log::info!("task {container_id}: paused");
+                log::info!(container = container_id.as_str(); "paused");
                 Event::Paused(TaskPaused {
                     container_id,
                     ..Default::default()
                 })
             } else {
-                log::info!("task {container_id}: resumed");
+                log::info!(container = container_id.as_str(); "resumed");
                 Event::Resumed(TaskResumed {
                     container_id,
                     ..Default::default()
@@ -106,7 +106,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             return Ok(());
         }
         blocking(move || Ok(freezer.thaw(freezer::TIMEOUT)?)).await?;
-        log::info!("task {}: thawed so that it can die", task.id);
+        log::info!(container = task.id.as_str(); "thawed so that it can die");
         Ok(())
     }
 }

@@ -28,8 +28,8 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             return Ok(());
         }
         log::info!(
-            "task {}: sent signal {} to pid {}",
-            req.id,
+            container = req.id.as_str();
+            "sent signal {} to pid {}",
             req.signal,
             target.pid
         );

@@ -147,9 +147,9 @@ impl<B: Backend, P: Publisher> TaskApi for Service<B, P> {
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
         let id = req.id.clone();
-        log::debug!("create {id}");
+        log::debug!(container = id.as_str(); "create");
         self.inner.create(req).await.map_err(|e| {
-            log::error!("create {id}: {}", berth_sandbox::error_chain(&e));
+            log::error!(container = id.as_str(); "create: {}", berth_sandbox::error_chain(&e));
             e.into()
         })
     }

@@ -106,7 +106,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         }
         self.backend.update_unit(&req.id, &resources).await?;
         blocking(move || Ok(resources::apply(&cgroup, &resources)?)).await?;
-        log::info!("task {}: resources updated", req.id);
+        log::info!(container = req.id.as_str(); "resources updated");
         Ok(())
     }
 
