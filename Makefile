@@ -4,7 +4,13 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 MUSL_TARGET := x86_64-unknown-linux-musl
-BIN_DIR := $(CURDIR)/target/berth/bin
+# Where cargo builds; the binaries are staged in BIN_DIR.
+TARGET_DIR ?= $(CURDIR)/target
+BIN_DIR ?= $(TARGET_DIR)/berth/bin
+# The upgrade test's second build: this tree with its version and state
+# format bumped (e2e/scripts/build-next.sh).
+NEXT_BIN_DIR := $(TARGET_DIR)/berth-next/bin
+export CARGO_TARGET_DIR := $(TARGET_DIR)
 FUZZ_SECONDS ?= 60
 TEST_FEATURES := berth-sandbox/root-tests,berth-pause/root-tests,berth-e2e/e2e
 # make install: where the binaries and containerd's drop-in go.
@@ -15,6 +21,7 @@ DROPIN_DIR := $(SYSCONFDIR)/containerd/conf.d
 BINARIES := containerd-shim-berth-v2 berth-sandbox-helper berth-pause
 export BERTH_BIN_DIR := $(BIN_DIR)
 export BERTH_PAUSE := $(BIN_DIR)/berth-pause
+export BERTH_NEXT_BIN_DIR := $(NEXT_BIN_DIR)
 
 .PHONY: help
 help: ## list the targets
@@ -27,6 +34,10 @@ deps: ## install what building and testing need (idempotent)
 .PHONY: build
 build: deps ## build the shim, its helper and berth-pause (release) into target/berth/bin
 	$(CARGO) build --release -p berth-e2e --bins
+	@$(MAKE) --no-print-directory binaries
+
+.PHONY: binaries
+binaries: ## (part of build) the shim, its helper and berth-pause alone, staged into BIN_DIR
 	@# The helper starts for every pod and container operation: non-PIE, it
 	@# has no relocations to apply first.
 	$(CARGO) rustc --release -p berth-sandbox --features helper --bin berth-sandbox-helper -- -C relocation-model=static
@@ -35,10 +46,17 @@ build: deps ## build the shim, its helper and berth-pause (release) into target/
 	$(CARGO) rustc --profile shim --target $(MUSL_TARGET) -p berth-shim --bin containerd-shim-berth-v2 -- -C relocation-model=static
 	$(CARGO) build --profile pause --target $(MUSL_TARGET) -p berth-pause
 	@mkdir -p $(BIN_DIR)
-	@install -m 0755 target/$(MUSL_TARGET)/shim/containerd-shim-berth-v2 $(BIN_DIR)/
-	@install -m 0755 target/release/berth-sandbox-helper $(BIN_DIR)/
-	@install -m 0755 target/$(MUSL_TARGET)/pause/berth-pause $(BIN_DIR)/
+	@install -m 0755 $(TARGET_DIR)/$(MUSL_TARGET)/shim/containerd-shim-berth-v2 $(BIN_DIR)/
+	@install -m 0755 $(TARGET_DIR)/release/berth-sandbox-helper $(BIN_DIR)/
+	@install -m 0755 $(TARGET_DIR)/$(MUSL_TARGET)/pause/berth-pause $(BIN_DIR)/
 	@ls -l $(BIN_DIR)
+
+.PHONY: build-next
+build-next: build ## the upgrade test's "next release" (version and state format bumped) into target/berth-next/bin
+	bash e2e/scripts/build-next.sh $(NEXT_BIN_DIR)
+	@# The next release's build left its binaries in cargo's output paths:
+	@# this tree's are put back there.
+	@$(MAKE) --no-print-directory binaries
 
 .PHONY: install
 install: ## install the binaries `make build` staged into BINDIR (PREFIX/bin) and containerd's drop-in (DESTDIR honoured)
@@ -57,18 +75,18 @@ uninstall: ## remove exactly the files `make install` put there (same PREFIX, BI
 
 .PHONY: demo
 demo: build ## run a pod with berth through a private containerd 2.1, print what happened, clean up
-	target/release/berth-demo
+	$(TARGET_DIR)/release/berth-demo
 
 .PHONY: bench
 bench: build ## benchmark berth against containerd's Go runc shim (30 runs); table, JSON, PNG in target/bench
-	target/release/berth-bench
+	$(TARGET_DIR)/release/berth-bench
 
 .PHONY: bench-smoke
 bench-smoke: build ## the benchmark with 3 runs of each figure, so it never rots (CI runs it)
-	target/release/berth-bench --smoke
+	$(TARGET_DIR)/release/berth-bench --smoke
 
 .PHONY: test
-test: build ## run the unit, root and end-to-end tests (as root), then the VM lane
+test: build build-next ## run the unit, root and end-to-end tests (as root), then the VM lane
 	$(CARGO) nextest run --workspace --features $(TEST_FEATURES) --no-fail-fast
 	TEST_FEATURES=$(TEST_FEATURES) bash e2e/scripts/vm-lane.sh
 

@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::containerd_config::BERTH_HANDLER;
 use crate::cri::Cri;
-use crate::daemon::Daemon;
+use crate::daemon::{Binaries, Daemon};
 use crate::images::{self, ImageArchive};
 use crate::instance::Instance;
 use crate::oci_layout;
@@ -36,8 +36,13 @@ impl Containerd {
     /// Starts containerd `version` in a fresh instance, waits until CRI reports the
     /// runtime and the network ready, and imports the pause and busybox images.
     pub async fn start(version: Version) -> Result<Containerd> {
+        Self::start_with(version, Binaries::built()).await
+    }
+
+    /// [`Containerd::start`], with berth's binaries found in `binaries`.
+    pub async fn start_with(version: Version, binaries: Binaries) -> Result<Containerd> {
         let started = Instant::now();
-        let mut daemon = Daemon::spawn(version)?;
+        let mut daemon = Daemon::spawn(version, binaries)?;
         let cri = match wait_ready(&mut daemon).await {
             Ok(cri) => cri,
             Err(e) => {
@@ -137,7 +142,8 @@ impl Containerd {
 
     /// Fails with a clear message unless berth's shim is where containerd will look.
     pub fn require_berth(&self) -> Result<()> {
-        for binary in [paths::shim_binary(), paths::helper_binary()] {
+        let dir = &self.daemon.binaries().dir;
+        for binary in [paths::SHIM, paths::HELPER].map(|name| dir.join(name)) {
             ensure!(
                 binary.exists(),
                 "the `{BERTH_HANDLER}` runtime needs {}: run `make build` or set BERTH_BIN_DIR",

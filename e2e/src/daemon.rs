@@ -27,9 +27,34 @@ pub const KEEP_LOGS_ENV: &str = "BERTH_E2E_KEEP_LOGS";
 /// containerd's log level (debug: the shim's authors read these logs).
 const LOG_LEVEL: &str = "debug";
 
+/// Where containerd finds berth: the shim on its `PATH`, berth-pause through
+/// `BERTH_PAUSE`.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    pub dir: PathBuf,
+    pub pause: OsString,
+}
+
+impl Binaries {
+    /// The build's: `BERTH_BIN_DIR`, and `BERTH_PAUSE` as the caller set it.
+    pub fn built() -> Self {
+        Binaries {
+            dir: paths::bin_dir(),
+            pause: pause_binary(),
+        }
+    }
+
+    /// An installed copy in `dir`, all three binaries from there.
+    pub fn installed(dir: PathBuf) -> Self {
+        let pause = dir.join(paths::PAUSE).into_os_string();
+        Binaries { dir, pause }
+    }
+}
+
 /// A containerd process and the instance it owns.
 pub struct Daemon {
     version: Version,
+    binaries: Binaries,
     instance: Instance,
     child: Option<Child>,
     failed: AtomicBool,
@@ -38,7 +63,7 @@ pub struct Daemon {
 impl Daemon {
     /// Takes an instance slot, writes the CNI and containerd configs and starts
     /// containerd `version` with stdout/stderr going to the instance's log.
-    pub fn spawn(version: Version) -> Result<Daemon> {
+    pub fn spawn(version: Version, binaries: Binaries) -> Result<Daemon> {
         let binary = version.bin_dir().join("containerd");
         ensure!(
             binary.exists(),
@@ -54,9 +79,10 @@ impl Daemon {
         let config = containerd_config::render(version, &instance, &settings);
         fs::write(instance.config_path(), config)
             .with_context(|| format!("write {}", instance.config_path().display()))?;
-        let child = start(version, &instance, false)?;
+        let child = start(version, &binaries, &instance, false)?;
         Ok(Daemon {
             version,
+            binaries,
             instance,
             child: Some(child),
             failed: AtomicBool::new(false),
@@ -65,6 +91,10 @@ impl Daemon {
 
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
     }
 
     /// Sends `signal` to containerd (its shims live on) and waits up to
@@ -93,7 +123,7 @@ impl Daemon {
     /// its log goes on in the same file.
     pub fn respawn(&mut self) -> Result<()> {
         ensure!(self.child.is_none(), "containerd is running already");
-        self.child = Some(start(self.version, &self.instance, true)?);
+        self.child = Some(start(self.version, &self.binaries, &self.instance, true)?);
         Ok(())
     }
 
@@ -183,7 +213,12 @@ impl Drop for Daemon {
 
 /// Starts containerd `version` on `instance`, its stdout and stderr going to the
 /// instance's log (appended to with `append`).
-fn start(version: Version, instance: &Instance, append: bool) -> Result<Child> {
+fn start(
+    version: Version,
+    binaries: &Binaries,
+    instance: &Instance,
+    append: bool,
+) -> Result<Child> {
     let binary = version.bin_dir().join("containerd");
     let log = fs::OpenOptions::new()
         .create(true)
@@ -197,10 +232,10 @@ fn start(version: Version, instance: &Instance, append: bool) -> Result<Child> {
         .arg(instance.config_path())
         .arg("--log-level")
         .arg(LOG_LEVEL)
-        .env("PATH", search_path(version))
+        .env("PATH", search_path(version, &binaries.dir))
         .env("BERTH_STATE_ROOT", instance.berth_state_root())
-        .env("BERTH_BIN_DIR", paths::bin_dir())
-        .env("BERTH_PAUSE", pause_binary())
+        .env("BERTH_BIN_DIR", &binaries.dir)
+        .env("BERTH_PAUSE", &binaries.pause)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -232,9 +267,9 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// `$BERTH_BIN_DIR:<containerd's usr/bin>:/usr/sbin:/usr/bin:/sbin:/bin`.
-fn search_path(version: Version) -> OsString {
-    let mut path = OsString::from(paths::bin_dir());
+/// `<berth's binaries>:<containerd's usr/bin>:/usr/sbin:/usr/bin:/sbin:/bin`.
+fn search_path(version: Version, bin_dir: &std::path::Path) -> OsString {
+    let mut path = OsString::from(bin_dir);
     path.push(":");
     path.push(version.bin_dir());
     path.push(":/usr/sbin:/usr/bin:/sbin:/bin");

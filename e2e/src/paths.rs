@@ -37,14 +37,31 @@ pub fn instances_root() -> PathBuf {
     PathBuf::from("/run/berth-e2e")
 }
 
+/// The berth shim's file name, which containerd must find on its PATH.
+pub const SHIM: &str = "containerd-shim-berth-v2";
+/// The helper's, found beside the shim.
+pub const HELPER: &str = "berth-sandbox-helper";
+/// berth-pause's.
+pub const PAUSE: &str = "berth-pause";
+/// berth's three binaries, as `make install` puts them side by side.
+pub const BINARIES: [&str; 3] = [SHIM, HELPER, PAUSE];
+
 /// The berth shim binary containerd must find on its PATH.
 pub fn shim_binary() -> PathBuf {
-    bin_dir().join("containerd-shim-berth-v2")
+    bin_dir().join(SHIM)
 }
 
 /// The helper the shim runs, found beside it.
 pub fn helper_binary() -> PathBuf {
-    bin_dir().join("berth-sandbox-helper")
+    bin_dir().join(HELPER)
+}
+
+/// `BERTH_NEXT_BIN_DIR`: the upgrade test's second build of berth, this
+/// tree with its version and state format bumped (`make build-next`).
+pub fn next_bin_dir() -> PathBuf {
+    env_or("BERTH_NEXT_BIN_DIR", || {
+        workspace().join("target/berth-next/bin")
+    })
 }
 
 fn env_or(key: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
