@@ -73,6 +73,10 @@ install: ## install the binaries `make build` staged into BINDIR (PREFIX/bin) an
 uninstall: ## remove exactly the files `make install` put there (same PREFIX, BINDIR, SYSCONFDIR, DESTDIR)
 	rm -f $(addprefix "$(DESTDIR)$(BINDIR)/,$(addsuffix ",$(BINARIES))) "$(DESTDIR)$(DROPIN_DIR)/berth.toml"
 
+.PHONY: deb
+deb: build ## the Debian package of the staged binaries and the drop-in (dpkg-deb): target/deb/berth_<version>_<arch>.deb
+	bash shim/dist/make-deb.sh
+
 .PHONY: demo
 demo: build ## run a pod with berth through a private containerd 2.1, print what happened, clean up
 	$(TARGET_DIR)/release/berth-demo

@@ -11,9 +11,9 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 deps=${BERTH_DEPS_DIR:-$top/.deps}
 
 # Debian packages the build and the tests use.
-# (g++ builds libFuzzer for `make fuzz`.)
+# (g++ builds libFuzzer for `make fuzz`; dpkg-dev has dpkg-shlibdeps for `make deb`.)
 packages=(busybox-static containernetworking-plugins protobuf-compiler libseccomp-dev
-          runc pkg-config iproute2 iptables fonts-dejavu-core g++)
+          runc pkg-config iproute2 iptables fonts-dejavu-core g++ dpkg-dev)
 # containerd releases under test: name, suite, pinned package version.
 containerds=(
   "2.1 sid 2.1.9+ds1-5"

@@ -1,0 +1,158 @@
+#![cfg(feature = "e2e")]
+//! `make deb`'s package (`shim/dist/make-deb.sh`): exactly the three
+//! binaries in /usr/bin, the drop-in as a conffile naming those paths, the
+//! README and the copyright; a Depends of what the helper links against
+//! (libseccomp among it) and nothing more. dpkg installs it into a tree of
+//! its own (`--instdir`, dependencies not checked: the tree has no other
+//! packages) and purges it again, leaving nothing of it there.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use berth_e2e::paths;
+
+const FILES: [&str; 6] = [
+    "etc/containerd/conf.d/berth.toml",
+    "usr/bin/berth-pause",
+    "usr/bin/berth-sandbox-helper",
+    "usr/bin/containerd-shim-berth-v2",
+    "usr/share/doc/berth/README.md",
+    "usr/share/doc/berth/copyright",
+];
+
+fn run(command: &mut Command) -> Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("run {command:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{command:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Builds the package into `target` (a cargo target directory of its own)
+/// and returns its path.
+fn build_package(target: &Path) -> Result<std::path::PathBuf> {
+    run(Command::new("bash")
+        .arg(paths::workspace().join("shim/dist/make-deb.sh"))
+        .env("CARGO_TARGET_DIR", target)
+        .env("BIN_DIR", paths::bin_dir()))?;
+    let deb = std::fs::read_dir(target.join("deb"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("make-deb.sh made no .deb")?;
+    Ok(deb)
+}
+
+/// The regular files under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_package_holds_exactly_berth_and_installs_and_purges_cleanly() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let deb = build_package(&work.path().join("target"))?;
+    let field = |name: &str| run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name));
+    ensure!(field("Package")?.trim() == "berth", "Package");
+    let version = env!("CARGO_PKG_VERSION");
+    ensure!(
+        field("Version")?.trim() == version,
+        "Version is not {version}"
+    );
+    let depends = field("Depends")?;
+    let names: Vec<&str> = depends
+        .split(',')
+        .map(|d| d.split_whitespace().next().unwrap_or_default())
+        .collect();
+    ensure!(
+        names.contains(&"libseccomp2"),
+        "Depends lacks libseccomp2: {depends}"
+    );
+    for name in &names {
+        ensure!(
+            ["libc6", "libgcc-s1", "libseccomp2"].contains(name),
+            "Depends names {name}, which no binary links against: {depends}"
+        );
+    }
+
+    let unpacked = work.path().join("unpacked");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    ensure!(
+        files_under(&unpacked) == FILES,
+        "the package holds {:?}",
+        files_under(&unpacked)
+    );
+    for binary in paths::BINARIES {
+        let packed = std::fs::read(unpacked.join("usr/bin").join(binary))?;
+        ensure!(
+            packed == std::fs::read(paths::bin_dir().join(binary))?,
+            "{binary} is not the staged build"
+        );
+    }
+    let dropin = std::fs::read_to_string(unpacked.join(FILES[0]))?;
+    ensure!(
+        dropin.contains("/usr/bin/berth-pause") && !dropin.contains("/usr/local"),
+        "the drop-in does not name the package's paths:\n{dropin}"
+    );
+    let control = work.path().join("control");
+    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control))?;
+    let conffiles = std::fs::read_to_string(control.join("conffiles"))?;
+    ensure!(
+        conffiles == format!("/{}\n", FILES[0]),
+        "conffiles: {conffiles:?}"
+    );
+
+    // dpkg into a tree of its own, then purged.
+    let tree = work.path().join("tree");
+    let admin = tree.join("var/lib/dpkg");
+    for dir in ["updates", "info", "triggers"] {
+        std::fs::create_dir_all(admin.join(dir))?;
+    }
+    std::fs::write(admin.join("status"), "")?;
+    let dpkg = |args: &[&str]| {
+        run(Command::new("dpkg")
+            .arg(format!("--instdir={}", tree.display()))
+            .arg(format!("--admindir={}", admin.display()))
+            .args([
+                "--force-depends",
+                "--force-not-root",
+                "--no-triggers",
+                "--log=/dev/null",
+            ])
+            .args(args))
+    };
+    dpkg(&["-i", &deb.to_string_lossy()])?;
+    for file in FILES {
+        ensure!(tree.join(file).is_file(), "dpkg did not install {file}");
+    }
+    dpkg(&["--purge", "berth"])?;
+    let left: Vec<String> = files_under(&tree)
+        .into_iter()
+        .filter(|f| !f.starts_with("var/lib/dpkg/"))
+        .collect();
+    ensure!(left.is_empty(), "the purged package left {left:?}");
+    Ok(())
+}
