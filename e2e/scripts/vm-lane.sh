@@ -25,10 +25,14 @@ scenarios=(
   "pod_remove: pod_remove::containerd_2_1"
   "mount_propagation: mount_propagation::containerd_2_1 mount_propagation_runc::containerd_2_1"
   "pause_spawn: pause_starts_in_its_cgroup_and_the_cgroup_is_removable_after"
+  "deb: package_in_a_throwaway_root"
 )
 
 bash e2e/scripts/vm-image.sh
 mkdir -p "$lane"
+# The package the guest installs into its throwaway root (`make deb`'s).
+bash shim/dist/make-deb.sh >"$lane.deb.log" 2>&1 || { tail -n 30 "$lane.deb.log"; exit 1; }
+deb=$(ls -t "$top"/target/deb/berth_*.deb | head -n1)
 
 # The same build as `make test`'s (TEST_FEATURES), so nothing is rebuilt.
 json=$(cargo test --no-run --message-format=json --workspace \
@@ -42,6 +46,8 @@ mkdir -p "$lane"
   echo '# Written by e2e/scripts/vm-lane.sh; runs inside the guest.'
   echo "cd '$top' || exit 1"
   echo "export BERTH_BIN_DIR='$top/target/berth/bin' BERTH_PAUSE='$top/target/berth/bin/berth-pause'"
+  # The guest's root disk is a snapshot thrown away after the run.
+  echo "export BERTH_DEB='$deb' BERTH_THROWAWAY_ROOT=1"
   echo 'rc=0'
   # The lane means nothing on another hierarchy.
   echo 'fs=$(stat -fc %T /sys/fs/cgroup)'

@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::containerd_config::BERTH_HANDLER;
 use crate::cri::Cri;
-use crate::daemon::{Binaries, Daemon};
+use crate::daemon::{Daemon, Installation};
 use crate::images::{self, ImageArchive};
 use crate::instance::Instance;
 use crate::oci_layout;
@@ -36,13 +36,13 @@ impl Containerd {
     /// Starts containerd `version` in a fresh instance, waits until CRI reports the
     /// runtime and the network ready, and imports the pause and busybox images.
     pub async fn start(version: Version) -> Result<Containerd> {
-        Self::start_with(version, Binaries::built()).await
+        Self::start_with(version, Installation::built()).await
     }
 
-    /// [`Containerd::start`], with berth's binaries found in `binaries`.
-    pub async fn start_with(version: Version, binaries: Binaries) -> Result<Containerd> {
+    /// [`Containerd::start`], with berth installed as `install` says.
+    pub async fn start_with(version: Version, install: Installation) -> Result<Containerd> {
         let started = Instant::now();
-        let mut daemon = Daemon::spawn(version, binaries)?;
+        let mut daemon = Daemon::spawn(version, install)?;
         let cri = match wait_ready(&mut daemon).await {
             Ok(cri) => cri,
             Err(e) => {
@@ -142,7 +142,7 @@ impl Containerd {
 
     /// Fails with a clear message unless berth's shim is where containerd will look.
     pub fn require_berth(&self) -> Result<()> {
-        let dir = &self.daemon.binaries().dir;
+        let dir = &self.daemon.install().dir;
         for binary in [paths::SHIM, paths::HELPER].map(|name| dir.join(name)) {
             ensure!(
                 binary.exists(),

@@ -15,7 +15,7 @@
 //!   again with the systemd cgroup driver.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cni;
 use crate::instance::Instance;
@@ -50,6 +50,10 @@ pub const BERTH_RUNTIME_TYPE: &str = "io.containerd.berth.v2";
 pub struct Settings {
     /// Image reference CRI uses as the pod sandbox (pause) image.
     pub pause_image: String,
+    /// Files containerd imports (globs). With any, the `berth` runtime is
+    /// theirs to register: the config leaves its own entry out. Version 3
+    /// configs (containerd 2.1) only.
+    pub imports: Vec<PathBuf>,
 }
 
 /// Renders the config file of `instance` for `version`.
@@ -84,8 +88,15 @@ fn disabled_plugins(version: Version) -> &'static [&'static str] {
     }
 }
 
-fn header(out: &mut String, config_version: u32, version: Version, instance: &Instance) {
+fn header(
+    out: &mut String,
+    config_version: u32,
+    version: Version,
+    instance: &Instance,
+    imports: &[PathBuf],
+) {
     let disabled: Vec<String> = disabled_plugins(version).iter().map(|p| q(p)).collect();
+    let imports: Vec<String> = imports.iter().map(|p| qp(p)).collect();
     let _ = write!(
         out,
         r#"# containerd {v} for berth-e2e instance {slot} (generated)
@@ -93,7 +104,7 @@ version = {config_version}
 root = {root}
 state = {state}
 disabled_plugins = [{disabled}]
-
+{imports}
 [grpc]
   address = {grpc}
 
@@ -106,6 +117,11 @@ disabled_plugins = [{disabled}]
         root = qp(&instance.root()),
         state = qp(&instance.state()),
         disabled = disabled.join(", "),
+        imports = if imports.is_empty() {
+            String::new()
+        } else {
+            format!("imports = [{}]\n", imports.join(", "))
+        },
         grpc = qp(&instance.grpc_socket()),
         ttrpc = qp(&instance.ttrpc_socket()),
     );
@@ -113,7 +129,7 @@ disabled_plugins = [{disabled}]
 
 fn render_v3(instance: &Instance, settings: &Settings) -> String {
     let mut out = String::new();
-    header(&mut out, 3, Version::V2_1, instance);
+    header(&mut out, 3, Version::V2_1, instance, &settings.imports);
     let runtime = "plugins.'io.containerd.cri.v1.runtime'";
     let _ = write!(
         out,
@@ -153,11 +169,7 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
 [{runtime}.containerd.runtimes.{runc_name}.options]
   BinaryName = {runc_bin}
   Root = {runc_root}
-
-[{runtime}.containerd.runtimes.{berth_name}]
-  runtime_type = {berth_type}
-  sandboxer = 'podsandbox'
-"#,
+{berth}"#,
         nri = qp(&instance.nri_socket()),
         opt = qp(&instance.opt_dir()),
         verifiers = qp(&instance.opt_dir().join("image-verifier/bin")),
@@ -168,8 +180,15 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
         runc_name = RUNC_HANDLER,
         runc_bin = q(crate::paths::RUNC_BINARY),
         runc_root = qp(&instance.runc_root()),
-        berth_name = BERTH_HANDLER,
-        berth_type = q(BERTH_RUNTIME_TYPE),
+        berth = if settings.imports.is_empty() {
+            format!(
+                "\n[{runtime}.containerd.runtimes.{BERTH_HANDLER}]\n  runtime_type = {}\n  \
+                 sandboxer = 'podsandbox'\n",
+                q(BERTH_RUNTIME_TYPE)
+            )
+        } else {
+            String::new()
+        },
     );
     handlers_with_options(
         &mut out,
@@ -221,7 +240,12 @@ fn handlers_with_options(out: &mut String, instance: &Instance, runtimes: &str, 
 
 fn render_v2(instance: &Instance, settings: &Settings) -> String {
     let mut out = String::new();
-    header(&mut out, 2, Version::V1_7, instance);
+    // An import replaces 1.7's whole CRI table (see the install test).
+    assert!(
+        settings.imports.is_empty(),
+        "containerd 1.7's config imports nothing"
+    );
+    header(&mut out, 2, Version::V1_7, instance, &[]);
     let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
     let _ = write!(
         out,

@@ -27,34 +27,51 @@ pub const KEEP_LOGS_ENV: &str = "BERTH_E2E_KEEP_LOGS";
 /// containerd's log level (debug: the shim's authors read these logs).
 const LOG_LEVEL: &str = "debug";
 
-/// Where containerd finds berth: the shim on its `PATH`, berth-pause through
-/// `BERTH_PAUSE`.
+/// How berth is installed on the node containerd runs on: where its
+/// binaries are (the shim on containerd's `PATH`, berth-pause through
+/// `BERTH_PAUSE`), and the config files containerd imports, which register
+/// the `berth` runtime in place of the harness's own entry when there are any.
 #[derive(Clone, Debug)]
-pub struct Binaries {
+pub struct Installation {
     pub dir: PathBuf,
     pub pause: OsString,
+    pub imports: Vec<PathBuf>,
 }
 
-impl Binaries {
+impl Installation {
     /// The build's: `BERTH_BIN_DIR`, and `BERTH_PAUSE` as the caller set it.
     pub fn built() -> Self {
-        Binaries {
+        Installation {
             dir: paths::bin_dir(),
             pause: pause_binary(),
+            imports: Vec::new(),
         }
     }
 
     /// An installed copy in `dir`, all three binaries from there.
     pub fn installed(dir: PathBuf) -> Self {
         let pause = dir.join(paths::PAUSE).into_os_string();
-        Binaries { dir, pause }
+        Installation {
+            dir,
+            pause,
+            imports: Vec::new(),
+        }
+    }
+
+    /// berth as its Debian package installs it: the binaries in /usr/bin,
+    /// the runtime registered by the drop-in containerd imports.
+    pub fn packaged() -> Self {
+        Installation {
+            imports: vec![PathBuf::from("/etc/containerd/conf.d/*.toml")],
+            ..Self::installed(PathBuf::from("/usr/bin"))
+        }
     }
 }
 
 /// A containerd process and the instance it owns.
 pub struct Daemon {
     version: Version,
-    binaries: Binaries,
+    install: Installation,
     instance: Instance,
     child: Option<Child>,
     failed: AtomicBool,
@@ -63,7 +80,7 @@ pub struct Daemon {
 impl Daemon {
     /// Takes an instance slot, writes the CNI and containerd configs and starts
     /// containerd `version` with stdout/stderr going to the instance's log.
-    pub fn spawn(version: Version, binaries: Binaries) -> Result<Daemon> {
+    pub fn spawn(version: Version, install: Installation) -> Result<Daemon> {
         let binary = version.bin_dir().join("containerd");
         ensure!(
             binary.exists(),
@@ -75,14 +92,15 @@ impl Daemon {
         cni::write(&instance)?;
         let settings = Settings {
             pause_image: images::PAUSE.to_string(),
+            imports: install.imports.clone(),
         };
         let config = containerd_config::render(version, &instance, &settings);
         fs::write(instance.config_path(), config)
             .with_context(|| format!("write {}", instance.config_path().display()))?;
-        let child = start(version, &binaries, &instance, false)?;
+        let child = start(version, &install, &instance, false)?;
         Ok(Daemon {
             version,
-            binaries,
+            install,
             instance,
             child: Some(child),
             failed: AtomicBool::new(false),
@@ -93,8 +111,8 @@ impl Daemon {
         self.version
     }
 
-    pub fn binaries(&self) -> &Binaries {
-        &self.binaries
+    pub fn install(&self) -> &Installation {
+        &self.install
     }
 
     /// Sends `signal` to containerd (its shims live on) and waits up to
@@ -123,7 +141,7 @@ impl Daemon {
     /// its log goes on in the same file.
     pub fn respawn(&mut self) -> Result<()> {
         ensure!(self.child.is_none(), "containerd is running already");
-        self.child = Some(start(self.version, &self.binaries, &self.instance, true)?);
+        self.child = Some(start(self.version, &self.install, &self.instance, true)?);
         Ok(())
     }
 
@@ -215,7 +233,7 @@ impl Drop for Daemon {
 /// instance's log (appended to with `append`).
 fn start(
     version: Version,
-    binaries: &Binaries,
+    install: &Installation,
     instance: &Instance,
     append: bool,
 ) -> Result<Child> {
@@ -232,10 +250,10 @@ fn start(
         .arg(instance.config_path())
         .arg("--log-level")
         .arg(LOG_LEVEL)
-        .env("PATH", search_path(version, &binaries.dir))
+        .env("PATH", search_path(version, &install.dir))
         .env("BERTH_STATE_ROOT", instance.berth_state_root())
-        .env("BERTH_BIN_DIR", &binaries.dir)
-        .env("BERTH_PAUSE", &binaries.pause)
+        .env("BERTH_BIN_DIR", &install.dir)
+        .env("BERTH_PAUSE", &install.pause)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

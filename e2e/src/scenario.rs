@@ -12,7 +12,7 @@ use k8s_cri::v1::{ContainerState, ContainerStatus, PodSandboxState, PodSandboxSt
 use crate::container_config::{log_lines, ContainerSpec};
 use crate::containerd::Containerd;
 use crate::containerd_config::BERTH_HANDLER;
-use crate::daemon::Binaries;
+use crate::daemon::Installation;
 use crate::pod_config::PodConfig;
 use crate::pod_trace::PodTrace;
 use crate::version::Version;
@@ -65,16 +65,16 @@ pub async fn run_mut(
     version: Version,
     scenario: impl AsyncFnOnce(&mut Containerd) -> Result<()>,
 ) -> Result<()> {
-    run_with(version, Binaries::built(), scenario).await
+    run_with(version, Installation::built(), scenario).await
 }
 
-/// [`run_mut`], with berth's binaries found in `binaries`.
+/// [`run_mut`], with berth installed as `install` says.
 pub async fn run_with(
     version: Version,
-    binaries: Binaries,
+    install: Installation,
     scenario: impl AsyncFnOnce(&mut Containerd) -> Result<()>,
 ) -> Result<()> {
-    let mut cd = Containerd::start_with(version, binaries).await?;
+    let mut cd = Containerd::start_with(version, install).await?;
     let mut result = scenario(&mut cd).await;
     if result.is_ok() {
         // Every scenario removes its pods: none may leave berth state behind.

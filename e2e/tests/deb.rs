@@ -4,13 +4,19 @@
 //! README and the copyright; a Depends of what the helper links against
 //! (libseccomp among it) and nothing more. dpkg installs it into a tree of
 //! its own (`--instdir`, dependencies not checked: the tree has no other
-//! packages) and purges it again, leaving nothing of it there.
+//! packages) and purges it again, leaving nothing of it there. In the VM
+//! lane the package is installed into the guest's root and runs a pod
+//! through containerd importing its drop-in.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use berth_e2e::paths;
+use berth_e2e::container_config::ContainerSpec;
+use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::daemon::Installation;
+use berth_e2e::pod_trace::PodTrace;
+use berth_e2e::{paths, scenario, Version};
 
 const FILES: [&str; 6] = [
     "etc/containerd/conf.d/berth.toml",
@@ -152,6 +158,78 @@ fn the_package_holds_exactly_berth_and_installs_and_purges_cleanly() -> Result<(
     let left: Vec<String> = files_under(&tree)
         .into_iter()
         .filter(|f| !f.starts_with("var/lib/dpkg/"))
+        .collect();
+    ensure!(left.is_empty(), "the purged package left {left:?}");
+    Ok(())
+}
+
+/// Where the lane finds the package `make deb` built on the host.
+const DEB_ENV: &str = "BERTH_DEB";
+/// Set only where the root file system is thrown away after the run.
+const THROWAWAY_ENV: &str = "BERTH_THROWAWAY_ROOT";
+
+/// The package on a node: `dpkg -i` into the guest's own root, containerd
+/// 2.1 with a `version = 3` config that imports the drop-in (and registers
+/// no `berth` runtime of its own), a pod and a container with berth, then
+/// `dpkg --purge`, after which none of the package's files is left. It
+/// installs into `/`, so it runs only in the VM lane, whose root disk is a
+/// throwaway snapshot (`make test` leaves it out of the host run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_in_a_throwaway_root() -> Result<()> {
+    ensure!(
+        std::env::var_os(THROWAWAY_ENV).is_some(),
+        "this test installs berth's package into / and purges it: it runs in the VM \
+         lane (make vm-lane), whose root disk is thrown away; {THROWAWAY_ENV}=1 says \
+         a machine is such a one"
+    );
+    let deb = std::env::var_os(DEB_ENV)
+        .map(std::path::PathBuf::from)
+        .with_context(|| format!("{DEB_ENV} names no package: the lane sets it"))?;
+    let root = Path::new("/");
+    for file in FILES {
+        ensure!(
+            !root.join(file).exists(),
+            "/{file} is there before the install"
+        );
+    }
+    run(Command::new("dpkg").arg("-i").arg(&deb))?;
+    let ran =
+        async {
+            for file in FILES {
+                ensure!(root.join(file).is_file(), "dpkg did not install /{file}");
+            }
+            scenario::run_with(Version::V2_1, Installation::packaged(), async |cd| {
+                let parent = cd.cgroup_parent("packaged");
+                let config = scenario::pod_config(cd, "packaged")?.cgroup_parent(&parent);
+                let pod = scenario::run_pod(cd, &config, BERTH_HANDLER).await?;
+                scenario::expect_ready(cd, &pod).await?;
+                let trace = PodTrace::capture(cd, &pod, &parent).await?;
+                let exes: Vec<_> = trace
+                    .shims
+                    .iter()
+                    .map(|s| std::fs::read_link(format!("/proc/{}/exe", s.pid)).ok())
+                    .collect();
+                ensure!(
+                    !exes.is_empty()
+                        && exes.iter().all(|e| e.as_deref()
+                            == Some(Path::new("/usr/bin/containerd-shim-berth-v2"))),
+                    "pod {pod} is served by {exes:?}, not the packaged shim"
+                );
+                let spec = ContainerSpec::shell("app", "echo ready; exec sleep 600");
+                let id = scenario::run_container(cd, &pod, &config, &spec).await?;
+                scenario::wait_ready(&config, &spec).await?;
+                scenario::remove_containers(cd, &[id]).await?;
+                scenario::remove_and_check(cd, &trace).await
+            })
+            .await
+        }
+        .await;
+    let purged = run(Command::new("dpkg").args(["--purge", "berth"]));
+    ran?;
+    purged?;
+    let left: Vec<&str> = FILES
+        .into_iter()
+        .filter(|f| root.join(f).exists())
         .collect();
     ensure!(left.is_empty(), "the purged package left {left:?}");
     Ok(())

@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
 use berth_e2e::containerd_config::BERTH_HANDLER;
-use berth_e2e::daemon::Binaries;
+use berth_e2e::daemon::Installation;
 use berth_e2e::pod_config::PodConfig;
 use berth_e2e::pod_trace::{self, PodTrace};
 use berth_e2e::{leaks, paths, scenario, Containerd, Version};
@@ -394,7 +394,7 @@ async fn upgrade(version: Version) -> Result<()> {
         .tempdir_in(&target)?;
     let dir = installed.path().to_owned();
     install(&paths::bin_dir(), &dir)?;
-    scenario::run_with(version, Binaries::installed(dir.clone()), async |cd| {
+    scenario::run_with(version, Installation::installed(dir.clone()), async |cd| {
         upgraded_and_downgraded(cd, &dir, &a, &b).await
     })
     .await
