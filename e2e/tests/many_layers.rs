@@ -14,6 +14,8 @@ use berth_e2e::{e2e_test, images, scenario, Containerd};
 const IMAGE: &str = "localhost/berth/layers-60:e2e";
 /// Layers on top of busybox's: 60 in all.
 const UPPER: usize = 59;
+/// The most mount(2) reads of its data argument.
+const PAGE: usize = 4096;
 
 async fn sixty_layers_run(cd: &Containerd, handler: &str) -> Result<()> {
     let layout = tokio::task::spawn_blocking(|| images::layered_image(IMAGE, UPPER)).await??;
@@ -35,7 +37,20 @@ async fn sixty_layers_run(cd: &Containerd, handler: &str) -> Result<()> {
         .await
         .with_context(|| format!("{handler}: start a container of {} layers", UPPER + 1))?;
 
-    // The snapshot's lowerdirs are indeed longer than a page.
+    // The snapshot's own options, as containerd hands them to the shim,
+    // are indeed longer than the page mount(2) reads.
+    let mounts = cd.ctr_ok(&["snapshots", "mounts", "/berth-unused", &id])?;
+    let options = mounts
+        .split_whitespace()
+        .skip_while(|w| *w != "-o")
+        .nth(1)
+        .with_context(|| format!("no options in the snapshot's mount: {mounts}"))?;
+    ensure!(
+        options.len() >= PAGE && options.contains("lowerdir="),
+        "{handler}: the snapshot's options are {} bytes, not over a page: {options}",
+        options.len()
+    );
+    // What the host shows mounted has every layer.
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let rootfs = mountinfo
         .lines()

@@ -151,25 +151,34 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
     Ok(prog)
 }
 
+/// One device rule; a `None` major or minor is every number (`*`).
+pub fn rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut b = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(allow)
+        .typ(typ)
+        .access(access);
+    if let Some(major) = major {
+        b = b.major(major);
+    }
+    if let Some(minor) = minor {
+        b = b.minor(minor);
+    }
+    b.build()
+        .expect("every field of a device rule is set or optional")
+}
+
 /// The spec's rules followed by the devices every container may use, as
 /// runc appends them (containerd's CRI sends only "deny all" and the pod's
 /// own devices, and relies on that): making any node, /dev/null, zero,
 /// full, random, urandom, tty, ptmx and the pty slaves.
 pub fn with_defaults(rules: &[LinuxDeviceCgroup]) -> Vec<LinuxDeviceCgroup> {
-    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
-    let allow = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut b = LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(typ)
-            .access(access);
-        if let Some(major) = major {
-            b = b.major(major);
-        }
-        if let Some(minor) = minor {
-            b = b.minor(minor);
-        }
-        b.build().expect("a complete device rule")
-    };
+    let allow = |typ, major, minor, access| rule(true, typ, major, minor, access);
     let c = LinuxDeviceType::C;
     let mut all = rules.to_vec();
     all.extend([
@@ -266,8 +275,8 @@ pub fn evaluate(prog: &[Insn], typ: i32, access: i32, major: u32, minor: u32) ->
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
 
+    /// A rule with both numbers given (-1 is how some clients say `*`).
     fn rule(
         allow: bool,
         typ: LinuxDeviceType,
@@ -275,14 +284,7 @@ pub(super) mod tests {
         minor: i64,
         access: &str,
     ) -> LinuxDeviceCgroup {
-        LinuxDeviceCgroupBuilder::default()
-            .allow(allow)
-            .typ(typ)
-            .major(major)
-            .minor(minor)
-            .access(access)
-            .build()
-            .unwrap()
+        super::rule(allow, typ, Some(major), Some(minor), access)
     }
 
     /// What CRI sends for an unprivileged container: deny everything (the

@@ -5,8 +5,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxDeviceType, Spec};
 
+use crate::cgroup::devices;
 use crate::error::{Error, Result};
 use crate::helper::protocol::ContainerSpec;
 
@@ -26,7 +27,7 @@ pub(super) fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
     confine_to_rootfs(&mut oci)?;
     engine_rootfs_propagation(&mut oci)?;
     refuse_user_namespace(&oci)?;
-    deny_devices_by_default(&mut oci)?;
+    deny_devices_by_default(&mut oci);
     // libcontainer writes each key to the path it makes of it, unchecked.
     let unified = oci.linux().as_ref().and_then(|l| l.resources().as_ref());
     if let Some(unified) = unified.and_then(|r| r.unified().as_ref()) {
@@ -93,27 +94,21 @@ fn refuse_user_namespace(oci: &Spec) -> Result<()> {
 /// every container may ([`crate::cgroup::devices::with_defaults`], which
 /// libcontainer adds on v1 and the filter on v2). Without it, v1's
 /// controller, open to every device, would only have the allows added.
-fn deny_devices_by_default(oci: &mut Spec) -> Result<()> {
+fn deny_devices_by_default(oci: &mut Spec) {
     let mut linux = oci.linux().clone().unwrap_or_default();
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut rules = resources.devices().clone().unwrap_or_default();
     let all = |r: &oci_spec::runtime::LinuxDeviceCgroup| {
-        matches!(r.typ(), None | Some(oci_spec::runtime::LinuxDeviceType::A))
+        matches!(r.typ(), None | Some(LinuxDeviceType::A))
     };
     if rules.first().is_some_and(all) {
-        return Ok(());
+        return;
     }
-    let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
-        .allow(false)
-        .typ(oci_spec::runtime::LinuxDeviceType::A)
-        .access("rwm")
-        .build()
-        .map_err(|e| Error::invalid("linux.resources.devices", e.to_string()))?;
+    let deny_all = devices::rule(false, LinuxDeviceType::A, None, None, "rwm");
     rules.insert(0, deny_all);
     resources.set_devices(Some(rules));
     linux.set_resources(Some(resources));
     oci.set_linux(Some(linux));
-    Ok(())
 }
 
 /// Raises the process's oom_score_adj to what the helper may set, if it
@@ -254,7 +249,7 @@ mod tests {
             linux.set_resources(None);
             oci.set_linux(Some(linux));
         }
-        deny_devices_by_default(&mut oci).unwrap();
+        deny_devices_by_default(&mut oci);
         let rules = oci.linux().as_ref().unwrap().resources().as_ref().unwrap();
         let rules = rules.devices().as_ref().unwrap();
         assert_eq!(rules.len(), 1);
@@ -262,20 +257,13 @@ mod tests {
         assert!(!rules[0].allow());
 
         // A list without an all-devices rule first gets one.
-        let tun = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(oci_spec::runtime::LinuxDeviceType::C)
-            .major(10)
-            .minor(200)
-            .access("rwm")
-            .build()
-            .unwrap();
+        let tun = devices::rule(true, LinuxDeviceType::C, Some(10), Some(200), "rwm");
         let mut resources = oci_spec::runtime::LinuxResources::default();
         resources.set_devices(Some(vec![tun.clone()]));
         let mut linux = oci.linux().clone().unwrap();
         linux.set_resources(Some(resources));
         oci.set_linux(Some(linux));
-        deny_devices_by_default(&mut oci).unwrap();
+        deny_devices_by_default(&mut oci);
         let rules = oci.linux().as_ref().unwrap().resources().as_ref().unwrap();
         let rules = rules.devices().as_ref().unwrap();
         assert_eq!(rules.len(), 2);
@@ -283,17 +271,13 @@ mod tests {
         assert_eq!(rules[1], tun);
 
         // A list that starts with an all-devices rule is left as it is.
-        let allow_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .access("rwm")
-            .build()
-            .unwrap();
+        let allow_all = devices::rule(true, LinuxDeviceType::A, None, None, "rwm");
         let mut resources = oci_spec::runtime::LinuxResources::default();
         resources.set_devices(Some(vec![allow_all.clone()]));
         let mut linux = oci.linux().clone().unwrap();
         linux.set_resources(Some(resources));
         oci.set_linux(Some(linux));
-        deny_devices_by_default(&mut oci).unwrap();
+        deny_devices_by_default(&mut oci);
         let rules = oci.linux().as_ref().unwrap().resources().as_ref().unwrap();
         assert_eq!(rules.devices().as_ref().unwrap(), &vec![allow_all]);
     }
