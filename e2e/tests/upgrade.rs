@@ -212,6 +212,7 @@ async fn stop_expecting(cd: &Containerd, id: &str, code: i32) -> Result<()> {
 async fn kill_shim(cd: &Containerd, pod: &Pod) -> Result<()> {
     let id = &pod.trace.id;
     let shim = pod.shim()?;
+    let killed = std::time::Instant::now();
     // SAFETY: kill takes plain integers and touches no memory.
     let ret = unsafe { libc::kill(shim, libc::SIGKILL) };
     ensure!(
@@ -225,7 +226,23 @@ async fn kill_shim(cd: &Containerd, pod: &Pod) -> Result<()> {
         || pod_trace::pause_pids(id).is_empty(),
     )
     .await
-    .with_context(|| format!("pod {id}: pause survived its shim's death"))?;
+    .with_context(|| {
+        // What containerd did with the pod's tasks, from its restart on:
+        // loaded them, saw their shim go, ran `delete`.
+        let tasks: Vec<String> = cd
+            .log_since(0)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(id.as_str()) || l.contains(pod.container.as_str()))
+            .filter(|l| !l.contains("level=debug"))
+            .map(str::to_owned)
+            .collect();
+        format!(
+            "pod {id}: pause survived its shim's death (killed {:?} ago); containerd logged:\n{}",
+            killed.elapsed(),
+            tasks[tasks.len().saturating_sub(40)..].join("\n")
+        )
+    })?;
     let mut state = PodSandboxState::SandboxReady;
     for _ in 0..100 {
         state = scenario::state(&scenario::status(cd, id).await?);

@@ -123,15 +123,24 @@ pub fn cleanup_dead(helper: &Helper, dir: &PodDir, id: &str) -> Result<Cleaned> 
     // an exit another task's clean-up is still to report.
     let others_unreported = !journal::unreported(&records, id).is_empty();
     let reported = || journal::append(dir, &Record::Deleted { id: id.to_owned() });
-    if dir.container_ids().iter().any(|c| c == id) {
+    let container = dir.container_ids().iter().any(|c| c == id);
+    if container {
         // An app container: its processes, cgroup, rootfs and state.
         crate::container::remove_from_pod(helper, dir, id)?;
         log::info!("container {id}: removed what a dead shim left");
     }
-    let record = dir.read_record().unwrap_or_else(|e| {
-        log::warn!("task {id}: unreadable pod record: {e}");
-        None
-    });
+    let record = match dir.read_record() {
+        Ok(record) => record,
+        // The container is gone; the pod's own task will meet the record.
+        Err(e) if container => {
+            log::warn!("task {id}: unreadable pod record: {e}");
+            reported()?;
+            return Ok(cleaned);
+        }
+        // Only the record knows pause and the pod's cgroup: removing the
+        // directory without them would leave both running untraced.
+        Err(e) => return Err(e),
+    };
     let Some(record) = record else {
         if dir.container_ids().is_empty() && !others_unreported {
             dir.remove()?;
@@ -145,9 +154,9 @@ pub fn cleanup_dead(helper: &Helper, dir: &PodDir, id: &str) -> Result<Cleaned> 
         return Ok(cleaned);
     }
     let mut failures = Vec::new();
-    if let Err(e) = crate::container::remove_all_in_pod(helper, dir) {
-        failures.push(e);
-    }
+    // berth-pause first: the pod's namespaces (and, with a shared PID
+    // namespace, every process in it) go at once, however long the rest
+    // takes of the few seconds containerd gives `delete`.
     let mut pause_gone = true;
     if let Some(pause) = record.pause {
         match crate::process::signal(pause, Signal::SIGKILL) {
@@ -161,6 +170,9 @@ pub fn cleanup_dead(helper: &Helper, dir: &PodDir, id: &str) -> Result<Cleaned> 
                 failures.push(e);
             }
         }
+    }
+    if let Err(e) = crate::container::remove_all_in_pod(helper, dir) {
+        failures.push(e);
     }
     if let Some(cgroup) = &record.cgroup {
         // A pod paused when its shim died: pause dies only once thawed.
@@ -390,6 +402,24 @@ mod tests {
         assert!(e.to_string().contains("(berth 9.9.9)"), "{e}");
         assert_eq!(journal::read(&dir), before, "nothing is journaled");
         assert!(dir.read_record().unwrap().is_some(), "the record stays");
+    }
+
+    #[test]
+    fn an_unreadable_record_fails_the_pod_s_clean_up_and_keeps_its_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = dead_pod(root.path());
+        let record = dir.path().join(crate::state::POD_FILE);
+        std::fs::write(&record, b"{\"sandbox_id\": \"pod\", \"pause\": ").unwrap();
+        // Without the record no task can tell pause or the pod's cgroup:
+        // the clean-up fails, naming the file, and nothing is removed.
+        let before = journal::read(&dir);
+        for id in ["pod", "c1"] {
+            let e = cleanup_dead(&no_helper(), &dir, id).unwrap_err();
+            assert!(matches!(e, crate::error::Error::State { .. }), "{e:?}");
+            assert!(e.to_string().contains(&*record.to_string_lossy()), "{e}");
+        }
+        assert!(record.exists(), "the record stays for a look");
+        assert_eq!(journal::read(&dir), before, "nothing is journaled");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub const ROOT_ENV: &str = "BERTH_STATE_ROOT";
 /// shim and of containerd, but not of the machine.
 pub const DEFAULT_ROOT: &str = "/run/berth";
 
-const POD_FILE: &str = "pod.json";
+pub(crate) const POD_FILE: &str = "pod.json";
 pub(crate) const FORMAT_FILE: &str = "format";
 const PAUSE_ROOT: &str = "pause-root";
 const CONTAINERS: &str = "containers";
@@ -237,6 +237,15 @@ impl PodDir {
                 this_build()
             ),
         })
+    }
+
+    /// Makes the pod this build's to serve (call it holding the lock, with
+    /// no shim serving): a new pod is stamped with this build's format, a
+    /// pod from another release is refused. A dead shim's pod of another
+    /// format is its `delete`'s to clean up.
+    pub fn claim(&self) -> Result<()> {
+        self.stamp()?;
+        self.check_servable()
     }
 
     /// Whether anything of a pod is recorded here yet.

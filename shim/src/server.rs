@@ -152,6 +152,7 @@ fn listener(dir: &PodDir) -> Result<Option<UnixListener>> {
     if dir.probe() == Probe::Serving {
         return Ok(None);
     }
+    dir.claim()?;
     let _ = std::fs::remove_file(&socket);
     UnixListener::bind(&socket)
         .map(Some)
