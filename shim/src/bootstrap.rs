@@ -77,11 +77,7 @@ pub async fn start(flags: &Flags) -> Result<()> {
     {
         let _lock = dir.lock()?;
         if dir.probe() != Probe::Serving {
-            // A new pod is stamped with this release's format; a dead
-            // shim's pod from another release is its `delete`'s to clean
-            // up, not this release's to serve.
-            dir.stamp()?;
-            dir.check_servable()?;
+            dir.claim()?;
             remove_socket(&socket)?;
             let listener = UnixListener::bind(&socket).map_err(Error::io("bind", &socket))?;
             let server = Server {
@@ -213,9 +209,11 @@ impl Server<'_> {
         if flags.debug {
             command.arg("-debug");
         }
-        if let Some(level) = self.log_level {
-            command.env(crate::shimlog::LEVEL_ENV, level);
-        }
+        // Only the options set the level, never containerd's environment.
+        match self.log_level {
+            Some(level) => command.env(crate::shimlog::LEVEL_ENV, level),
+            None => command.env_remove(crate::shimlog::LEVEL_ENV),
+        };
         // The listener goes on LISTEN_FD, and the daemon leaves containerd's
         // session.
         let mut child =

@@ -19,7 +19,7 @@
 //! | `StateRoot` | path | berth's state root (else `$BERTH_STATE_ROOT`) |
 //! | `PausePath` | path | the berth-pause binary (else `$BERTH_PAUSE`) |
 //! | `HelperPath` | path | the helper binary (else `$BERTH_HELPER`) |
-//! | `LogLevel` | string | the shim's log level: `error`, `warn`, `info`, `debug`, `trace` or `off` (else debug under containerd's `-debug`, info otherwise) |
+//! | `LogLevel` | string | the shim's log level: `error`, `warn` (or `warning`), `info`, `debug`, `trace` or `off` (else debug under containerd's `-debug`, info otherwise) |
 //!
 //! A key berth does not know is a warning, a known key of the wrong type an
 //! invalid argument.
@@ -233,8 +233,8 @@ pub fn from_toml(text: &str) -> Result<Read> {
                 let level = text()?;
                 if crate::shimlog::parse_level(level).is_none() {
                     return Err(Error::InvalidArgument(format!(
-                        "runtime options: LogLevel {level:?} is none of error, warn, info, \
-                         debug, trace, off"
+                        "runtime options: LogLevel {level:?} is none of error, warn, warning, \
+                         info, debug, trace, off"
                     )));
                 }
                 o.log_level = Some(level.to_owned());

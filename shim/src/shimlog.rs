@@ -39,9 +39,12 @@ pub fn level(debug: bool, option: Option<LevelFilter>) -> LevelFilter {
     }
 }
 
-/// Reads a `LogLevel` value: one of `error`, `warn`, `info`, `debug`,
-/// `trace` or `off`, in any case.
+/// Reads a `LogLevel` value: one of `error`, `warn` (or containerd's
+/// `warning`), `info`, `debug`, `trace` or `off`, in any case.
 pub fn parse_level(text: &str) -> Option<LevelFilter> {
+    if text.eq_ignore_ascii_case("warning") {
+        return Some(LevelFilter::Warn);
+    }
     text.parse().ok()
 }
 
@@ -319,6 +322,7 @@ mod tests {
         assert_eq!(level(true, Some(LevelFilter::Warn)), LevelFilter::Warn);
         assert_eq!(level(false, Some(LevelFilter::Trace)), LevelFilter::Trace);
         assert_eq!(parse_level("WARN"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("Warning"), Some(LevelFilter::Warn));
         assert_eq!(parse_level("off"), Some(LevelFilter::Off));
         assert_eq!(parse_level("loud"), None);
     }
