@@ -53,10 +53,10 @@ binaries: ## (part of build) the shim, its helper and berth-pause alone, staged 
 
 .PHONY: build-next
 build-next: build ## the upgrade test's "next release" (version and state format bumped) into target/berth-next/bin
-	bash e2e/scripts/build-next.sh $(NEXT_BIN_DIR)
-	@# The next release's build left its binaries in cargo's output paths:
-	@# this tree's are put back there.
-	@$(MAKE) --no-print-directory binaries
+	@# The next release's build leaves its binaries in cargo's output
+	@# paths: this tree's are put back there, also when it failed.
+	@rc=0; bash e2e/scripts/build-next.sh $(NEXT_BIN_DIR) || rc=$$?; \
+	  $(MAKE) --no-print-directory binaries || exit $$?; exit $$rc
 
 .PHONY: install
 install: ## install the binaries `make build` staged into BINDIR (PREFIX/bin) and containerd's drop-in (DESTDIR honoured)

@@ -31,8 +31,11 @@ scenarios=(
 bash e2e/scripts/vm-image.sh
 mkdir -p "$lane"
 # The package the guest installs into its throwaway root (`make deb`'s).
-bash shim/dist/make-deb.sh >"$lane.deb.log" 2>&1 || { tail -n 30 "$lane.deb.log"; exit 1; }
-deb=$(ls -t "$top"/target/deb/berth_*.deb | head -n1)
+# Built under the tree the guest sees, whatever CARGO_TARGET_DIR says.
+CARGO_TARGET_DIR="$top/target" bash shim/dist/make-deb.sh >"$lane.deb.log" 2>&1 \
+  || { tail -n 30 "$lane.deb.log"; exit 1; }
+deb=$(sed -n 's/^-.* \(\/[^ ]*\.deb\)$/\1/p' "$lane.deb.log" | head -n1)
+[[ -f $deb ]] || { echo "vm-lane: make-deb named no package:"; tail -n 30 "$lane.deb.log"; exit 1; }
 
 # The same build as `make test`'s (TEST_FEATURES), so nothing is rebuilt.
 json=$(cargo test --no-run --message-format=json --workspace \

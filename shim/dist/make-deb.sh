@@ -6,7 +6,12 @@
 # dynamically linked binary (the helper) needs; the shim and berth-pause
 # are static. Packaged with dpkg-deb alone: nothing to fetch or compile.
 set -euo pipefail
+# dpkg-deb refuses a control directory a tighter umask would make.
+umask 022
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+for tool in dpkg-deb dpkg-shlibdeps; do
+  command -v "$tool" >/dev/null || { echo "make-deb: no $tool (install dpkg-dev: make deps)" >&2; exit 1; }
+done
 target=${CARGO_TARGET_DIR:-$PWD/target}
 bin_dir=${BIN_DIR:-$target/berth/bin}
 
@@ -44,9 +49,10 @@ shl=$work/shlibdeps
 rm -rf "$shl"
 mkdir -p "$shl/debian"
 printf 'Source: berth\n\nPackage: berth\nArchitecture: any\n' >"$shl/debian/control"
-depends=$(cd "$shl" && dpkg-shlibdeps -O "$root/usr/bin/berth-sandbox-helper" 2>/dev/null \
-          | sed -n 's/^shlibs:Depends=//p')
-[[ $depends == *libseccomp* ]] || { echo "make-deb: dpkg-shlibdeps found no libseccomp: $depends" >&2; exit 1; }
+shlibs=$(cd "$shl" && dpkg-shlibdeps -O "$root/usr/bin/berth-sandbox-helper" 2>"$shl/err") \
+  || { echo "make-deb: dpkg-shlibdeps failed:" >&2; cat "$shl/err" >&2; exit 1; }
+depends=$(sed -n 's/^shlibs:Depends=//p' <<<"$shlibs")
+[[ $depends == *libseccomp* ]] || { echo "make-deb: dpkg-shlibdeps found no libseccomp: $shlibs" >&2; exit 1; }
 
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat >"$root/DEBIAN/control" <<EOF
