@@ -54,6 +54,29 @@ pub struct Settings {
     /// theirs to register: the config leaves its own entry out. Version 3
     /// configs (containerd 2.1) only.
     pub imports: Vec<PathBuf>,
+    /// The `berth` handler's sandboxer.
+    pub sandboxer: Sandboxer,
+}
+
+/// Who drives a handler's pods (containerd 2.x's `sandboxer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sandboxer {
+    /// containerd's podsandbox controller: a pause container, through the
+    /// Task API (containerd 1.7 knows only this).
+    #[default]
+    Podsandbox,
+    /// The shim's Sandbox API: berth is the pod sandbox manager.
+    Shim,
+}
+
+impl Sandboxer {
+    /// Its name in containerd's config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sandboxer::Podsandbox => "podsandbox",
+            Sandboxer::Shim => "shim",
+        }
+    }
 }
 
 /// Renders the config file of `instance` for `version`.
@@ -183,8 +206,9 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
         berth = if settings.imports.is_empty() {
             format!(
                 "\n[{runtime}.containerd.runtimes.{BERTH_HANDLER}]\n  runtime_type = {}\n  \
-                 sandboxer = 'podsandbox'\n",
-                q(BERTH_RUNTIME_TYPE)
+                 sandboxer = {}\n",
+                q(BERTH_RUNTIME_TYPE),
+                q(settings.sandboxer.name())
             )
         } else {
             String::new()
@@ -244,6 +268,11 @@ fn render_v2(instance: &Instance, settings: &Settings) -> String {
     assert!(
         settings.imports.is_empty(),
         "containerd 1.7's config imports nothing"
+    );
+    assert_eq!(
+        settings.sandboxer,
+        Sandboxer::Podsandbox,
+        "containerd 1.7 has no Sandbox API"
     );
     header(&mut out, 2, Version::V1_7, instance, &[]);
     let cri = r#"plugins."io.containerd.grpc.v1.cri""#;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::containerd_config::{self, Settings};
+use crate::containerd_config::{self, Sandboxer, Settings};
 use crate::instance::Instance;
 use crate::version::Version;
 use crate::{cni, images, paths};
@@ -36,6 +36,9 @@ pub struct Installation {
     pub dir: PathBuf,
     pub pause: OsString,
     pub imports: Vec<PathBuf>,
+    /// Who drives the `berth` handler's pods: containerd's podsandbox
+    /// controller through the Task API, or berth's own Sandbox API.
+    pub sandboxer: Sandboxer,
 }
 
 impl Installation {
@@ -45,7 +48,14 @@ impl Installation {
             dir: paths::bin_dir(),
             pause: pause_binary(),
             imports: Vec::new(),
+            sandboxer: Sandboxer::Podsandbox,
         }
+    }
+
+    /// This installation, with the `berth` handler's pods driven by
+    /// `sandboxer`.
+    pub fn with_sandboxer(self, sandboxer: Sandboxer) -> Self {
+        Installation { sandboxer, ..self }
     }
 
     /// An installed copy in `dir`, all three binaries from there.
@@ -55,6 +65,7 @@ impl Installation {
             dir,
             pause,
             imports: Vec::new(),
+            sandboxer: Sandboxer::Podsandbox,
         }
     }
 
@@ -93,6 +104,7 @@ impl Daemon {
         let settings = Settings {
             pause_image: images::PAUSE.to_string(),
             imports: install.imports.clone(),
+            sandboxer: install.sandboxer,
         };
         let config = containerd_config::render(version, &instance, &settings);
         fs::write(instance.config_path(), config)

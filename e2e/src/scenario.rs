@@ -11,7 +11,7 @@ use k8s_cri::v1::{ContainerState, ContainerStatus, PodSandboxState, PodSandboxSt
 
 use crate::container_config::{log_lines, ContainerSpec};
 use crate::containerd::Containerd;
-use crate::containerd_config::BERTH_HANDLER;
+use crate::containerd_config::{Sandboxer, BERTH_HANDLER};
 use crate::daemon::Installation;
 use crate::pod_config::PodConfig;
 use crate::pod_trace::PodTrace;
@@ -27,6 +27,26 @@ macro_rules! e2e_test {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn containerd_2_1() -> ::anyhow::Result<()> {
                 $crate::scenario::run($crate::Version::V2_1, super::$scenario).await
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn containerd_1_7() -> ::anyhow::Result<()> {
+                $crate::scenario::run($crate::Version::V1_7, super::$scenario).await
+            }
+        }
+    };
+    // Also run on containerd 2.1 with the `berth` handler in shim mode
+    // (`sandboxer = "shim"`): the pod made through berth's Sandbox API.
+    ($name:ident, $scenario:ident, both_modes) => {
+        mod $name {
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn containerd_2_1() -> ::anyhow::Result<()> {
+                $crate::scenario::run($crate::Version::V2_1, super::$scenario).await
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn containerd_2_1_shim_mode() -> ::anyhow::Result<()> {
+                $crate::scenario::run_shim_mode(super::$scenario).await
             }
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,6 +86,15 @@ pub async fn run_mut(
     scenario: impl AsyncFnOnce(&mut Containerd) -> Result<()>,
 ) -> Result<()> {
     run_with(version, Installation::built(), scenario).await
+}
+
+/// [`run`] on containerd 2.1 with the `berth` handler in shim mode.
+pub async fn run_shim_mode(scenario: impl AsyncFnOnce(&Containerd) -> Result<()>) -> Result<()> {
+    let install = Installation::built().with_sandboxer(Sandboxer::Shim);
+    run_with(Version::V2_1, install, async |cd: &mut Containerd| {
+        scenario(cd).await
+    })
+    .await
 }
 
 /// [`run_mut`], with berth installed as `install` says.

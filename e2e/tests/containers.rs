@@ -693,13 +693,21 @@ async fn a_thousand_execs_leave_nothing_behind(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &pod_trace).await
 }
 
-e2e_test!(share_localhost, containers_share_localhost);
-e2e_test!(thousand_execs, a_thousand_execs_leave_nothing_behind);
-e2e_test!(stats_and_update, stats_and_updates_reach_the_cgroup);
-e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods);
-e2e_test!(device_allow_list, only_allowed_devices_open);
-e2e_test!(unified_keys, unified_keys_stay_in_the_cgroup);
-e2e_test!(limit_below_usage, limit_below_usage_berth);
-e2e_test!(limit_below_usage_runc, limit_below_usage_runc);
-e2e_test!(exit_codes, exit_codes_are_reported);
-e2e_test!(stop_grace_period, stop_honours_the_grace_period);
+e2e_test!(share_localhost, containers_share_localhost, both_modes);
+e2e_test!(
+    thousand_execs,
+    a_thousand_execs_leave_nothing_behind,
+    both_modes
+);
+e2e_test!(
+    stats_and_update,
+    stats_and_updates_reach_the_cgroup,
+    both_modes
+);
+e2e_test!(shared_pid, a_shared_pid_namespace_is_the_pods, both_modes);
+e2e_test!(device_allow_list, only_allowed_devices_open, both_modes);
+e2e_test!(unified_keys, unified_keys_stay_in_the_cgroup, both_modes);
+e2e_test!(limit_below_usage, limit_below_usage_berth, both_modes);
+e2e_test!(limit_below_usage_runc, limit_below_usage_runc, both_modes);
+e2e_test!(exit_codes, exit_codes_are_reported, both_modes);
+e2e_test!(stop_grace_period, stop_honours_the_grace_period, both_modes);

@@ -118,7 +118,7 @@ async fn pause_resume_and_kill(cd: &Containerd, id: &str) -> Result<()> {
     .await
 }
 
-e2e_test!(ctr_pause, a_container_pauses_and_resumes);
+e2e_test!(ctr_pause, a_container_pauses_and_resumes, both_modes);
 
 async fn pausing_the_sandbox_pauses_the_pod(cd: &Containerd) -> Result<()> {
     let parent = cd.cgroup_parent("frozen");
@@ -164,6 +164,8 @@ async fn pausing_the_sandbox_pauses_the_pod(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &trace).await
 }
 
+// Podsandbox mode only: in shim mode containerd has no sandbox container
+// for `ctr task pause` to name.
 e2e_test!(pod_pause, pausing_the_sandbox_pauses_the_pod);
 
 /// Paused tasks across a containerd restart. A container of its own stays

@@ -58,4 +58,4 @@ async fn churn_leaks_nothing(cd: &Containerd) -> Result<()> {
     Ok(())
 }
 
-e2e_test!(pod_churn, churn_leaks_nothing);
+e2e_test!(pod_churn, churn_leaks_nothing, both_modes);

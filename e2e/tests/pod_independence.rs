@@ -80,4 +80,4 @@ async fn pods_are_independent(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &b.trace).await
 }
 
-e2e_test!(pod_independence, pods_are_independent);
+e2e_test!(pod_independence, pods_are_independent, both_modes);

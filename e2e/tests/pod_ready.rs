@@ -22,4 +22,4 @@ async fn pod_becomes_ready(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &trace).await
 }
 
-e2e_test!(pod_ready, pod_becomes_ready);
+e2e_test!(pod_ready, pod_becomes_ready, both_modes);

@@ -52,4 +52,6 @@ async fn remove_leaves_nothing(cd: &Containerd) -> Result<()> {
     leaks::check_state_root_empty(&cd.berth_state_root())
 }
 
+// Podsandbox mode only: it watches the pause container's rootfs mount,
+// which shim mode does not have.
 e2e_test!(pod_remove, remove_leaves_nothing);

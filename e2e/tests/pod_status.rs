@@ -144,4 +144,4 @@ async fn status_is_right(cd: &Containerd) -> Result<()> {
     scenario::remove_and_check(cd, &trace).await
 }
 
-e2e_test!(pod_status, status_is_right);
+e2e_test!(pod_status, status_is_right, both_modes);

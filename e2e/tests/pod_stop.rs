@@ -38,4 +38,4 @@ async fn stop_ends_pause(cd: &Containerd) -> Result<()> {
     leaks::check_pod_removed(cd, &trace).await
 }
 
-e2e_test!(pod_stop, stop_ends_pause);
+e2e_test!(pod_stop, stop_ends_pause, both_modes);

@@ -16,6 +16,7 @@ pub struct Sig(i32);
 
 impl Sig {
     pub const KILL: Sig = Sig(libc::SIGKILL);
+    pub const TERM: Sig = Sig(libc::SIGTERM);
 
     /// `number` as a signal, if it is one.
     pub fn new(number: u32) -> Option<Sig> {

@@ -28,6 +28,9 @@ pub struct CreateRequest {
     pub stdio: Stdio,
     /// The runtime options of the task's runtime.
     pub options: RuntimeOptions,
+    /// The task's spec when it is not the bundle's `config.json`: the pod
+    /// sandbox the Sandbox API creates from CRI's pod config.
+    pub spec: Option<oci_spec::runtime::Spec>,
 }
 
 /// A process a backend started, before the shim tracks it, and the shim's

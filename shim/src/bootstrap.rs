@@ -144,15 +144,20 @@ const OPTIONS_FILE: &str = "options.json";
 /// wrote to); a record that cannot be read is an error, not a guess that
 /// would clean up in the wrong state root and report success.
 fn recorded_layout(bundle: &Path) -> Result<Layout> {
+    Ok(Layout::new(&recorded_options(bundle)?))
+}
+
+/// The runtime options `start` recorded in `bundle`: the Sandbox API's
+/// CreateSandbox carries none of its own.
+pub fn recorded_options(bundle: &Path) -> Result<RuntimeOptions> {
     let path = bundle.join(OPTIONS_FILE);
-    let options = match std::fs::read(&path) {
+    Ok(match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             Error::FailedPrecondition(format!("runtime options record {}: {e}", path.display()))
         })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuntimeOptions::default(),
         Err(e) => return Err(Error::io("read", &path)(e)),
-    };
-    Ok(Layout::new(&options))
+    })
 }
 
 fn remove_socket(socket: &Path) -> Result<()> {

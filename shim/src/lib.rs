@@ -18,6 +18,7 @@ mod metrics;
 mod oom;
 mod options;
 mod pod;
+mod pod_config;
 mod process;
 mod reaper;
 mod server;
@@ -25,6 +26,7 @@ mod service;
 mod shimlog;
 mod sys;
 mod task;
+mod wire;
 
 #[cfg(feature = "fuzz")]
 pub mod fuzz;

@@ -36,6 +36,9 @@ use crate::error::{Error, Result};
 
 /// The message type containerd wraps the options table in.
 pub const TYPE_URL: &str = "runtimeoptions.v1.Options";
+/// The Go runc shim's options, which containerd 2.x sends with the tasks of
+/// a pod the Sandbox API made: the keys they share with berth's table.
+pub const RUNC_TYPE_URL: &str = "containerd.runc.v1.Options";
 /// A TOML file named by `ConfigPath` larger than this is not an options table.
 const MAX_CONFIG_FILE: u64 = 1 << 20;
 
@@ -99,6 +102,40 @@ impl Read {
     }
 }
 
+/// Reads `containerd.runc.v1.Options`: NoNewKeyring (2), ShimCgroup (3),
+/// IoUid (4), IoGid (5) and SystemdCgroup (9); the keys only runc has
+/// (its binary, root, CRIU paths) are ignored with a warning.
+fn from_runc_options(bytes: &[u8]) -> Result<Read> {
+    use crate::wire::Field;
+    let mut read = Read::default();
+    let options = &mut read.options;
+    for field in crate::wire::fields("runtime options (containerd.runc.v1.Options)", bytes)? {
+        match field {
+            Field::Varint(2, v) => options.no_new_keyring = v != 0,
+            Field::Bytes(3, b) => {
+                let cgroup = crate::wire::string("runtime options: ShimCgroup", b)?;
+                options.shim_cgroup = Some(cgroup).filter(|c| !c.is_empty());
+            }
+            Field::Varint(4, v) => options.io_uid = id("IoUid", v)?,
+            Field::Varint(5, v) => options.io_gid = id("IoGid", v)?,
+            Field::Varint(9, v) => options.systemd_cgroup = v != 0,
+            Field::Bytes(n, b) if !b.is_empty() => read
+                .warnings
+                .push(format!("runc's option {n} is not berth's; ignored")),
+            Field::Varint(n, v) if v != 0 => read
+                .warnings
+                .push(format!("runc's option {n} is not berth's; ignored")),
+            _ => {}
+        }
+    }
+    Ok(read)
+}
+
+fn id(key: &str, value: u64) -> Result<u32> {
+    u32::try_from(value)
+        .map_err(|_| Error::InvalidArgument(format!("runtime options: {key} {value} is not a uid")))
+}
+
 /// Reads the options in `any`. No options at all (an empty Any) are the
 /// defaults.
 pub fn from_any(any: &Any) -> Result<Read> {
@@ -107,9 +144,12 @@ pub fn from_any(any: &Any) -> Result<Read> {
     }
     // Registered types have no host part, but an Any may carry one.
     let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    if name == RUNC_TYPE_URL {
+        return from_runc_options(&any.value);
+    }
     if name != TYPE_URL {
         return Err(Error::InvalidArgument(format!(
-            "runtime options: type {:?} is not {TYPE_URL}, the only type berth reads",
+            "runtime options: type {:?} is neither {TYPE_URL} nor {RUNC_TYPE_URL}, the types berth reads",
             any.type_url
         )));
     }
@@ -277,6 +317,38 @@ mod tests {
         bytes
     }
 
+    #[test]
+    fn runc_options_give_the_keys_berth_shares_with_runc() {
+        let mut bytes = Vec::new();
+        let mut out = CodedOutputStream::vec(&mut bytes);
+        out.write_bool(2, true).unwrap();
+        out.write_string(3, "/shims").unwrap();
+        out.write_uint32(4, 1000).unwrap();
+        out.write_uint32(5, 1001).unwrap();
+        out.write_string(6, "/usr/bin/runc").unwrap();
+        out.write_bool(9, true).unwrap();
+        out.flush().unwrap();
+        drop(out);
+        let read = from_any(&Any {
+            type_url: format!("type.googleapis.com/{RUNC_TYPE_URL}"),
+            value: bytes,
+            ..Default::default()
+        })
+        .unwrap();
+        let o = &read.options;
+        assert!(o.no_new_keyring && o.systemd_cgroup);
+        assert_eq!(o.shim_cgroup.as_deref(), Some("/shims"));
+        assert_eq!((o.io_uid, o.io_gid), (1000, 1001));
+        assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+        // Empty, as containerd sends it for a handler without options.
+        let read = from_any(&Any {
+            type_url: RUNC_TYPE_URL.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(read.options, RuntimeOptions::default());
+    }
+
     fn any(value: Vec<u8>) -> Any {
         Any {
             type_url: TYPE_URL.into(),
@@ -396,9 +468,9 @@ mod tests {
     #[test]
     fn another_message_type_is_refused_by_name() {
         let mut other = any(message("", "", "SystemdCgroup = true"));
-        other.type_url = "containerd.runc.v1.Options".into();
+        other.type_url = "io.containerd.kata.v2.Options".into();
         let why = invalid(from_any(&other));
-        assert!(why.contains("containerd.runc.v1.Options"), "{why}");
+        assert!(why.contains("io.containerd.kata.v2.Options"), "{why}");
         // A host part in the type URL is fine.
         other.type_url = format!("type.googleapis.com/{TYPE_URL}");
         assert!(from_any(&other).unwrap().options.systemd_cgroup);

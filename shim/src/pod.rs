@@ -200,9 +200,14 @@ impl PodBackend {
 
 #[async_trait]
 impl Backend for Arc<PodBackend> {
-    async fn create(&self, req: CreateRequest) -> Result<NewTask> {
-        let bundle = req.bundle.clone();
-        let spec = blocking(move || Ok(spec::load(&bundle)?)).await?;
+    async fn create(&self, mut req: CreateRequest) -> Result<NewTask> {
+        let spec = match req.spec.take() {
+            Some(spec) => spec,
+            None => {
+                let bundle = req.bundle.clone();
+                blocking(move || Ok(spec::load(&bundle)?)).await?
+            }
+        };
         match spec::kind(&spec)? {
             Kind::Sandbox => {
                 let this = Arc::clone(self);
@@ -388,6 +393,7 @@ mod tests {
             rootfs: Vec::new(),
             stdio: Stdio::default(),
             options: Default::default(),
+            spec: None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_proto::sandbox_async::create_sandbox;
 use berth_proto::shim_async::create_task;
 use berth_proto::ttrpc::r#async::transport::Listener;
 use berth_proto::ttrpc::r#async::{Server, Service as TtrpcService};
@@ -27,6 +28,10 @@ use crate::shimlog;
 /// The task API under every name containerd calls it by: v3 for 2.x, v2
 /// for 1.7. The messages are the same on the wire.
 pub const TASK_SERVICES: [&str; 2] = ["containerd.task.v3.Task", "containerd.task.v2.Task"];
+
+/// How long a shim containerd never asks for a task or a sandbox waits
+/// before it exits and removes its pod directory.
+const UNUSED_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long events still queued at exit may take to reach containerd.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,11 +90,13 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     ));
     let shutdown = Arc::new(Notify::new());
     let service = Service::new(backend, Arc::clone(&outbox), reaper, Arc::clone(&shutdown));
+    let unused = service.clone();
     let listener = Listener::try_from(listener)
         .map_err(|e| Error::Internal(format!("ttrpc listener: {e}")))?;
     let mut server = Server::new()
         .add_listener(listener)
-        .register_service(task_services(Arc::new(service)));
+        .register_service(task_services(Arc::new(service.clone())))
+        .register_service(create_sandbox(Arc::new(service)));
     server
         .start()
         .await
@@ -102,6 +109,12 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     let done_with_pod = tokio::select! {
         _ = shutdown.notified() => true,
         _ = term.recv() => false,
+        _ = unused.unused_for(UNUSED_TIMEOUT) => {
+            log::warn!(
+                "pod {grouping}: containerd asked for no task or sandbox in {UNUSED_TIMEOUT:?}; exiting"
+            );
+            true
+        }
     };
     let _ = server.shutdown().await;
     crate::logger::wait_stopped().await;

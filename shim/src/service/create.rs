@@ -30,12 +30,22 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             None => options::Read::default(),
         };
         options.log_warnings(&format!("task {}", req.id));
-        options.options.check_cgroup_driver()?;
+        self.create_with(req, options.options, None).await
+    }
+
+    /// Create of a task with its runtime options read, from the bundle's
+    /// spec or (the Sandbox API's pod sandbox) from `spec`.
+    pub(super) async fn create_with(
+        self: &Arc<Self>,
+        req: CreateTaskRequest,
+        options: RuntimeOptions,
+        spec: Option<oci_spec::runtime::Spec>,
+    ) -> Result<CreateTaskResponse> {
+        options.check_cgroup_driver()?;
         let reserved = Reservation::take(self, &req.id)?;
         // A half-made task must not be abandoned with a request that gave up.
-        let options = options.options;
         self.detached("create task", |this| async move {
-            this.create_reserved(req, options, reserved).await
+            this.create_reserved(req, options, spec, reserved).await
         })
         .await
     }
@@ -45,6 +55,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         self: Arc<Self>,
         req: CreateTaskRequest,
         options: RuntimeOptions,
+        spec: Option<oci_spec::runtime::Spec>,
         reserved: Reservation<B, P>,
     ) -> Result<CreateTaskResponse> {
         // Subscribed before the process exists: its exit cannot be missed.
@@ -71,6 +82,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                     .collect(),
                 stdio: stdio.clone(),
                 options,
+                spec,
             })
             .await;
         let NewTask {
@@ -137,6 +149,7 @@ pub(super) struct Reservation<B: Backend, P: Publisher> {
 
 impl<B: Backend, P: Publisher> Reservation<B, P> {
     fn take(inner: &Arc<Inner<B, P>>, id: &str) -> Result<Self> {
+        inner.used.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut tasks = inner.tasks();
         if tasks.live.contains_key(id) || !tasks.creating.insert(id.to_owned()) {
             return Err(Error::AlreadyExists(format!("task {id}")));

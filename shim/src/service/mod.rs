@@ -11,7 +11,8 @@
 //! - `exit`: exits and OOM kills, drained, journaled and announced in order;
 //! - `freeze`: Pause and Resume;
 //! - `delete`: Delete and Shutdown;
-//! - `query`: State, Pids, Stats, Update, Wait, Connect, CloseIO, ResizePty.
+//! - `query`: State, Pids, Stats, Update, Wait, Connect, CloseIO, ResizePty;
+//! - `sandbox`: the Sandbox API, whose pod sandbox is a task of the table.
 //!
 //! What may happen to a task is decided in [`crate::task`]; the service
 //! asks there, then acts through its [`Backend`] and [`Publisher`].
@@ -22,6 +23,7 @@ mod exit;
 mod freeze;
 mod kill;
 mod query;
+mod sandbox;
 mod start;
 #[cfg(any(test, feature = "fuzz"))]
 pub(crate) mod stub;
@@ -30,7 +32,9 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_proto::api::{
@@ -56,6 +60,16 @@ pub struct Service<B, P> {
     inner: Arc<Inner<B, P>>,
 }
 
+/// One service behind both APIs: the Task service and the Sandbox service
+/// share the task table.
+impl<B, P> Clone for Service<B, P> {
+    fn clone(&self) -> Self {
+        Service {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
 struct Inner<B, P> {
     backend: B,
     publisher: P,
@@ -63,6 +77,10 @@ struct Inner<B, P> {
     tasks: Mutex<Tasks>,
     /// Signalled when containerd shuts the shim down with no task left.
     shutdown: Arc<Notify>,
+    /// The pod sandbox the Sandbox API created, if it did.
+    sandbox: Mutex<Option<sandbox::PodSandbox>>,
+    /// Whether containerd ever asked for a task (or a sandbox) here.
+    used: AtomicBool,
 }
 
 /// The pod's tasks, and the ids whose Create is under way (reserved, so a
@@ -86,7 +104,21 @@ impl<B: Backend, P: Publisher> Service<B, P> {
                 reaper,
                 tasks: Mutex::new(Tasks::default()),
                 shutdown,
+                sandbox: Mutex::new(None),
+                used: AtomicBool::new(false),
             }),
+        }
+    }
+}
+
+impl<B: Backend, P: Publisher> Service<B, P> {
+    /// Resolves after `limit` if containerd never asked this shim for a
+    /// task or a sandbox by then (it failed or died after `start`, and
+    /// nothing will ever shut the shim down); never otherwise.
+    pub async fn unused_for(&self, limit: Duration) {
+        tokio::time::sleep(limit).await;
+        if self.inner.used.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
     }
 }

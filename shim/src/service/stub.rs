@@ -66,6 +66,12 @@ impl Backend for Arc<Stub> {
         if std::mem::take(&mut *self.panic_create.lock().unwrap()) {
             panic!("the stub's create panics");
         }
+        if let Some(spec) = &req.spec {
+            // The Sandbox API's pod sandbox, as the real backend reads it.
+            if berth_sandbox::spec::kind(spec)? == berth_sandbox::spec::Kind::Sandbox {
+                *self.sandbox.lock().unwrap() = Some(req.id.clone());
+            }
+        }
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
         if let Some(status) = self.die_on_create.lock().unwrap().take() {
             self.reaper.notify(Exit {

@@ -7,6 +7,7 @@ mod exec;
 mod exit;
 mod freeze;
 mod lifecycle;
+mod sandbox;
 
 use berth_proto::api::*;
 use berth_proto::ttrpc::Code;
