@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use berth_sandbox::spec::{CgroupDriver, CONTAINER_TYPE, SANDBOX_ID};
+use berth_sandbox::spec::{CONTAINER_TYPE, SANDBOX_ID};
 use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
@@ -93,6 +93,10 @@ impl PodConfig {
         for field in fields("linux.security_context", bytes)? {
             if let Field::Bytes(1, b) = field {
                 for option in fields("linux.security_context.namespace_options", &b)? {
+                    if let Field::Bytes(5, userns) = &option {
+                        check_userns(userns)?;
+                        continue;
+                    }
                     let (slot, name) = match &option {
                         Field::Varint(1, _) => (&mut self.network, "network"),
                         Field::Varint(2, _) => (&mut self.pid, "pid"),
@@ -115,8 +119,8 @@ impl PodConfig {
     /// The pod sandbox's spec, as CRI's podsandbox mode writes it for the
     /// pause container: the namespaces the pod holds (joining `netns`, the
     /// network namespace CRI made and ran CNI in), its hostname, sysctls
-    /// and cgroup under `cgroup_parent` as `driver` names it.
-    pub fn sandbox_spec(&self, id: &str, netns: &str, driver: CgroupDriver) -> Result<Spec> {
+    /// and cgroup under `cgroup_parent`.
+    pub fn sandbox_spec(&self, id: &str, netns: &str) -> Result<Spec> {
         for (mode, name) in [(self.network, "network"), (self.ipc, "ipc")] {
             if !matches!(mode, NamespaceMode::Pod | NamespaceMode::Node) {
                 return Err(Error::InvalidArgument(format!(
@@ -162,8 +166,7 @@ impl PodConfig {
             .namespaces(namespaces)
             .sysctl(self.sysctls.clone());
         if !self.cgroup_parent.is_empty() {
-            linux =
-                linux.cgroups_path(PathBuf::from(cgroups_path(&self.cgroup_parent, id, driver)));
+            linux = linux.cgroups_path(PathBuf::from(cgroups_path(&self.cgroup_parent, id)));
         }
         let annotations = HashMap::from([
             (CONTAINER_TYPE.to_owned(), "sandbox".to_owned()),
@@ -190,6 +193,25 @@ impl PodConfig {
     }
 }
 
+/// `namespace_options.userns_options`: only the node's user namespace
+/// (mode NODE), as in podsandbox mode: pause in the host's user namespace
+/// would make the pod's mapped root the host's root.
+fn check_userns(bytes: &[u8]) -> Result<()> {
+    const FIELD: &str = "linux.security_context.namespace_options.userns_options";
+    let mut mode = 0;
+    for field in fields(FIELD, bytes)? {
+        if let Field::Varint(1, m) = field {
+            mode = m;
+        }
+    }
+    if NamespaceMode::from_wire(&format!("{FIELD}.mode"), mode)? != NamespaceMode::Node {
+        return Err(Error::Unimplemented(format!(
+            "{FIELD}: user namespaces are not supported yet"
+        )));
+    }
+    Ok(())
+}
+
 /// A `map<string, string>` entry: key 1, value 2.
 fn map_entry(what: &str, bytes: &[u8]) -> Result<(String, String)> {
     let (mut key, mut value) = (String::new(), String::new());
@@ -203,12 +225,17 @@ fn map_entry(what: &str, bytes: &[u8]) -> Result<(String, String)> {
     Ok((key, value))
 }
 
-/// The sandbox's cgroups path under `parent`, as CRI derives it: a path
-/// for cgroupfs, `slice:cri-containerd:id` for systemd.
-fn cgroups_path(parent: &str, id: &str, driver: CgroupDriver) -> String {
-    match driver {
-        CgroupDriver::Systemd => format!("{}:cri-containerd:{id}", parent.trim_end_matches('/')),
-        CgroupDriver::Cgroupfs => format!("{}/{id}", parent.trim_end_matches('/')),
+/// The sandbox's cgroups path under `parent`, as CRI derives it in
+/// podsandbox mode: `<slice>:cri-containerd:<id>` when the parent is a
+/// systemd slice, else `<parent>/<id>`. The driver then reads it, and
+/// refuses a form that is not its own.
+fn cgroups_path(parent: &str, id: &str) -> String {
+    let parent = parent.trim_end_matches('/');
+    let base = parent.rsplit('/').next().unwrap_or(parent);
+    if base.ends_with(".slice") {
+        format!("{base}:cri-containerd:{id}")
+    } else {
+        format!("{parent}/{id}")
     }
 }
 

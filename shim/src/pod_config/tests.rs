@@ -1,6 +1,6 @@
 use berth_proto::protobuf::well_known_types::any::Any;
 use berth_proto::protobuf::CodedOutputStream;
-use berth_sandbox::spec::{Kind, Network, SandboxConfig};
+use berth_sandbox::spec::{CgroupDriver, Kind, Network, SandboxConfig};
 
 use super::*;
 
@@ -82,9 +82,7 @@ fn an_empty_config_is_a_pod_of_its_own_namespaces() {
 #[test]
 fn the_spec_is_what_pause_is_started_from() {
     let config = PodConfig::parse(&kubelet_config(0, 0, 0)).unwrap();
-    let spec = config
-        .sandbox_spec("sb1", "/var/run/netns/cni-1", CgroupDriver::Cgroupfs)
-        .unwrap();
+    let spec = config.sandbox_spec("sb1", "/var/run/netns/cni-1").unwrap();
     assert_eq!(berth_sandbox::spec::kind(&spec).unwrap(), Kind::Sandbox);
     let pause = SandboxConfig::from_spec(&spec).unwrap();
     assert_eq!(pause.hostname.as_deref(), Some("web-0"));
@@ -108,9 +106,7 @@ fn the_systemd_driver_gets_a_scope_in_the_pod_slice() {
         cgroup_parent: "kubepods-besteffort-pod1234.slice".into(),
         ..Default::default()
     };
-    let spec = config
-        .sandbox_spec("sb1", "/run/netns/x", CgroupDriver::Systemd)
-        .unwrap();
+    let spec = config.sandbox_spec("sb1", "/run/netns/x").unwrap();
     let path = spec.linux().as_ref().unwrap().cgroups_path().clone();
     assert_eq!(
         path,
@@ -122,11 +118,48 @@ fn the_systemd_driver_gets_a_scope_in_the_pod_slice() {
 }
 
 #[test]
+fn a_slice_parent_gives_the_path_podsandbox_mode_gets() {
+    // containerd's rule: a slice parent makes a systemd path, whichever
+    // driver then reads it (cgroupfs takes it literally, as runc does).
+    let config = PodConfig {
+        cgroup_parent: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice"
+            .into(),
+        ..Default::default()
+    };
+    let spec = config.sandbox_spec("sb1", "/run/netns/x").unwrap();
+    let path = spec.linux().as_ref().unwrap().cgroups_path().clone();
+    assert_eq!(
+        path,
+        Some(PathBuf::from(
+            "kubepods-besteffort-pod1.slice:cri-containerd:sb1"
+        ))
+    );
+    let pause = SandboxConfig::from_spec_with(&spec, CgroupDriver::Cgroupfs).unwrap();
+    assert_eq!(
+        pause.cgroup.as_deref(),
+        Some("/kubepods-besteffort-pod1.slice:cri-containerd:sb1")
+    );
+}
+
+#[test]
+fn only_the_nodes_user_namespace() {
+    let userns = |mode: u64| {
+        let namespaces = Message::default().message(5, Message::default().varint(1, mode));
+        let linux = Message::default().message(2, Message::default().message(1, namespaces));
+        Message::default().message(8, linux).0
+    };
+    assert!(PodConfig::parse(&userns(2)).is_ok());
+    for mode in [0, 1] {
+        let err = PodConfig::parse(&userns(mode)).unwrap_err();
+        assert!(matches!(err, Error::Unimplemented(_)), "{err}");
+        assert!(err.to_string().contains("userns_options"), "{err}");
+    }
+}
+
+#[test]
 fn host_namespaces_are_the_nodes() {
     let config = PodConfig::parse(&kubelet_config(2, 2, 2)).unwrap();
-    let spec = config
-        .sandbox_spec("sb1", "", CgroupDriver::Cgroupfs)
-        .unwrap();
+    let spec = config.sandbox_spec("sb1", "").unwrap();
     // The hostname is the node's: not set in a UTS namespace it lacks.
     assert_eq!(spec.hostname(), &None);
     let pause = SandboxConfig::from_spec_with(&spec, CgroupDriver::Cgroupfs);
@@ -139,9 +172,7 @@ fn host_namespaces_are_the_nodes() {
         ipc: NamespaceMode::Node,
         ..Default::default()
     };
-    let spec = bare
-        .sandbox_spec("sb1", "", CgroupDriver::Cgroupfs)
-        .unwrap();
+    let spec = bare.sandbox_spec("sb1", "").unwrap();
     let pause = SandboxConfig::from_spec(&spec).unwrap();
     assert_eq!(pause.network, Network::Host);
     assert!(!pause.new_ipc && !pause.new_uts && !pause.new_pid);
@@ -149,9 +180,7 @@ fn host_namespaces_are_the_nodes() {
 
 #[test]
 fn a_pod_network_needs_its_netns() {
-    let err = PodConfig::default()
-        .sandbox_spec("sb1", "", CgroupDriver::Cgroupfs)
-        .unwrap_err();
+    let err = PodConfig::default().sandbox_spec("sb1", "").unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)));
     assert!(err.to_string().contains("netns_path"), "{err}");
 }
@@ -165,7 +194,7 @@ fn namespace_modes_a_pod_cannot_have_are_refused_by_name() {
     ] {
         let err = PodConfig::parse(&bytes)
             .unwrap()
-            .sandbox_spec("sb1", "/run/netns/x", CgroupDriver::Cgroupfs)
+            .sandbox_spec("sb1", "/run/netns/x")
             .unwrap_err();
         assert!(
             err.to_string()

@@ -79,6 +79,8 @@ struct Inner<B, P> {
     shutdown: Arc<Notify>,
     /// The pod sandbox the Sandbox API created, if it did.
     sandbox: Mutex<Option<sandbox::PodSandbox>>,
+    /// The id of the sandbox a CreateSandbox claimed (made, or under way).
+    sandbox_claim: Mutex<Option<String>>,
     /// Whether containerd ever asked for a task (or a sandbox) here.
     used: AtomicBool,
 }
@@ -105,6 +107,7 @@ impl<B: Backend, P: Publisher> Service<B, P> {
                 tasks: Mutex::new(Tasks::default()),
                 shutdown,
                 sandbox: Mutex::new(None),
+                sandbox_claim: Mutex::new(None),
                 used: AtomicBool::new(false),
             }),
         }

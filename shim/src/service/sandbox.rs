@@ -41,6 +41,40 @@ pub(super) struct PodSandbox {
     pub spec: Arc<oci_spec::runtime::Spec>,
 }
 
+/// The one sandbox a shim serves, claimed by a CreateSandbox under way
+/// (or done); dropped, a claim whose Create failed frees the slot again.
+struct SandboxClaim<'a, B: Backend, P: Publisher> {
+    inner: &'a Inner<B, P>,
+}
+
+impl<'a, B: Backend, P: Publisher> SandboxClaim<'a, B, P> {
+    fn take(inner: &'a Inner<B, P>, id: &str) -> Result<Self> {
+        let mut claimed = inner
+            .sandbox_claim
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(other) = claimed.as_ref() {
+            return Err(Error::AlreadyExists(format!(
+                "this shim serves sandbox {other}"
+            )));
+        }
+        *claimed = Some(id.to_owned());
+        Ok(SandboxClaim { inner })
+    }
+}
+
+impl<B: Backend, P: Publisher> Drop for SandboxClaim<'_, B, P> {
+    fn drop(&mut self) {
+        if self.inner.pod_sandbox().is_none() {
+            *self
+                .inner
+                .sandbox_claim
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
 /// What SandboxStatus calls a pod whose berth-pause runs, and one whose
 /// does not (yet or any more): CRI compares these strings.
 const READY: &str = "SANDBOX_READY";
@@ -70,12 +104,9 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
 
     pub(super) async fn create_sandbox(self: &Arc<Self>, req: CreateSandboxRequest) -> Result<()> {
         berth_sandbox::spec::check_id("sandbox_id", &req.sandbox_id)?;
-        if let Some(other) = self.pod_sandbox() {
-            return Err(Error::AlreadyExists(format!(
-                "this shim serves sandbox {}",
-                other.id
-            )));
-        }
+        // Claimed before anything awaits: two CreateSandbox calls cannot
+        // both start a berth-pause.
+        let _claim = SandboxClaim::take(self, &req.sandbox_id)?;
         if !req.rootfs.is_empty() {
             return Err(Error::InvalidArgument(
                 "rootfs: berth-pause runs in an empty root of its own, not in mounts".into(),
@@ -90,8 +121,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             }
         };
         let options = crate::bootstrap::recorded_options(std::path::Path::new(&req.bundle_path))?;
-        let spec =
-            config.sandbox_spec(&req.sandbox_id, &req.netns_path, options.cgroup_driver())?;
+        let spec = config.sandbox_spec(&req.sandbox_id, &req.netns_path)?;
         let create = CreateTaskRequest {
             id: req.sandbox_id.clone(),
             bundle: req.bundle_path.clone(),
@@ -174,7 +204,8 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             .collect()
     }
 
-    /// Sends `signal` to every process of task `task` unless it stopped.
+    /// Sends `signal` to every process of task `task` unless it stopped
+    /// (or a Delete took it meanwhile).
     async fn signal_all(&self, task: &Task, signal: Sig) -> Result<()> {
         if task.init().state().exit().is_some() {
             return Ok(());
@@ -188,48 +219,71 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             })
             .await;
         match sent {
-            // It exited meanwhile.
+            // It exited meanwhile, or a Delete (which kills it) took it.
             Err(_) if task.init().state().exit().is_some() => Ok(()),
+            Err(Error::NotFound(_)) => Ok(()),
             other => other,
         }
     }
 
-    /// Waits up to `limit` for `task`'s init to exit; whether it did.
-    async fn exited_within(task: &Task, limit: Duration) -> bool {
-        tokio::time::timeout(limit, task.init().wait())
-            .await
-            .is_ok()
+    /// Sends `signal` to each of `tasks`, then waits for them all until
+    /// `deadline`; what failed, by task.
+    async fn signal_and_wait(
+        &self,
+        tasks: &[Arc<Task>],
+        signal: Sig,
+        deadline: tokio::time::Instant,
+    ) -> Vec<String> {
+        let mut failed = Vec::new();
+        for task in tasks {
+            if let Err(e) = self.signal_all(task, signal).await {
+                failed.push(format!("signal {} to {}: {e}", signal.number(), task.id));
+            }
+        }
+        for task in tasks {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if tokio::time::timeout(left, task.init().wait())
+                .await
+                .is_err()
+                && signal == Sig::KILL
+            {
+                failed.push(format!(
+                    "{} did not exit {KILL_WAIT:?} after SIGKILL",
+                    task.id
+                ));
+            }
+        }
+        failed
+    }
+
+    /// Ends the pod's app containers still running: SIGTERM and `grace`
+    /// to exit (none with a zero grace), then SIGKILL.
+    async fn stop_containers(&self, sandbox: &str, grace: Duration) -> Vec<String> {
+        let mut failed = Vec::new();
+        let containers = self.running_containers(sandbox);
+        if !containers.is_empty() && !grace.is_zero() {
+            let deadline = tokio::time::Instant::now() + grace;
+            failed.extend(self.signal_and_wait(&containers, Sig::TERM, deadline).await);
+        }
+        let left = self.running_containers(sandbox);
+        let deadline = tokio::time::Instant::now() + KILL_WAIT;
+        failed.extend(self.signal_and_wait(&left, Sig::KILL, deadline).await);
+        failed
     }
 
     /// StopSandbox: the containers CRI has not stopped are sent SIGTERM,
-    /// then SIGKILL after `timeout`; then berth-pause is killed.
+    /// then SIGKILL after `timeout`; then berth-pause is killed, whatever
+    /// failed before.
     pub(super) async fn stop_sandbox(self: Arc<Self>, id: String, timeout: Duration) -> Result<()> {
         let (_, sandbox) = self.sandbox_task(&id)?;
-        let containers = self.running_containers(&id);
-        if !containers.is_empty() && !timeout.is_zero() {
-            for task in &containers {
-                self.signal_all(task, Sig::TERM).await?;
-            }
-            let deadline = tokio::time::Instant::now() + timeout;
-            for task in &containers {
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                Self::exited_within(task, left).await;
-            }
-        }
-        for task in self.running_containers(&id) {
-            self.signal_all(&task, Sig::KILL).await?;
-            if !Self::exited_within(&task, KILL_WAIT).await {
-                return Err(Error::Unavailable(format!(
-                    "container {} did not exit {KILL_WAIT:?} after SIGKILL",
-                    task.id
-                )));
-            }
-        }
+        let mut failed = self.stop_containers(&id, timeout).await;
         // Started or not: a berth-pause still waiting to run is killed too.
-        self.signal_all(&sandbox, Sig::KILL).await?;
-        if !Self::exited_within(&sandbox, KILL_WAIT).await {
+        let deadline = tokio::time::Instant::now() + KILL_WAIT;
+        failed.extend(self.signal_and_wait(&[sandbox], Sig::KILL, deadline).await);
+        if !failed.is_empty() {
             return Err(Error::Unavailable(format!(
-                "berth-pause of sandbox {id} did not exit {KILL_WAIT:?} after SIGKILL"
+                "stop sandbox {id}: {}",
+                failed.join("; ")
             )));
         }
         log::info!(container = id.as_str(); "sandbox stopped");
@@ -237,14 +291,25 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
     }
 
     /// ShutdownSandbox: the pod stopped if it was not, every task deleted,
-    /// then the shim exits.
+    /// then the shim exits (once a Create under way is done with).
     pub(super) async fn shutdown_sandbox(self: Arc<Self>, id: String) -> Result<()> {
-        if self.pod_sandbox().is_some_and(|s| s.id == id) && self.task(&id).is_ok() {
+        if self.pod_sandbox().is_some_and(|s| s.id != id) {
+            return Err(Error::NotFound(format!("sandbox {id}")));
+        }
+        if self.task(&id).is_ok() {
             Arc::clone(&self)
                 .stop_sandbox(id.clone(), Duration::ZERO)
                 .await?;
-        } else if self.pod_sandbox().is_some_and(|s| s.id != id) {
-            return Err(Error::NotFound(format!("sandbox {id}")));
+        } else {
+            // No sandbox task (its Create failed, or it was deleted): its
+            // containers are still ended before they are deleted.
+            let failed = self.stop_containers(&id, Duration::ZERO).await;
+            if !failed.is_empty() {
+                return Err(Error::Unavailable(format!(
+                    "shutdown sandbox {id}: {}",
+                    failed.join("; ")
+                )));
+            }
         }
         let ids: Vec<String> = {
             let tasks = self.tasks();
@@ -268,7 +333,9 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             }
         }
         log::info!(container = id.as_str(); "sandbox shut down, the shim exits");
-        self.shutdown.notify_one();
+        // Now, or when a Create still under way has ended.
+        self.tasks().shutdown_deferred = true;
+        self.shutdown_if_deferred();
         Ok(())
     }
 }

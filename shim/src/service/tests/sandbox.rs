@@ -235,3 +235,67 @@ async fn a_shim_never_asked_for_anything_gives_up_and_one_asked_does_not() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn of_two_racing_creates_one_makes_the_sandbox() {
+    let bundle = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let hold = Arc::new(tokio::sync::Notify::new());
+    *f.stub.hold_create.lock().unwrap() = Some(Arc::clone(&hold));
+    let inner = Arc::clone(&f.inner);
+    let req = create_sandbox_req(bundle.path());
+    let first = tokio::spawn(async move { inner.create_sandbox(req).await });
+    // The first is inside its Create, holding the claim.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while f.inner.tasks().creating.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    let mut second = create_sandbox_req(bundle.path());
+    second.sandbox_id = "sb2".into();
+    assert_eq!(
+        code(f.inner.create_sandbox(second.clone()).await),
+        Code::ALREADY_EXISTS
+    );
+    *f.stub.hold_create.lock().unwrap() = None;
+    hold.notify_one();
+    first.await.unwrap().unwrap();
+    assert_eq!(f.inner.pod_sandbox().unwrap().id, SANDBOX);
+    assert_eq!(
+        code(f.inner.create_sandbox(second).await),
+        Code::ALREADY_EXISTS
+    );
+}
+
+#[tokio::test]
+async fn a_failed_create_frees_the_sandbox_slot() {
+    let bundle = tempfile::tempdir().unwrap();
+    let mut f = fixture();
+    *f.stub.fail_create.lock().unwrap() = berth_sandbox::spec::parse(b"{\"linux\": 3}").err();
+    assert!(f
+        .inner
+        .create_sandbox(create_sandbox_req(bundle.path()))
+        .await
+        .is_err());
+    run_sandbox(&mut f, bundle.path()).await;
+}
+
+#[tokio::test]
+async fn shutdown_without_a_sandbox_task_still_ends_its_containers() {
+    let mut f = fixture();
+    create_and_start(&mut f, "app").await;
+    Arc::clone(&f.inner)
+        .shutdown_sandbox(SANDBOX.into())
+        .await
+        .unwrap();
+    assert!(f.inner.tasks().live.is_empty());
+    assert_eq!(
+        f.stub.removed.lock().unwrap().clone(),
+        vec!["app".to_owned()]
+    );
+    tokio::time::timeout(Duration::from_secs(5), f.shutdown.notified())
+        .await
+        .expect("the shim is told to exit");
+}
