@@ -76,6 +76,8 @@ pub struct NewContainer {
     pub no_new_keyring: bool,
     /// Who makes its cgroup (`SystemdCgroup`).
     pub cgroup_driver: crate::spec::CgroupDriver,
+    /// The pod's shared files to bind where the spec mounts nothing.
+    pub pod_files: Vec<crate::helper::protocol::PodFile>,
 }
 
 /// The container `id` of the pod in `dir`.
@@ -111,6 +113,7 @@ pub fn create_in_pod(helper: &Helper, dir: &PodDir, req: &NewContainer) -> Resul
             stdio: req.stdio.clone(),
             no_new_keyring: req.no_new_keyring,
             cgroup_driver: req.cgroup_driver,
+            pod_files: req.pod_files.clone(),
         };
         helper.create_container(spec)
     })();
@@ -178,6 +181,7 @@ mod tests {
             stdio: StdioPaths::default(),
             no_new_keyring: false,
             cgroup_driver: Default::default(),
+            pod_files: Vec::new(),
         };
         (dir, fake, new)
     }

@@ -28,9 +28,18 @@ pub struct CreateRequest {
     pub stdio: Stdio,
     /// The runtime options of the task's runtime.
     pub options: RuntimeOptions,
-    /// The task's spec when it is not the bundle's `config.json`: the pod
-    /// sandbox the Sandbox API creates from CRI's pod config.
-    pub spec: Option<oci_spec::runtime::Spec>,
+    /// The pod sandbox the Sandbox API creates from CRI's pod config; a
+    /// task of the Task API has its bundle's `config.json`.
+    pub sandbox: Option<SandboxRequest>,
+}
+
+/// What the Sandbox API hands the backend for the pod sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxRequest {
+    /// The sandbox's spec.
+    pub spec: oci_spec::runtime::Spec,
+    /// The files the pod's containers share.
+    pub files: crate::pod_files::PodFiles,
 }
 
 /// A process a backend started, before the shim tracks it, and the shim's

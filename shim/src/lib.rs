@@ -19,6 +19,7 @@ mod oom;
 mod options;
 mod pod;
 mod pod_config;
+mod pod_files;
 mod process;
 mod reaper;
 mod server;

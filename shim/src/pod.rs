@@ -3,12 +3,12 @@
 //! journal on disk.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use berth_sandbox::container::{self, NewContainer};
-use berth_sandbox::helper::protocol::ContainerRef;
+use berth_sandbox::helper::protocol::{ContainerRef, PodFile};
 use berth_sandbox::helper::Helper;
 use berth_sandbox::journal::{Journal, Record};
 use berth_sandbox::process::Sig;
@@ -19,6 +19,7 @@ use nix::sys::signal::Signal;
 use crate::backend::{blocking, Backend, CreateRequest, NewTask, Spawned};
 use crate::error::{Error, Result};
 use crate::io::{Io, Owner, Stdio};
+use crate::pod_files::{self, PodFiles};
 use crate::process::Tracked;
 
 /// The pod, as the Task service's backend.
@@ -106,6 +107,38 @@ impl PodBackend {
         self.container(id).is_some()
     }
 
+    /// The pod's shared files (shim mode), in the pod's directory, which
+    /// goes with the pod: readable by a container's user of any uid.
+    fn write_pod_files(&self, files: &PodFiles) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir.path().join(pod_files::DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+        for (name, content) in files.files() {
+            let path = dir.join(name);
+            std::fs::write(&path, content)
+                .and_then(|()| {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                })
+                .map_err(|e| Error::Internal(format!("write {}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// The pod's shared files that exist (the Sandbox API wrote them), as
+    /// the helper binds them into a container: destination and source.
+    fn pod_file_mounts(&self) -> Vec<PodFile> {
+        let dir = self.dir.path().join(pod_files::DIR);
+        pod_files::NAMES
+            .iter()
+            .map(|name| PodFile {
+                destination: Path::new("/etc").join(name),
+                source: dir.join(name),
+            })
+            .filter(|f| f.source.is_file())
+            .collect()
+    }
+
     /// Starts the pod's berth-pause for the sandbox task.
     fn create_sandbox(
         &self,
@@ -171,6 +204,7 @@ impl PodBackend {
             stdio: prepared.paths.clone(),
             no_new_keyring: req.options.no_new_keyring,
             cgroup_driver: req.options.cgroup_driver(),
+            pod_files: self.pod_file_mounts(),
         };
         let this = Arc::clone(self);
         let process = blocking(move || {
@@ -201,18 +235,25 @@ impl PodBackend {
 #[async_trait]
 impl Backend for Arc<PodBackend> {
     async fn create(&self, mut req: CreateRequest) -> Result<NewTask> {
-        let spec = match req.spec.take() {
-            Some(spec) => spec,
+        let (spec, files) = match req.sandbox.take() {
+            Some(sandbox) => (sandbox.spec, Some(sandbox.files)),
             None => {
                 let bundle = req.bundle.clone();
-                blocking(move || Ok(spec::load(&bundle)?)).await?
+                let spec = blocking(move || Ok(spec::load(&bundle)?)).await?;
+                (spec, None)
             }
         };
         match spec::kind(&spec)? {
             Kind::Sandbox => {
                 let this = Arc::clone(self);
                 let id = req.id.clone();
-                let process = blocking(move || this.create_sandbox(&req, &spec)).await?;
+                let process = blocking(move || {
+                    if let Some(files) = &files {
+                        this.write_pod_files(files)?;
+                    }
+                    this.create_sandbox(&req, &spec)
+                })
+                .await?;
                 let init = Spawned {
                     process,
                     io: Io::none(),
@@ -393,7 +434,7 @@ mod tests {
             rootfs: Vec::new(),
             stdio: Stdio::default(),
             options: Default::default(),
-            spec: None,
+            sandbox: None,
         }
     }
 

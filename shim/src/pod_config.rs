@@ -58,6 +58,8 @@ pub struct PodConfig {
     pub pid: NamespaceMode,
     pub ipc: NamespaceMode,
     pub sysctls: HashMap<String, String>,
+    /// `dns_config`: what the pod's `/etc/resolv.conf` says.
+    pub dns: crate::pod_files::Dns,
 }
 
 impl PodConfig {
@@ -67,6 +69,7 @@ impl PodConfig {
         for field in fields("options (PodSandboxConfig)", bytes)? {
             match field {
                 Field::Bytes(2, b) => config.hostname = string("hostname", b)?,
+                Field::Bytes(4, b) => config.dns = crate::pod_files::Dns::parse(&b)?,
                 Field::Bytes(8, b) => config.read_linux(&b)?,
                 _ => {}
             }

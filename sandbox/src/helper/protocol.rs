@@ -20,7 +20,7 @@ pub const HELPER_ARG: &str = "__berth-helper";
 /// refuses a caller of another version (a shim and helper from two builds)
 /// rather than misread it. Changed whenever [`Request`] or [`Response`]
 /// change in a way the other side would misread.
-pub const PROTOCOL: &str = "2";
+pub const PROTOCOL: &str = "3";
 
 /// The helper binary's file name, and its `argv[0]` however it is reached.
 pub const HELPER_NAME: &str = "berth-sandbox-helper";
@@ -147,6 +147,19 @@ pub struct ContainerSpec {
     /// Who makes the container's cgroup from its `linux.cgroupsPath`.
     #[serde(default)]
     pub cgroup_driver: crate::spec::CgroupDriver,
+    /// The pod's shared files, bound into the container where its spec
+    /// mounts nothing (shim mode: no CRI wrote them).
+    #[serde(default)]
+    pub pod_files: Vec<PodFile>,
+}
+
+/// A file of the pod (`/etc/hosts`, say) bound into its containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodFile {
+    /// Where in the container.
+    pub destination: PathBuf,
+    /// The pod's file on the host.
+    pub source: PathBuf,
 }
 
 /// An `ExecContainer` request: an extra process to run in a created or

@@ -3,13 +3,13 @@
 //! reach outside the container. Runs in the helper.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDeviceType, Spec};
 
 use crate::cgroup::devices;
 use crate::error::{Error, Result};
-use crate::helper::protocol::ContainerSpec;
+use crate::helper::protocol::{ContainerSpec, PodFile};
 
 /// The spec libcontainer runs: containerd's, with the root made absolute,
 /// mounts confined to the rootfs, the root's propagation in libcontainer's
@@ -24,6 +24,7 @@ pub(super) fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
             oci.set_root(Some(root));
         }
     }
+    add_pod_files(&mut oci, &spec.pod_files);
     confine_to_rootfs(&mut oci)?;
     engine_rootfs_propagation(&mut oci)?;
     refuse_user_namespace(&oci)?;
@@ -38,6 +39,47 @@ pub(super) fn effective_spec(spec: &ContainerSpec) -> Result<Spec> {
         oci.set_process(Some(process));
     }
     Ok(oci)
+}
+
+/// Binds each of the pod's shared files where the spec mounts nothing,
+/// read-only on a read-only root, as CRI binds its own: the mount goes
+/// through the same confinement to the rootfs as the spec's.
+fn add_pod_files(oci: &mut Spec, files: &[PodFile]) {
+    if files.is_empty() {
+        return;
+    }
+    let mut mounts = oci.mounts().clone().unwrap_or_default();
+    let read_only = oci
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    for file in files {
+        let taken = mounts
+            .iter()
+            .any(|m| normalized(m.destination()) == normalized(&file.destination));
+        if taken {
+            continue;
+        }
+        let mut options = vec!["rbind".to_owned(), "rprivate".to_owned()];
+        options.push(if read_only { "ro" } else { "rw" }.to_owned());
+        let mut mount = oci_spec::runtime::Mount::default();
+        mount
+            .set_destination(file.destination.clone())
+            .set_typ(Some("bind".to_owned()))
+            .set_source(Some(file.source.clone()))
+            .set_options(Some(options));
+        mounts.push(mount);
+    }
+    oci.set_mounts(Some(mounts));
+}
+
+/// A mount destination without `.` parts or a trailing slash: `/etc/hosts/`
+/// and `/etc/./hosts` are `/etc/hosts`.
+fn normalized(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 /// `linux.rootfsPropagation` in the words libcontainer knows. runc takes
@@ -239,6 +281,48 @@ mod tests {
             "{text}"
         );
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn pod_files_are_bound_where_the_spec_mounts_nothing() {
+        let file = |name: &str| PodFile {
+            destination: PathBuf::from("/etc").join(name),
+            source: PathBuf::from("/pod/etc").join(name),
+        };
+        let mut oci = Spec::default();
+        let mut own = oci_spec::runtime::Mount::default();
+        own.set_destination(PathBuf::from("/etc/./hosts/"))
+            .set_source(Some(PathBuf::from("/volume/hosts")));
+        let mut mounts = oci.mounts().clone().unwrap();
+        mounts.push(own);
+        oci.set_mounts(Some(mounts));
+        let mut root = oci.root().clone().unwrap();
+        root.set_readonly(Some(true));
+        oci.set_root(Some(root));
+        add_pod_files(&mut oci, &[file("hosts"), file("resolv.conf")]);
+        let mounts = oci.mounts().as_ref().unwrap();
+        let at = |dest: &str| -> Vec<&oci_spec::runtime::Mount> {
+            mounts
+                .iter()
+                .filter(|m| normalized(m.destination()) == Path::new(dest))
+                .collect()
+        };
+        // The spec's own /etc/hosts stays the only one there.
+        assert_eq!(at("/etc/hosts").len(), 1);
+        assert_eq!(
+            at("/etc/hosts")[0].source().as_deref(),
+            Some(Path::new("/volume/hosts"))
+        );
+        let [resolv] = at("/etc/resolv.conf")[..] else {
+            panic!("one /etc/resolv.conf mount: {mounts:?}")
+        };
+        assert_eq!(
+            resolv.source().as_deref(),
+            Some(Path::new("/pod/etc/resolv.conf"))
+        );
+        assert_eq!(resolv.typ().as_deref(), Some("bind"));
+        let options = resolv.options().clone().unwrap();
+        assert!(options.contains(&"rbind".to_owned()) && options.contains(&"ro".to_owned()));
     }
 
     #[test]

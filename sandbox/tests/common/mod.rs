@@ -283,6 +283,7 @@ impl Bundle {
             },
             no_new_keyring: false,
             cgroup_driver: Default::default(),
+            pod_files: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use berth_proto::events::task::{TaskCreate, TaskIO};
 use berth_sandbox::mount::Mount;
 
 use super::Inner;
-use crate::backend::{Backend, CreateRequest, NewTask};
+use crate::backend::{Backend, CreateRequest, NewTask, SandboxRequest};
 use crate::error::{Error, Result};
 use crate::events::{Event, Publisher};
 use crate::io::Stdio;
@@ -39,13 +39,13 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         self: &Arc<Self>,
         req: CreateTaskRequest,
         options: RuntimeOptions,
-        spec: Option<oci_spec::runtime::Spec>,
+        sandbox: Option<SandboxRequest>,
     ) -> Result<CreateTaskResponse> {
         options.check_cgroup_driver()?;
         let reserved = Reservation::take(self, &req.id)?;
         // A half-made task must not be abandoned with a request that gave up.
         self.detached("create task", |this| async move {
-            this.create_reserved(req, options, spec, reserved).await
+            this.create_reserved(req, options, sandbox, reserved).await
         })
         .await
     }
@@ -55,7 +55,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
         self: Arc<Self>,
         req: CreateTaskRequest,
         options: RuntimeOptions,
-        spec: Option<oci_spec::runtime::Spec>,
+        sandbox: Option<SandboxRequest>,
         reserved: Reservation<B, P>,
     ) -> Result<CreateTaskResponse> {
         // Subscribed before the process exists: its exit cannot be missed.
@@ -82,7 +82,7 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                     .collect(),
                 stdio: stdio.clone(),
                 options,
-                spec,
+                sandbox,
             })
             .await;
         let NewTask {

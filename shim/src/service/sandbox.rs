@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_proto::api::{CreateTaskRequest, DeleteRequest, KillRequest, StartRequest};
+use berth_proto::protobuf::well_known_types::any::Any;
 use berth_proto::sandbox_api::{
     CreateSandboxRequest, CreateSandboxResponse, PingRequest, PingResponse, PlatformRequest,
     PlatformResponse, SandboxMetricsRequest, SandboxMetricsResponse, SandboxStatusRequest,
@@ -26,7 +27,7 @@ use berth_proto::types::platform::Platform;
 use berth_sandbox::process::Sig;
 
 use super::{Inner, Service, TtrpcResult};
-use crate::backend::Backend;
+use crate::backend::{Backend, SandboxRequest};
 use crate::error::{Error, Result};
 use crate::events::{timestamp, Publisher};
 use crate::task::{State, Task};
@@ -75,6 +76,27 @@ impl<B: Backend, P: Publisher> Drop for SandboxClaim<'_, B, P> {
     }
 }
 
+/// How containerd names an OCI runtime spec in an `Any` (its value is the
+/// spec's JSON).
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/// containerd 2.3 passes the sandbox's annotations with CreateSandbox: they
+/// go into its spec, as a pause container's spec carries CRI's; the two
+/// berth classifies the task by stay its own.
+fn add_annotations(
+    spec: &mut oci_spec::runtime::Spec,
+    extra: &std::collections::HashMap<String, String>,
+) {
+    if extra.is_empty() {
+        return;
+    }
+    let mut all = spec.annotations().clone().unwrap_or_default();
+    for (key, value) in extra {
+        all.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    spec.set_annotations(Some(all));
+}
+
 /// What SandboxStatus calls a pod whose berth-pause runs, and one whose
 /// does not (yet or any more): CRI compares these strings.
 const READY: &str = "SANDBOX_READY";
@@ -121,15 +143,24 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
             }
         };
         let options = crate::bootstrap::recorded_options(std::path::Path::new(&req.bundle_path))?;
-        let spec = config.sandbox_spec(&req.sandbox_id, &req.netns_path)?;
+        let mut spec = config.sandbox_spec(&req.sandbox_id, &req.netns_path)?;
+        add_annotations(&mut spec, &req.annotations);
         let create = CreateTaskRequest {
             id: req.sandbox_id.clone(),
             bundle: req.bundle_path.clone(),
             ..Default::default()
         };
+        let files = crate::pod_files::PodFiles::for_pod(
+            &config.hostname,
+            &config.dns,
+            std::path::Path::new("/etc"),
+        )?;
         let spec = Arc::new(spec);
-        self.create_with(create, options, Some(oci_spec::runtime::Spec::clone(&spec)))
-            .await?;
+        let sandbox = SandboxRequest {
+            spec: oci_spec::runtime::Spec::clone(&spec),
+            files,
+        };
+        self.create_with(create, options, Some(sandbox)).await?;
         *self.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(PodSandbox {
             id: req.sandbox_id.clone(),
             created_at: SystemTime::now(),
@@ -147,9 +178,17 @@ impl<B: Backend, P: Publisher> Inner<B, P> {
                 ..Default::default()
             })
             .await?;
+        // containerd 2.3 keeps the sandbox's spec from here.
+        let spec = Any {
+            type_url: SPEC_TYPE_URL.into(),
+            value: serde_json::to_vec(&*sandbox.spec)
+                .map_err(|e| Error::Internal(format!("sandbox {id}: its spec as JSON: {e}")))?,
+            ..Default::default()
+        };
         Ok(StartSandboxResponse {
             pid: started.pid,
             created_at: Some(timestamp(sandbox.created_at)).into(),
+            spec: Some(spec).into(),
             ..Default::default()
         })
     }

@@ -66,9 +66,9 @@ impl Backend for Arc<Stub> {
         if std::mem::take(&mut *self.panic_create.lock().unwrap()) {
             panic!("the stub's create panics");
         }
-        if let Some(spec) = &req.spec {
+        if let Some(sandbox) = &req.sandbox {
             // The Sandbox API's pod sandbox, as the real backend reads it.
-            if berth_sandbox::spec::kind(spec)? == berth_sandbox::spec::Kind::Sandbox {
+            if berth_sandbox::spec::kind(&sandbox.spec)? == berth_sandbox::spec::Kind::Sandbox {
                 *self.sandbox.lock().unwrap() = Some(req.id.clone());
             }
         }

@@ -86,6 +86,38 @@ async fn a_sandbox_is_ready_until_stopped_and_its_exit_is_waited_for() {
         .unwrap();
 }
 
+/// containerd 2.3's annotations reach the sandbox's spec (berth's own two
+/// keys stay), and StartSandbox hands the spec back as containerd names it.
+#[tokio::test]
+async fn annotations_go_into_the_spec_start_returns() {
+    let bundle = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let mut req = create_sandbox_req(bundle.path());
+    req.annotations = [
+        ("io.kubernetes.cri.sandbox-name", "web-0"),
+        ("io.kubernetes.cri.container-type", "container"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    f.inner.create_sandbox(req).await.unwrap();
+    let started = f.inner.start_sandbox(SANDBOX).await.unwrap();
+    let spec = started
+        .spec
+        .as_ref()
+        .expect("StartSandbox returns the spec");
+    assert_eq!(
+        spec.type_url,
+        "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+    );
+    let spec: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
+    assert_eq!(spec["hostname"], "web-0");
+    let annotations = &spec["annotations"];
+    assert_eq!(annotations["io.kubernetes.cri.sandbox-name"], "web-0");
+    assert_eq!(annotations["io.kubernetes.cri.container-type"], "sandbox");
+    assert_eq!(annotations["io.kubernetes.cri.sandbox-id"], SANDBOX);
+}
+
 #[tokio::test]
 async fn stop_ends_the_containers_first_with_their_grace_period() {
     let bundle = tempfile::tempdir().unwrap();
