@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::containerd_config::BERTH_HANDLER;
+use crate::containerd_config::{Sandboxer, BERTH_HANDLER};
 use crate::cri::Cri;
 use crate::daemon::{Daemon, Installation};
 use crate::images::{self, ImageArchive};
@@ -72,6 +72,11 @@ impl Containerd {
 
     pub fn version(&self) -> Version {
         self.daemon.version()
+    }
+
+    /// Who drives the `berth` handler's pods on this containerd.
+    pub fn sandboxer(&self) -> Sandboxer {
+        self.daemon.install().sandboxer
     }
 
     /// The instance's paths and network.

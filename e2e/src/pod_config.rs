@@ -22,6 +22,16 @@ pub struct PodConfig {
     pub labels: HashMap<String, String>,
     pub annotations: HashMap<String, String>,
     pub linux: Linux,
+    pub dns_config: Option<DnsConfig>,
+}
+
+/// CRI's `DNSConfig`: what the pod's `/etc/resolv.conf` says.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -150,8 +160,22 @@ impl PodConfig {
         self
     }
 
+    /// On the host's network, as kubelet asks for a `hostNetwork` pod: with
+    /// the node's network namespace, and so its UTS namespace, and no
+    /// hostname (runc refuses one without a UTS namespace of the pod's).
+    pub fn host_network(mut self) -> Self {
+        self.linux.security_context.namespace_options.network = NamespaceMode::Node;
+        self.hostname.clear();
+        self
+    }
+
     pub fn pid_mode(mut self, mode: NamespaceMode) -> Self {
         self.linux.security_context.namespace_options.pid = mode;
+        self
+    }
+
+    pub fn dns(mut self, dns: DnsConfig) -> Self {
+        self.dns_config = Some(dns);
         self
     }
 
@@ -177,6 +201,11 @@ impl PodConfig {
             }),
             hostname: self.hostname.clone(),
             log_directory: self.log_directory.clone(),
+            dns_config: self.dns_config.as_ref().map(|d| cri::DnsConfig {
+                servers: d.servers.clone(),
+                searches: d.searches.clone(),
+                options: d.options.clone(),
+            }),
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             linux: Some(cri::LinuxPodSandboxConfig {

@@ -20,53 +20,42 @@ use crate::{leaks, procs};
 
 /// Declares `mod $name { containerd_2_1, containerd_1_7 }`: the scenario function
 /// `$scenario(&Containerd) -> anyhow::Result<()>` run against each version.
+/// `both_modes` adds `containerd_2_1_shim_mode`, the scenario on containerd 2.1
+/// with the `berth` handler in shim mode (`sandboxer = "shim"`: the pod made
+/// through berth's Sandbox API). `restarts` marks a scenario that stops and
+/// restarts containerd: it takes `&mut Containerd`.
 #[macro_export]
 macro_rules! e2e_test {
+    (@test $fn:ident, $run:ident, $scenario:ident $(, $version:ident)?) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $fn() -> ::anyhow::Result<()> {
+            $crate::scenario::$run($($crate::Version::$version,)? super::$scenario).await
+        }
+    };
     ($name:ident, $scenario:ident) => {
         mod $name {
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn containerd_2_1() -> ::anyhow::Result<()> {
-                $crate::scenario::run($crate::Version::V2_1, super::$scenario).await
-            }
-
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn containerd_1_7() -> ::anyhow::Result<()> {
-                $crate::scenario::run($crate::Version::V1_7, super::$scenario).await
-            }
+            $crate::e2e_test!(@test containerd_2_1, run, $scenario, V2_1);
+            $crate::e2e_test!(@test containerd_1_7, run, $scenario, V1_7);
         }
     };
-    // Also run on containerd 2.1 with the `berth` handler in shim mode
-    // (`sandboxer = "shim"`): the pod made through berth's Sandbox API.
     ($name:ident, $scenario:ident, both_modes) => {
         mod $name {
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn containerd_2_1() -> ::anyhow::Result<()> {
-                $crate::scenario::run($crate::Version::V2_1, super::$scenario).await
-            }
-
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn containerd_2_1_shim_mode() -> ::anyhow::Result<()> {
-                $crate::scenario::run_shim_mode(super::$scenario).await
-            }
-
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn containerd_1_7() -> ::anyhow::Result<()> {
-                $crate::scenario::run($crate::Version::V1_7, super::$scenario).await
-            }
+            $crate::e2e_test!(@test containerd_2_1, run, $scenario, V2_1);
+            $crate::e2e_test!(@test containerd_2_1_shim_mode, run_shim_mode, $scenario);
+            $crate::e2e_test!(@test containerd_1_7, run, $scenario, V1_7);
         }
     };
-    // A scenario that stops and restarts containerd: it takes `&mut Containerd`.
     ($name:ident, $scenario:ident, restarts) => {
         mod $name {
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn containerd_2_1() -> ::anyhow::Result<()> {
-                $crate::scenario::run_mut($crate::Version::V2_1, super::$scenario).await
-            }
-
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn containerd_1_7() -> ::anyhow::Result<()> {
-                $crate::scenario::run_mut($crate::Version::V1_7, super::$scenario).await
-            }
+            $crate::e2e_test!(@test containerd_2_1, run_mut, $scenario, V2_1);
+            $crate::e2e_test!(@test containerd_1_7, run_mut, $scenario, V1_7);
+        }
+    };
+    ($name:ident, $scenario:ident, restarts, both_modes) => {
+        mod $name {
+            $crate::e2e_test!(@test containerd_2_1, run_mut, $scenario, V2_1);
+            $crate::e2e_test!(@test containerd_2_1_shim_mode, run_mut_shim_mode, $scenario);
+            $crate::e2e_test!(@test containerd_1_7, run_mut, $scenario, V1_7);
         }
     };
 }
@@ -90,11 +79,15 @@ pub async fn run_mut(
 
 /// [`run`] on containerd 2.1 with the `berth` handler in shim mode.
 pub async fn run_shim_mode(scenario: impl AsyncFnOnce(&Containerd) -> Result<()>) -> Result<()> {
+    run_mut_shim_mode(async |cd: &mut Containerd| scenario(cd).await).await
+}
+
+/// [`run_mut`] on containerd 2.1 with the `berth` handler in shim mode.
+pub async fn run_mut_shim_mode(
+    scenario: impl AsyncFnOnce(&mut Containerd) -> Result<()>,
+) -> Result<()> {
     let install = Installation::built().with_sandboxer(Sandboxer::Shim);
-    run_with(Version::V2_1, install, async |cd: &mut Containerd| {
-        scenario(cd).await
-    })
-    .await
+    run_with(Version::V2_1, install, scenario).await
 }
 
 /// [`run_mut`], with berth installed as `install` says.
@@ -150,6 +143,21 @@ pub async fn status(cd: &Containerd, id: &str) -> Result<PodSandboxStatus> {
 /// The pod's state, as CRI's enum.
 pub fn state(status: &PodSandboxStatus) -> PodSandboxState {
     PodSandboxState::try_from(status.state).unwrap_or(PodSandboxState::SandboxNotready)
+}
+
+/// Waits up to `timeout` for pod `id` to be SANDBOX_NOTREADY.
+pub async fn wait_notready(cd: &Containerd, id: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = state(&status(cd, id).await?);
+        if now == PodSandboxState::SandboxNotready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("pod {id} is still {now:?} after {timeout:?}, expected SANDBOX_NOTREADY");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The pod's primary IP ("" if none).

@@ -129,4 +129,4 @@ async fn berth_cri_runs_a_container(cd: &Containerd) -> Result<()> {
     leaks::check_pod_removed(cd, &pod_trace).await
 }
 
-e2e_test!(berth_cri, berth_cri_runs_a_container);
+e2e_test!(berth_cri, berth_cri_runs_a_container, both_modes);

@@ -10,7 +10,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
-use berth_e2e::containerd_config::{BERTH_HANDLER, RUNC_HANDLER};
+use berth_e2e::containerd_config::{Sandboxer, BERTH_HANDLER, RUNC_HANDLER};
 use berth_e2e::pod_trace::PodTrace;
 use berth_e2e::{e2e_test, procs, scenario, Containerd};
 use k8s_cri::v1 as cri;
@@ -393,15 +393,22 @@ async fn check(
         .flatten()
         .filter_map(|m| m["destination"].as_str())
         .collect();
-    for needed in [
-        "/etc/hosts",
-        "/etc/resolv.conf",
-        "/etc/hostname",
-        "/dev/termination-log",
-    ] {
+    ensure!(
+        destinations.contains(&"/dev/termination-log"),
+        "the spec mounts /dev/termination-log: {destinations:?}"
+    );
+    // The pod's files: CRI's mounts in podsandbox mode; in shim mode
+    // containerd's spec has none and berth binds the pod's own. Read-only
+    // either way, as the root is.
+    for needed in ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"] {
         ensure!(
-            destinations.contains(&needed),
+            cd.sandboxer() == Sandboxer::Shim || destinations.contains(&needed),
             "the spec mounts {needed}: {destinations:?}"
+        );
+        ensure!(
+            options(needed).is_some_and(|o| o.split(',').any(|f| f == "ro")),
+            "{needed} is not mounted read-only in the container: {:?}",
+            options(needed)
         );
     }
     for destination in &destinations {
@@ -512,7 +519,11 @@ async fn check(
     Ok(())
 }
 
-e2e_test!(spec_reaches_the_container, the_spec_reaches_the_container);
+e2e_test!(
+    spec_reaches_the_container,
+    the_spec_reaches_the_container,
+    both_modes
+);
 
 /// Capability names a pod may write that runc does not grant: CRI prefixes
 /// `CAP_` to each, so `CAP_SYS_ADMIN` arrives as `CAP_CAP_SYS_ADMIN`, and an
@@ -564,5 +575,5 @@ async fn capability_names_runc(cd: &Containerd) -> Result<()> {
     capability_names_as_runc_reads_them(cd, RUNC_HANDLER).await
 }
 
-e2e_test!(capability_names, capability_names_berth);
+e2e_test!(capability_names, capability_names_berth, both_modes);
 e2e_test!(capability_names_runc, capability_names_runc);

@@ -221,4 +221,8 @@ async fn links_in_an_image_never_reach_the_host(cd: &Containerd) -> Result<()> {
     canary.check("after the pod was removed")
 }
 
-e2e_test!(image_links, links_in_an_image_never_reach_the_host);
+e2e_test!(
+    image_links,
+    links_in_an_image_never_reach_the_host,
+    both_modes
+);

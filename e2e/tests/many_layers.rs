@@ -116,5 +116,5 @@ async fn runc(cd: &Containerd) -> Result<()> {
     sixty_layers_run(cd, RUNC_HANDLER).await
 }
 
-e2e_test!(many_layers, berth);
+e2e_test!(many_layers, berth, both_modes);
 e2e_test!(many_layers_runc, runc);

@@ -278,5 +278,5 @@ async fn propagation_reaches_where_it_is_asked_for(cd: &Containerd, handler: &st
     Ok(())
 }
 
-e2e_test!(mount_propagation, berth);
+e2e_test!(mount_propagation, berth, both_modes);
 e2e_test!(mount_propagation_runc, runc);

@@ -151,6 +151,24 @@ async fn exits_while_containerd_is_down(
     )
     .await
     .with_context(|| format!("no TaskExit delivered after the restart for {missing:?}"))?;
+    // The restarted containerd asks again how the pod is (shim mode:
+    // SandboxStatus) and watches it again (WaitSandbox, or the sandbox
+    // task's Wait): the pod is still ready, and the end of its pause
+    // reaches CRI.
+    scenario::expect_ready(cd, &pod)
+        .await
+        .context("after containerd's restart")?;
+    let pause = scenario::pause_of(&pod)?;
+    // SAFETY: kill(2) takes plain integers and touches no memory.
+    let killed = unsafe { libc::kill(pause, libc::SIGKILL) };
+    ensure!(
+        killed == 0,
+        "kill -9 pause {pause}: {}",
+        std::io::Error::last_os_error()
+    );
+    scenario::wait_notready(cd, &pod, Duration::from_secs(20))
+        .await
+        .context("once its pause was killed after containerd's restart")?;
     scenario::remove_and_check(cd, &trace).await?;
     let mut ids: Vec<&str> = containers.iter().map(String::as_str).collect();
     ids.push(&pod);
@@ -169,7 +187,12 @@ async fn exits_survive_a_containerd_crash(cd: &mut Containerd) -> Result<()> {
     .await
 }
 
-e2e_test!(containerd_crash, exits_survive_a_containerd_crash, restarts);
+e2e_test!(
+    containerd_crash,
+    exits_survive_a_containerd_crash,
+    restarts,
+    both_modes
+);
 
 /// The same under the systemd driver, on a host that runs systemd: the
 /// scopes outlive containerd and go with the pod. Where there is no
@@ -208,7 +231,12 @@ async fn exits_survive_a_containerd_stop(cd: &mut Containerd) -> Result<()> {
     .await
 }
 
-e2e_test!(containerd_stop, exits_survive_a_containerd_stop, restarts);
+e2e_test!(
+    containerd_stop,
+    exits_survive_a_containerd_stop,
+    restarts,
+    both_modes
+);
 
 async fn a_burst_of_exits_while_containerd_is_down(cd: &mut Containerd) -> Result<()> {
     let endings: Vec<Ending> = (0..50).map(|i| Ending::Code(100 + i)).collect();
@@ -226,5 +254,6 @@ async fn a_burst_of_exits_while_containerd_is_down(cd: &mut Containerd) -> Resul
 e2e_test!(
     exit_burst,
     a_burst_of_exits_while_containerd_is_down,
-    restarts
+    restarts,
+    both_modes
 );

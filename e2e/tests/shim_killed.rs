@@ -15,7 +15,6 @@ use berth_e2e::container_config::ContainerSpec;
 use berth_e2e::pod_trace::{self, PodTrace};
 use berth_e2e::systemd::{self, Driver, Placement};
 use berth_e2e::{e2e_test, leaks, scenario, Containerd};
-use k8s_cri::v1::PodSandboxState;
 
 async fn a_dead_shim_is_cleaned_up(cd: &Containerd) -> Result<()> {
     dead_shim_cleaned_up(cd, "killed", Driver::Cgroupfs).await
@@ -65,19 +64,9 @@ async fn dead_shim_cleaned_up(cd: &Containerd, name: &str, driver: Driver) -> Re
     )
     .await
     .with_context(|| format!("pod {id}: pause {pause} survived its shim's death"))?;
-    let mut st = scenario::status(cd, &id).await?;
-    for _ in 0..100 {
-        if scenario::state(&st) == PodSandboxState::SandboxNotready {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        st = scenario::status(cd, &id).await?;
-    }
-    ensure!(
-        scenario::state(&st) == PodSandboxState::SandboxNotready,
-        "pod {id} is {:?} after its shim died",
-        scenario::state(&st)
-    );
+    scenario::wait_notready(cd, &id, Duration::from_secs(10))
+        .await
+        .context("after its shim died")?;
     let status = scenario::wait_exited(cd, &exited_id, Duration::from_secs(20)).await?;
     ensure!(
         status.exit_code == 42,
@@ -103,7 +92,7 @@ fn nix_kill(pid: i32) -> Result<()> {
     Ok(())
 }
 
-e2e_test!(shim_killed, a_dead_shim_is_cleaned_up);
+e2e_test!(shim_killed, a_dead_shim_is_cleaned_up, both_modes);
 e2e_test!(shim_killed_systemd, a_dead_shim_leaves_no_unit);
 
 /// A task that exited and was not deleted when its shim died: containerd's

@@ -96,7 +96,7 @@ async fn records_name_their_pod_and_container(cd: &Containerd) -> Result<()> {
     Ok(())
 }
 
-e2e_test!(shim_log, records_name_their_pod_and_container);
+e2e_test!(shim_log, records_name_their_pod_and_container, both_modes);
 
 async fn log_level_follows_the_options(cd: &Containerd) -> Result<()> {
     let from = cd.log_len();
