@@ -78,8 +78,8 @@ deb: build ## the Debian package of the staged binaries and the drop-in (dpkg-de
 	bash shim/dist/make-deb.sh
 
 .PHONY: demo
-demo: build ## run a pod with berth through a private containerd 2.1, print what happened, clean up
-	$(TARGET_DIR)/release/berth-demo
+demo: build ## run a pod with berth through a private containerd 2.1, print what happened, clean up (MODE=shim: berth as the pod sandbox manager)
+	$(TARGET_DIR)/release/berth-demo $(if $(MODE),--mode $(MODE))
 
 .PHONY: bench
 bench: build ## benchmark berth against containerd's Go runc shim (30 runs); table, JSON, PNG in target/bench

@@ -39,6 +39,9 @@ pub const BERTH_SHIM_CGROUP_HANDLER: &str = "berth-shim-cgroup";
 /// berth with `LogLevel = 'warn'`: its shims log warnings and errors alone,
 /// though containerd runs with `-debug`.
 pub const BERTH_QUIET_HANDLER: &str = "berth-quiet";
+/// berth in shim mode (`sandboxer = 'shim'`), beside [`BERTH_HANDLER`] in
+/// podsandbox mode on containerd 2.x: the bench compares the two.
+pub const BERTH_SHIM_MODE_HANDLER: &str = "berth-shim";
 /// The `IoUid` and `IoGid` of [`BERTH_OPTIONS_HANDLER`].
 pub const OPTIONS_IO_ID: u32 = 1000;
 /// The unknown key in [`BERTH_OPTIONS_HANDLER`]'s options.
@@ -206,9 +209,12 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
         berth = if settings.imports.is_empty() {
             format!(
                 "\n[{runtime}.containerd.runtimes.{BERTH_HANDLER}]\n  runtime_type = {}\n  \
-                 sandboxer = {}\n",
+                 sandboxer = {}\n\n\
+                 [{runtime}.containerd.runtimes.{BERTH_SHIM_MODE_HANDLER}]\n  runtime_type = {}\n  \
+                 sandboxer = 'shim'\n",
                 q(BERTH_RUNTIME_TYPE),
-                q(settings.sandboxer.name())
+                q(settings.sandboxer.name()),
+                q(BERTH_RUNTIME_TYPE),
             )
         } else {
             String::new()

@@ -9,18 +9,21 @@ use anyhow::{bail, Context, Result};
 
 use crate::container_config::ContainerSpec;
 use crate::containerd::Containerd;
-use crate::containerd_config::BERTH_HANDLER;
+use crate::containerd_config::{BERTH_HANDLER, BERTH_SHIM_MODE_HANDLER};
 use crate::pod_config::PodConfig;
 use crate::pod_trace::{self, PodTrace};
 use crate::version::Version;
 use crate::{leaks, procs, scenario};
 
 pub const USAGE: &str = "\
-usage: berth-demo [--containerd 2.1|1.7] [--runtime berth|runc] [--hold]
+usage: berth-demo [--containerd 2.1|1.7] [--mode podsandbox|shim] [--runtime berth|berth-shim|runc] [--hold]
 
 Starts a private containerd (default 2.1), runs one pod with the given runtime handler
 (default berth), shows its shim and pause processes, runs a server and a client
 container that talk over the pod's localhost, removes it all and checks for leaks.
+--mode shim runs the pod with berth as containerd 2.x's pod sandbox manager
+(`sandboxer = \"shim\"`, the berth-shim handler: no pause container);
+podsandbox (the default) has containerd's podsandbox controller drive berth.
 With --hold it runs no pod: it prints the CRI endpoint and keeps containerd up (berth
 and runc registered) until Enter or ^C, for berth-cri or any CRI client.";
 
@@ -48,6 +51,15 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
                 opts.version = Version::parse(v).with_context(|| format!("unknown version {v}"))?;
             }
             "--runtime" => opts.runtime = it.next().context("--runtime needs a handler")?.clone(),
+            "--mode" => {
+                opts.runtime = match it.next().map(String::as_str) {
+                    Some("podsandbox") => BERTH_HANDLER,
+                    Some("shim") => BERTH_SHIM_MODE_HANDLER,
+                    Some(other) => bail!("--mode is podsandbox or shim, not {other:?}"),
+                    None => bail!("--mode needs podsandbox or shim"),
+                }
+                .to_string()
+            }
             "--hold" => opts.hold = true,
             "-h" | "--help" => return Ok(None),
             other => bail!("unexpected argument {other}\n\n{USAGE}"),
@@ -75,6 +87,9 @@ pub async fn run(opts: &Options) -> Result<()> {
         "== berth demo: {} , runtime handler `{}`",
         opts.version, opts.runtime
     );
+    if opts.runtime == BERTH_SHIM_MODE_HANDLER && opts.version == Version::V1_7 {
+        bail!("containerd 1.7 has no Sandbox API: shim mode needs --containerd 2.1");
+    }
     let cd = Containerd::start(opts.version).await?;
     println!(
         "containerd pid {} ready in {} (test images imported by {})",
@@ -112,7 +127,12 @@ pub async fn run(opts: &Options) -> Result<()> {
 /// Keeps containerd up until a line (or EOF) on stdin.
 async fn hold(cd: &Containerd) -> Result<()> {
     println!("CRI endpoint: unix://{}", cd.address().display());
-    println!("runtime handlers: berth, runc; press Enter to stop containerd");
+    let handlers = if cd.version() == Version::V1_7 {
+        "berth, runc"
+    } else {
+        "berth, berth-shim (shim mode), runc"
+    };
+    println!("runtime handlers: {handlers}; press Enter to stop containerd");
     tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new()))
         .await
         .context("wait for stdin")?
@@ -216,4 +236,29 @@ fn show(what: &str, pid: i32) {
 
 fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(args: &[&str]) -> Result<Option<Options>> {
+        parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_mode_picks_berths_handler() {
+        let opts = parsed(&[]).unwrap().unwrap();
+        assert_eq!(
+            (opts.version, opts.runtime.as_str()),
+            (Version::V2_1, BERTH_HANDLER)
+        );
+        let shim = parsed(&["--mode", "shim"]).unwrap().unwrap();
+        assert_eq!(shim.runtime, BERTH_SHIM_MODE_HANDLER);
+        let podsandbox = parsed(&["--mode", "podsandbox"]).unwrap().unwrap();
+        assert_eq!(podsandbox.runtime, BERTH_HANDLER);
+        let err = parsed(&["--mode", "vm"]).unwrap_err().to_string();
+        assert!(err.contains("\"vm\""), "{err}");
+        assert!(parsed(&["--mode"]).is_err());
+    }
 }

@@ -174,21 +174,35 @@ fn panel(area: &Area, figure: &str, rows: &[&Row]) -> Result<()> {
             chart.draw_series([line]).map_err(plot)?;
         }
         let ratio = row.ratio().map(|r| format!("{r:.2}x")).unwrap_or_default();
-        let caption = if row.case.is_empty() {
-            format!("berth/runc {ratio}")
+        // The case on one line and the ratio under it: four cases share a
+        // panel's width.
+        let lines = if row.case.is_empty() {
+            vec![format!("berth/runc {ratio}")]
         } else {
-            format!("{} ({ratio})", row.case)
+            vec![short_case(&row.case), ratio]
         };
-        let text = Text::new(
-            caption,
-            (0, 8),
-            TextStyle::from((FAMILY, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top)),
-        );
-        chart
-            .draw_series([EmptyElement::at((x + 0.5, 0.0)) + text])
-            .map_err(plot)?;
+        for (n, line) in lines.into_iter().enumerate() {
+            let text = Text::new(
+                line,
+                (0, 6 + 15 * n as i32),
+                TextStyle::from((FAMILY, 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top)),
+            );
+            chart
+                .draw_series([EmptyElement::at((x + 0.5, 0.0)) + text])
+                .map_err(plot)?;
+        }
     }
     Ok(())
+}
+
+/// A case as short as its panel needs: `50 pods, 8 at a time, shim mode`
+/// is `8 at a time, shim` (the panel's title says how many pods).
+fn short_case(case: &str) -> String {
+    let mut parts: Vec<&str> = case.split(", ").collect();
+    if parts.len() > 1 && parts[0].ends_with(" pods") {
+        parts.remove(0);
+    }
+    parts.join(", ").replace("shim mode", "shim")
 }
 
 /// The red line of a row's target: across the group for an absolute goal, over
@@ -350,6 +364,17 @@ mod tests {
         let names: Vec<&str> = panels.iter().map(|(f, _)| *f).collect();
         assert_eq!(names, ["1 RunPodSandbox", "2 Create", "6 shim RSS"]);
         assert_eq!(panels[2].1.len(), 2);
+    }
+
+    #[test]
+    fn cases_shorten_to_fit_a_panel() {
+        assert_eq!(
+            short_case("50 pods, 8 at a time, shim mode"),
+            "8 at a time, shim"
+        );
+        assert_eq!(short_case("50 pods, sequential"), "sequential");
+        assert_eq!(short_case("shim mode"), "shim");
+        assert_eq!(short_case("10 pods"), "10 pods");
     }
 
     #[test]

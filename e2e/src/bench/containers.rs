@@ -7,7 +7,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_cri::v1::ContainerState;
 
 use super::figure::{Row, Target, Unit};
-use super::handler::{Handler, PerHandler};
+use super::handler::{Handler, PerHandler, PerRunner};
+use super::latency::SHIM_MODE;
 use super::pods::{Pods, PARALLEL};
 use super::progress;
 use crate::container_config::ContainerSpec;
@@ -23,55 +24,64 @@ pub const CREATE_START_TARGET: Target = Target::RatioToRuncAtMost { ratio: 0.6 }
 /// `runs` times per handler after one unrecorded warm-up each, alternating.
 pub async fn create_start(pods: &Pods<'_>, runs: usize) -> Result<Vec<Row>> {
     let spec = ContainerSpec::shell("bench", "exec sleep 3600");
-    let mut took = PerHandler::<Vec<f64>>::default();
+    let mut took = PerRunner::default();
+    let runners = pods.runners();
     for i in 0..=runs {
-        for h in Handler::ALL {
-            let (id, _, config) = pods.run_with_config(h).await?;
+        for &r in &runners {
+            let (id, _, config) = pods.run_with_config(r).await?;
             pods.expect_ready(&id).await?;
             let t = pods
                 .create_start(&id, &config, &spec)
                 .await
-                .with_context(|| format!("create+start run {i} of {runs}, {h}"))?;
+                .with_context(|| format!("create+start run {i} of {runs}, {r}"))?;
             pods.remove(&id).await?;
             if i > 0 {
-                took.get_mut(h).push(t.as_secs_f64() * 1000.0);
+                took.get_mut(r).push(t.as_secs_f64() * 1000.0);
             }
         }
         progress("create+start runs", i, runs);
     }
-    Ok(vec![Row::measured(
-        "create_start_container",
-        CREATE_START,
-        "",
-        Unit::Millis,
-        Some(CREATE_START_TARGET),
-        took,
-    )])
+    let row = |id: &str, case: &str, samples| {
+        Row::measured(
+            id,
+            CREATE_START,
+            case,
+            Unit::Millis,
+            Some(CREATE_START_TARGET),
+            samples,
+        )
+    };
+    let mut rows = vec![row("create_start_container", "", took.podsandbox())];
+    if let Some(shim) = took.shim_mode() {
+        rows.push(row("create_start_container_shim_mode", SHIM_MODE, shim));
+    }
+    Ok(rows)
 }
 
 /// Figure 3: wall time to bring up `count` pods (50 in a full run) with one
 /// container each, one pod at a time and [`PARALLEL`] at a time: RunPodSandbox,
-/// CreateContainer and StartContainer of each, `runs` times per handler and
+/// CreateContainer and StartContainer of each, `runs` times per runner and
 /// mode, alternating. The pods are removed after each sample, untimed.
 pub async fn fifty_pods(pods: &Pods<'_>, count: usize, runs: usize) -> Result<Vec<Row>> {
     let spec = ContainerSpec::shell("bench", "exec sleep 3600");
-    let mut sequential = PerHandler::<Vec<f64>>::default();
-    let mut parallel = PerHandler::<Vec<f64>>::default();
+    let mut sequential = PerRunner::default();
+    let mut parallel = PerRunner::default();
+    let runners = pods.runners();
     for i in 0..runs {
-        for h in Handler::ALL {
+        for &r in &runners {
             for (at_once, samples) in [(1, &mut sequential), (PARALLEL, &mut parallel)] {
                 let started = Instant::now();
                 stream::iter(0..count)
                     .map(|_| async {
-                        let (id, _, config) = pods.run_with_config(h).await?;
+                        let (id, _, config) = pods.run_with_config(r).await?;
                         pods.create_start(&id, &config, &spec).await
                     })
                     .buffer_unordered(at_once)
                     .try_collect::<Vec<_>>()
                     .await
-                    .with_context(|| format!("{count} pods {at_once} at a time, run {i}, {h}"))?;
+                    .with_context(|| format!("{count} pods {at_once} at a time, run {i}, {r}"))?;
                 samples
-                    .get_mut(h)
+                    .get_mut(r)
                     .push(started.elapsed().as_secs_f64() * 1000.0);
                 pods.remove_all().await?;
             }
@@ -81,18 +91,31 @@ pub async fn fifty_pods(pods: &Pods<'_>, count: usize, runs: usize) -> Result<Ve
     let row = |id: &str, case: String, took| {
         Row::measured(id, FIFTY_PODS, &case, Unit::Millis, None, took)
     };
-    Ok(vec![
+    let mut rows = vec![
         row(
             "fifty_pods_sequential",
             format!("{count} pods, sequential"),
-            sequential,
+            sequential.podsandbox(),
         ),
         row(
             "fifty_pods_8_at_a_time",
             format!("{count} pods, {PARALLEL} at a time"),
-            parallel,
+            parallel.podsandbox(),
         ),
-    ])
+    ];
+    if let (Some(one), Some(many)) = (sequential.shim_mode(), parallel.shim_mode()) {
+        rows.push(row(
+            "fifty_pods_sequential_shim_mode",
+            format!("{count} pods, sequential, {SHIM_MODE}"),
+            one,
+        ));
+        rows.push(row(
+            "fifty_pods_8_at_a_time_shim_mode",
+            format!("{count} pods, {PARALLEL} at a time, {SHIM_MODE}"),
+            many,
+        ));
+    }
+    Ok(rows)
 }
 
 /// The script of figure 5's container: it reads the wall clock (busybox's

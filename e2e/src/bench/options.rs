@@ -15,7 +15,10 @@ Starts one private containerd (default 2.1) with runtime handlers berth and runc
 runs the same pod workload against both, alternating berth and runc:
   latency  N runs (default 30) of RunPodSandbox, CreateContainer+StartContainer,
            50 pods with a container each (one and 8 at a time),
-           StopPodSandbox+RemovePodSandbox, and a container's exit until CRI sees it
+           StopPodSandbox+RemovePodSandbox, and a container's exit until CRI sees it;
+           on containerd 2.x the first four also with berth in shim mode (handler
+           berth-shim, sandboxer = \"shim\"), alternating with the other two, each
+           beside the same runc samples
   memory   N rounds (default: the runs) bringing 1, 10 and 50 pods up: shim RSS and PSS
            per pod, pause RSS per pod
 --smoke is 3 runs, 3 rounds, 1 and 3 pods, and 5 instead of 50 (for CI). --pods-only measures

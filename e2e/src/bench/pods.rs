@@ -14,16 +14,18 @@ use anyhow::{ensure, Context, Result};
 use futures::future::try_join_all;
 use k8s_cri::v1::PodSandboxState;
 
-use super::handler::Handler;
+use super::handler::{Handler, Runner};
 use super::options::Driver;
 use crate::container_config::ContainerSpec;
 use crate::containerd::Containerd;
 use crate::containerd_config::{
-    BERTH_HANDLER, BERTH_SYSTEMD_HANDLER, RUNC_HANDLER, RUNC_SYSTEMD_HANDLER,
+    BERTH_HANDLER, BERTH_SHIM_MODE_HANDLER, BERTH_SYSTEMD_HANDLER, RUNC_HANDLER,
+    RUNC_SYSTEMD_HANDLER,
 };
 use crate::pod_config::PodConfig;
 use crate::scenario;
 use crate::systemd::PodSlice;
+use crate::version::Version;
 
 /// How long one CRI call may take before the bench gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,14 +57,30 @@ impl<'a> Pods<'a> {
         }
     }
 
-    /// The CRI runtime handler of `h` with this bench's cgroup driver.
-    pub fn handler_name(&self, h: Handler) -> &'static str {
-        match (self.driver, h) {
-            (Driver::Cgroupfs, Handler::Berth) => BERTH_HANDLER,
-            (Driver::Cgroupfs, Handler::Runc) => RUNC_HANDLER,
-            (Driver::Systemd, Handler::Berth) => BERTH_SYSTEMD_HANDLER,
-            (Driver::Systemd, Handler::Runc) => RUNC_SYSTEMD_HANDLER,
+    /// Who the latency figures alternate between: berth in podsandbox mode,
+    /// berth in shim mode where the bench's containerd has a Sandbox API
+    /// (2.x; its shim-mode handler uses the cgroupfs driver), and runc.
+    pub fn runners(&self) -> Vec<Runner> {
+        let shim = self.cd.version() != Version::V1_7 && self.driver == Driver::Cgroupfs;
+        if shim {
+            vec![Runner::Berth, Runner::BerthShim, Runner::Runc]
+        } else {
+            vec![Runner::Berth, Runner::Runc]
         }
+    }
+
+    /// The CRI runtime handler of `r` with this bench's cgroup driver.
+    pub fn handler_name(&self, r: Runner) -> Result<&'static str> {
+        Ok(match (self.driver, r) {
+            (Driver::Cgroupfs, Runner::Berth) => BERTH_HANDLER,
+            (Driver::Cgroupfs, Runner::BerthShim) => BERTH_SHIM_MODE_HANDLER,
+            (Driver::Cgroupfs, Runner::Runc) => RUNC_HANDLER,
+            (Driver::Systemd, Runner::Berth) => BERTH_SYSTEMD_HANDLER,
+            (Driver::Systemd, Runner::Runc) => RUNC_SYSTEMD_HANDLER,
+            (Driver::Systemd, Runner::BerthShim) => {
+                anyhow::bail!("the bench has no shim-mode handler with the systemd driver")
+            }
+        })
     }
 
     /// The cgroup parent of pod number `n`: a directory of its own, or the
@@ -85,18 +103,21 @@ impl<'a> Pods<'a> {
     }
 
     /// RunPodSandbox with `h`; returns the pod id and the time the CRI call took.
-    pub async fn run(&self, h: Handler) -> Result<(String, Duration)> {
+    pub async fn run(&self, h: impl Into<Runner>) -> Result<(String, Duration)> {
         let (id, took, _) = self.run_with_config(h).await?;
         Ok((id, took))
     }
 
     /// [`Pods::run`], also returning the pod's config (CreateContainer needs it).
-    pub async fn run_with_config(&self, h: Handler) -> Result<(String, Duration, PodConfig)> {
+    pub async fn run_with_config(
+        &self,
+        h: impl Into<Runner>,
+    ) -> Result<(String, Duration, PodConfig)> {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let name = format!("bench-{n}");
         let parent = self.cgroup_parent(&name, n);
         let config = scenario::pod_config(self.cd, &name)?.cgroup_parent(&parent);
-        let handler = self.handler_name(h);
+        let handler = self.handler_name(h.into())?;
         let what = format!("RunPodSandbox {name} with {handler}");
         let started = Instant::now();
         let id = timed_out(

@@ -98,17 +98,17 @@ async fn measure(cd: &Containerd, opts: &Options) -> Result<Measured> {
 /// (`containers.rs`).
 async fn figures(pods: &Pods<'_>, opts: &Options) -> Result<Measured> {
     let lifecycle = latency::pod_lifecycle(pods, opts.runs).await?;
-    let mut rows = vec![lifecycle.run_pod];
+    let mut rows = lifecycle.run_pod;
     rows.extend(containers::create_start(pods, opts.runs).await?);
     if opts.pods_only {
-        rows.push(lifecycle.stop_remove);
+        rows.extend(lifecycle.stop_remove);
         return Ok(Measured {
             rows,
             observations: Vec::new(),
         });
     }
     rows.extend(containers::fifty_pods(pods, opts.batch_pods, opts.runs).await?);
-    rows.push(lifecycle.stop_remove);
+    rows.extend(lifecycle.stop_remove);
     rows.extend(containers::exit_detection(pods, opts.runs).await?);
     let (memory_rows, observations) =
         memory::memory(pods, &opts.pod_counts, opts.memory_rounds).await?;
