@@ -204,10 +204,14 @@ impl PodBackend {
             stdio: prepared.paths.clone(),
             no_new_keyring: req.options.no_new_keyring,
             cgroup_driver: req.options.cgroup_driver(),
-            pod_files: self.pod_file_mounts(),
+            pod_files: Vec::new(),
         };
         let this = Arc::clone(self);
         let process = blocking(move || {
+            let new = NewContainer {
+                pod_files: this.pod_file_mounts(),
+                ..new
+            };
             if this.record().sandbox_id.is_empty() {
                 // A container without a pod is a pod of one.
                 this.save(|r| {
@@ -249,6 +253,14 @@ impl Backend for Arc<PodBackend> {
                 let id = req.id.clone();
                 let process = blocking(move || {
                     if let Some(files) = &files {
+                        // Never into a pod some other create made (a
+                        // retried create of this sandbox may write again).
+                        let serving = this.record().sandbox_id.clone();
+                        if !serving.is_empty() && serving != req.id {
+                            return Err(Error::FailedPrecondition(format!(
+                                "this shim serves pod {serving} already"
+                            )));
+                        }
                         this.write_pod_files(files)?;
                     }
                     this.create_sandbox(&req, &spec)
@@ -504,6 +516,89 @@ mod tests {
         backend.remove("pod").await.unwrap();
         let record = backend.dir.read_record().unwrap().unwrap();
         assert_eq!((record.cgroup, record.pause), (None, None));
+    }
+
+    /// The Sandbox API's pod files: written readable into the pod's `etc/`,
+    /// handed to the helper with each container's create; none for a pod
+    /// of the Task API; never written into a pod already served.
+    #[tokio::test]
+    async fn the_pod_files_reach_each_container_create() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let (backend, fake) = backend(root.path());
+        let pid = std::process::id() as i32;
+        fake.create(
+            "spawn_pause",
+            pid,
+            berth_sandbox::process::start_time(pid).unwrap(),
+        );
+        fake.create("create_container", pid, 1);
+        let container = bundle(
+            root.path(),
+            "c1",
+            serde_json::json!({spec::CONTAINER_TYPE: "container", spec::SANDBOX_ID: "pod"}),
+        );
+        let files = PodFiles {
+            hostname: b"web-0\n".to_vec(),
+            hosts: b"127.0.0.1 localhost\n".to_vec(),
+            resolv_conf: b"nameserver 192.0.2.53\n".to_vec(),
+        };
+        let mut req = sandbox(root.path());
+        req.sandbox = Some(crate::backend::SandboxRequest {
+            spec: spec::load(&req.bundle).unwrap(),
+            files: files.clone(),
+        });
+        // A pod of one of the Task API first: no files for its container,
+        // and none written into it by a CreateSandbox that reaches it.
+        let plain_dir = PodDir::new(&root.path().join("plain"), "pod");
+        plain_dir.create().unwrap();
+        let plain = Arc::new(PodBackend::new(
+            fake.helper(),
+            "/bin/berth-pause".into(),
+            plain_dir,
+            "k8s.io",
+        ));
+        plain
+            .create(bundle(root.path(), "solo", serde_json::json!({})))
+            .await
+            .unwrap();
+        let again = plain.create(req.clone()).await.unwrap_err();
+        assert!(matches!(again, Error::FailedPrecondition(_)), "{again:?}");
+        assert!(!plain.dir.path().join(pod_files::DIR).exists());
+
+        backend.create(req).await.unwrap();
+        let dir = backend.dir.path().join(pod_files::DIR);
+        for (name, content) in files.files() {
+            let path = dir.join(name);
+            assert_eq!(std::fs::read(&path).unwrap(), content);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{name}");
+        }
+        backend.create(container).await.unwrap();
+        let creates: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter_map(|r| match r {
+                berth_sandbox::helper::protocol::Request::CreateContainer(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let [plain_create, pod_create] = &creates[..] else {
+            panic!("two creates: {creates:?}")
+        };
+        assert!(plain_create.pod_files.is_empty());
+        let bound: Vec<_> = pod_create
+            .pod_files
+            .iter()
+            .map(|f| (f.destination.clone(), f.source.clone()))
+            .collect();
+        assert_eq!(
+            bound,
+            pod_files::NAMES
+                .iter()
+                .map(|n| (Path::new("/etc").join(n), dir.join(n)))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

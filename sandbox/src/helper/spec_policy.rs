@@ -74,12 +74,22 @@ fn add_pod_files(oci: &mut Spec, files: &[PodFile]) {
     oci.set_mounts(Some(mounts));
 }
 
-/// A mount destination without `.` parts or a trailing slash: `/etc/hosts/`
-/// and `/etc/./hosts` are `/etc/hosts`.
+/// A mount destination as an absolute path of the container without `.`,
+/// `..` or a trailing slash: `etc/hosts`, `/etc/./hosts/` and
+/// `/etc/../etc/hosts` are `/etc/hosts`.
 fn normalized(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect()
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for part in path.components() {
+        match part {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `linux.rootfsPropagation` in the words libcontainer knows. runc takes
@@ -323,6 +333,25 @@ mod tests {
         assert_eq!(resolv.typ().as_deref(), Some("bind"));
         let options = resolv.options().clone().unwrap();
         assert!(options.contains(&"rbind".to_owned()) && options.contains(&"ro".to_owned()));
+        // A writable root gets writable files; `..` and a relative path
+        // name the same destination.
+        assert_eq!(
+            normalized(Path::new("etc/../etc/hosts")),
+            Path::new("/etc/hosts")
+        );
+        let mut writable = Spec::default();
+        let mut root = writable.root().clone().unwrap();
+        root.set_readonly(Some(false));
+        writable.set_root(Some(root));
+        add_pod_files(&mut writable, &[file("hostname")]);
+        let mounts = writable.mounts().as_ref().unwrap();
+        let hostname = mounts.last().unwrap();
+        assert_eq!(hostname.destination(), Path::new("/etc/hostname"));
+        assert!(hostname
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"rw".to_owned()));
     }
 
     #[test]
