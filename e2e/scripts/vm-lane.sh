@@ -16,13 +16,13 @@ lane=$top/target/vm-lane
 # whose outcome depends on the cgroup hierarchy.
 scenarios=(
   "berth_cri: berth_cri::containerd_2_1"
-  "containers: share_localhost::containerd_2_1 stats_and_update::containerd_2_1 exit_codes::containerd_2_1 shared_pid::containerd_2_1 device_allow_list::containerd_2_1 unified_keys::containerd_2_1 limit_below_usage::containerd_2_1 limit_below_usage_runc::containerd_2_1"
+  "containers: share_localhost::containerd_2_1 share_localhost::containerd_2_1_shim_mode stats_and_update::containerd_2_1_shim_mode stats_and_update::containerd_2_1 exit_codes::containerd_2_1 shared_pid::containerd_2_1 device_allow_list::containerd_2_1 unified_keys::containerd_2_1 limit_below_usage::containerd_2_1 limit_below_usage_runc::containerd_2_1"
   "container_spec: spec_reaches_the_container::containerd_2_1"
-  "runtime_options: cgroup_options::containerd_2_1 slice_parent::containerd_2_1 systemd_driver::containerd_2_1"
+  "runtime_options: cgroup_options::containerd_2_1 slice_parent::containerd_2_1 systemd_driver::containerd_2_1 cgroup_options::containerd_2_1_shim_mode systemd_driver::containerd_2_1_shim_mode"
   "shim_killed: shim_killed::containerd_2_1 shim_killed_systemd::containerd_2_1 journaled_exit::containerd_2_1"
   "freeze: ctr_pause::containerd_2_1 pod_pause::containerd_2_1"
   "restart: containerd_crash::containerd_2_1 containerd_restart_systemd::containerd_2_1"
-  "pod_remove: pod_remove::containerd_2_1"
+  "pod_remove: pod_remove::containerd_2_1 pod_remove::containerd_2_1_shim_mode"
   "mount_propagation: mount_propagation::containerd_2_1 mount_propagation_runc::containerd_2_1"
   "pause_spawn: pause_starts_in_its_cgroup_and_the_cgroup_is_removable_after"
   "deb: package_in_a_throwaway_root"

@@ -57,7 +57,8 @@ pub struct Settings {
     /// theirs to register: the config leaves its own entry out. Version 3
     /// configs (containerd 2.1) only.
     pub imports: Vec<PathBuf>,
-    /// The `berth` handler's sandboxer.
+    /// The sandboxer of the `berth` handler and of the berth handlers with
+    /// options ([`BERTH_SHIM_MODE_HANDLER`] is always in shim mode).
     pub sandboxer: Sandboxer,
 }
 
@@ -225,15 +226,22 @@ fn render_v3(instance: &Instance, settings: &Settings) -> String {
         instance,
         &format!("{runtime}.containerd.runtimes"),
         "sandboxer",
+        settings.sandboxer,
     );
     out
 }
 
 /// The berth handlers that differ from [`BERTH_HANDLER`] only in their
-/// runtime options, and [`RUNC_SYSTEMD_HANDLER`], under `runtimes` (the
-/// config's table of runtimes);
+/// runtime options, in its mode `berth_mode`, and [`RUNC_SYSTEMD_HANDLER`],
+/// under `runtimes` (the config's table of runtimes);
 /// `mode_key` names the sandbox mode's key in the config's dialect.
-fn handlers_with_options(out: &mut String, instance: &Instance, runtimes: &str, mode_key: &str) {
+fn handlers_with_options(
+    out: &mut String,
+    instance: &Instance,
+    runtimes: &str,
+    mode_key: &str,
+    berth_mode: Sandboxer,
+) {
     let handlers = [
         (
             BERTH_OPTIONS_HANDLER,
@@ -253,9 +261,10 @@ fn handlers_with_options(out: &mut String, instance: &Instance, runtimes: &str, 
     for (name, options) in handlers {
         let _ = write!(
             out,
-            "\n[{runtimes}.{name}]\n  runtime_type = {}\n  {mode_key} = 'podsandbox'\n\n\
+            "\n[{runtimes}.{name}]\n  runtime_type = {}\n  {mode_key} = {}\n\n\
              [{runtimes}.{name}.options]\n{options}",
-            q(BERTH_RUNTIME_TYPE)
+            q(BERTH_RUNTIME_TYPE),
+            q(berth_mode.name())
         );
     }
     let _ = write!(
@@ -335,6 +344,7 @@ fn render_v2(instance: &Instance, settings: &Settings) -> String {
         instance,
         &format!("{cri}.containerd.runtimes"),
         "sandbox_mode",
+        settings.sandboxer,
     );
     out
 }

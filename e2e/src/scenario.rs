@@ -21,8 +21,8 @@ use crate::{leaks, procs};
 /// Declares `mod $name { containerd_2_1, containerd_1_7 }`: the scenario function
 /// `$scenario(&Containerd) -> anyhow::Result<()>` run against each version.
 /// `both_modes` adds `containerd_2_1_shim_mode`, the scenario on containerd 2.1
-/// with the `berth` handler in shim mode (`sandboxer = "shim"`: the pod made
-/// through berth's Sandbox API). `restarts` marks a scenario that stops and
+/// with the `berth` handler and the berth handlers with options in shim mode
+/// (`sandboxer = "shim"`: the pod made through berth's Sandbox API). `restarts` marks a scenario that stops and
 /// restarts containerd: it takes `&mut Containerd`.
 #[macro_export]
 macro_rules! e2e_test {
@@ -223,6 +223,47 @@ pub fn pause_of(id: &str) -> Result<i32> {
             )
         }
     }
+}
+
+/// Whether the pod's tasks on `handler` cannot start, as on containerd
+/// 2.1 and 2.2 in shim mode for a handler with an options table: CRI
+/// hands the sandbox's task API address to each container through runc's
+/// options, and fails StartContainer when the handler's options are of
+/// another type (containerd#12986; containerd#13360 moves the address out
+/// of runc's options). With such a handler a scenario checks that the pod
+/// runs and that this is the failure, so a containerd that fixes it is
+/// noticed.
+pub fn options_break_container_start(cd: &Containerd, handler: &str) -> bool {
+    cd.sandboxer() == Sandboxer::Shim && handler != BERTH_HANDLER
+}
+
+/// Creates a container of `spec` in `pod` and expects StartContainer to
+/// fail as [`options_break_container_start`] says; removes the container.
+pub async fn expect_options_break_start(
+    cd: &Containerd,
+    pod: &str,
+    pod_config: &PodConfig,
+    spec: &ContainerSpec,
+) -> Result<()> {
+    let id = cd
+        .cri()
+        .create_container(pod, spec.to_cri(), pod_config.to_cri())
+        .await?;
+    let started = cd.cri().start_container(&id).await;
+    cd.cri().remove_container(&id).await?;
+    let why = match started {
+        Ok(()) => bail!(
+            "container {id} started in shim mode with runtime options: \
+             has containerd stopped passing the task API address in runc's options?"
+        ),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure!(
+        why.contains("failed to get runtime v2 options")
+            && why.contains("runtimeoptions.v1.Options"),
+        "container {id} failed to start otherwise than containerd's options bug: {why}"
+    );
+    Ok(())
 }
 
 /// CreateContainer then StartContainer of `spec` in pod `pod`; returns its id.

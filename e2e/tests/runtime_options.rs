@@ -15,6 +15,11 @@
 //!
 //! Each is compared with the plain `berth` handler in the same run, so the
 //! difference is the options' doing.
+//!
+//! In shim mode the options reach the pod's shim the same way, but
+//! containerd 2.1 starts no container on a handler with options
+//! ([`scenario::options_break_container_start`]): there the scenarios check
+//! the pod and that failure.
 
 use std::path::Path;
 
@@ -98,6 +103,24 @@ fn pod_dirs(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The options handler's one pod is under its StateRoot, the plain one
+/// under the default root.
+fn expect_own_state_root(cd: &Containerd) -> Result<()> {
+    let own_root = cd.instance().options_state_root();
+    ensure!(
+        pod_dirs(&own_root).len() == 1,
+        "StateRoot {} holds {:?}, not the one pod of the handler",
+        own_root.display(),
+        pod_dirs(&own_root)
+    );
+    ensure!(
+        pod_dirs(&cd.berth_state_root()).len() == 1,
+        "the default state root holds {:?}, not only the plain pod",
+        pod_dirs(&cd.berth_state_root())
+    );
+    Ok(())
+}
+
 async fn the_options_reach_the_shim(cd: &Containerd) -> Result<()> {
     let log_start = cd.log_len();
     let own_root = cd.instance().options_state_root();
@@ -127,6 +150,19 @@ async fn the_options_reach_the_shim(cd: &Containerd) -> Result<()> {
     );
 
     // The options' handler.
+    if scenario::options_break_container_start(cd, BERTH_OPTIONS_HANDLER) {
+        // The pod runs, with its state under StateRoot; no container starts.
+        let config = scenario::pod_config(cd, "options")?;
+        let opts = scenario::run_pod(cd, &config, BERTH_OPTIONS_HANDLER).await?;
+        let opts = PodTrace::capture(cd, &opts, "").await?;
+        let spec = ContainerSpec::shell("options", "exit 0");
+        scenario::expect_options_break_start(cd, &opts.id, &config, &spec).await?;
+        expect_own_state_root(cd)?;
+        scenario::remove_containers(cd, std::slice::from_ref(&plain_id)).await?;
+        scenario::remove_and_check(cd, &plain).await?;
+        scenario::remove_and_check(cd, &opts).await?;
+        return leaks::wait_state_root_empty(&own_root).await;
+    }
     let (opts, opts_config, spec, opts_id) =
         reopening_pod(cd, "options", BERTH_OPTIONS_HANDLER).await?;
     let lines = scenario::stdout_lines(&opts_config, &spec)?;
@@ -140,17 +176,7 @@ async fn the_options_reach_the_shim(cd: &Containerd) -> Result<()> {
     );
     let exec = cd.cri().exec_sync(&opts_id, &["true"], 10).await?;
     ensure!(exec.exit_code == 0, "an exec in {opts_id}: {exec:?}");
-    ensure!(
-        pod_dirs(&own_root).len() == 1,
-        "StateRoot {} holds {:?}, not the one pod of the handler",
-        own_root.display(),
-        pod_dirs(&own_root)
-    );
-    ensure!(
-        pod_dirs(&cd.berth_state_root()).len() == 1,
-        "the default state root holds {:?}, not only the plain pod",
-        pod_dirs(&cd.berth_state_root())
-    );
+    expect_own_state_root(cd)?;
     if cd.version() == Version::V2_1 {
         // containerd 1.7 drops a pod shim's log once the sandbox's bundle
         // is gone; 2.1 keeps it.
@@ -176,7 +202,7 @@ async fn the_options_reach_the_shim(cd: &Containerd) -> Result<()> {
     .await
 }
 
-e2e_test!(runtime_options, the_options_reach_the_shim);
+e2e_test!(runtime_options, the_options_reach_the_shim, both_modes);
 
 async fn the_cgroup_options_are_obeyed(cd: &Containerd) -> Result<()> {
     let before = leaks::Census::take(cd);
@@ -250,7 +276,7 @@ async fn the_cgroup_options_are_obeyed(cd: &Containerd) -> Result<()> {
     })
 }
 
-e2e_test!(cgroup_options, the_cgroup_options_are_obeyed);
+e2e_test!(cgroup_options, the_cgroup_options_are_obeyed, both_modes);
 
 async fn a_slice_parent_is_a_literal_cgroupfs_directory(cd: &Containerd) -> Result<()> {
     // Named for the instance: it is not under the instance's cgroup root.
@@ -288,7 +314,11 @@ async fn slice_pod(cd: &Containerd, config: &PodConfig, parent: &str) -> Result<
     scenario::remove_and_check(cd, &trace).await
 }
 
-e2e_test!(slice_parent, a_slice_parent_is_a_literal_cgroupfs_directory);
+e2e_test!(
+    slice_parent,
+    a_slice_parent_is_a_literal_cgroupfs_directory,
+    both_modes
+);
 
 async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
     let before = leaks::Census::take(cd);
@@ -312,6 +342,16 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
     );
     let state = systemctl(&["is-active", &pod_unit])?;
     ensure!(state == "active", "unit {pod_unit} is {state:?}");
+    if scenario::options_break_container_start(cd, BERTH_SYSTEMD_HANDLER) {
+        let spec = ContainerSpec::shell("server", "exit 0");
+        scenario::expect_options_break_start(cd, &pod, &config, &spec).await?;
+        scenario::remove_and_check(cd, &trace).await?;
+        pod_slice.expect_gone(&[&pod]).await?;
+        return scenario::wait_until("the pod's shim to go", leaks::GRACE, || {
+            before.grown(&leaks::Census::take(cd)).is_empty()
+        })
+        .await;
+    }
 
     // Two containers, each in its scope, talk over the pod's localhost.
     const LIMIT: i64 = 64 * 1024 * 1024;
@@ -414,4 +454,4 @@ async fn the_systemd_driver_makes_scopes(cd: &Containerd) -> Result<()> {
     .await
 }
 
-e2e_test!(systemd_driver, the_systemd_driver_makes_scopes);
+e2e_test!(systemd_driver, the_systemd_driver_makes_scopes, both_modes);
