@@ -483,8 +483,14 @@ async fn a_limit_below_usage(cd: &Containerd, handler: &str) -> Result<()> {
     if cgroups::is_v2() {
         result.with_context(|| format!("{handler}: lower memory.max below usage"))?;
         let status = scenario::wait_exited(cd, &id, Duration::from_secs(60)).await?;
+        // containerd 2.1's Go runc shim may publish the exit before the
+        // OOM event, and CRI then says "Error" (containerd#8893, fixed
+        // upstream by #12714): for runc the kill is what is checked. berth
+        // publishes the OOM before the exit.
+        let reason_ok =
+            status.reason == "OOMKilled" || (handler == RUNC_HANDLER && status.reason == "Error");
         ensure!(
-            (status.reason.as_str(), status.exit_code) == ("OOMKilled", 137),
+            reason_ok && status.exit_code == 137,
             "{handler}: a container whose limit went below its usage ended {:?} with {}",
             status.reason,
             status.exit_code
