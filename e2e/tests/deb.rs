@@ -13,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::container_config::ContainerSpec;
-use berth_e2e::containerd_config::BERTH_HANDLER;
+use berth_e2e::containerd_config::{BERTH_HANDLER, BERTH_SHIM_MODE_HANDLER};
 use berth_e2e::daemon::Installation;
 use berth_e2e::pod_trace::PodTrace;
 use berth_e2e::{paths, scenario, Version};
@@ -170,7 +170,8 @@ const THROWAWAY_ENV: &str = "BERTH_THROWAWAY_ROOT";
 
 /// The package on a node: `dpkg -i` into the guest's own root, containerd
 /// 2.1 with a `version = 3` config that imports the drop-in (and registers
-/// no `berth` runtime of its own), a pod and a container with berth, then
+/// no `berth` runtime of its own), a pod and a container with berth and
+/// another pair with its shim-mode runtime `berth-shim`, then
 /// `dpkg --purge`, after which none of the package's files is left. It
 /// installs into `/`, so it runs only in the VM lane, whose root disk is a
 /// throwaway snapshot (`make test` leaves it out of the host run).
@@ -216,6 +217,16 @@ async fn package_in_a_throwaway_root() -> Result<()> {
                     "pod {pod} is served by {exes:?}, not the packaged shim"
                 );
                 let spec = ContainerSpec::shell("app", "echo ready; exec sleep 600");
+                let id = scenario::run_container(cd, &pod, &config, &spec).await?;
+                scenario::wait_ready(&config, &spec).await?;
+                scenario::remove_containers(cd, &[id]).await?;
+                scenario::remove_and_check(cd, &trace).await?;
+                // The drop-in's shim-mode runtime: a pod and a container.
+                let config = scenario::pod_config(cd, "packaged-shim")?;
+                let pod = scenario::run_pod(cd, &config, BERTH_SHIM_MODE_HANDLER).await?;
+                scenario::expect_ready(cd, &pod).await?;
+                let trace = PodTrace::capture(cd, &pod, "").await?;
+                let spec = ContainerSpec::shell("shim-app", "echo ready; exec sleep 600");
                 let id = scenario::run_container(cd, &pod, &config, &spec).await?;
                 scenario::wait_ready(&config, &spec).await?;
                 scenario::remove_containers(cd, &[id]).await?;

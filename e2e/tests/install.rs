@@ -230,6 +230,14 @@ fn the_drop_in_adds_berth_to_a_containerd_2_config() -> Result<()> {
             && berth.contains("sandboxer = 'podsandbox'"),
         "the berth runtime is not berth's in podsandbox mode:\n{berth}"
     );
+    let shim_mode = table(&dump, ".containerd.runtimes.berth-shim]")
+        .with_context(|| format!("no berth-shim runtime in\n{dump}"))?;
+    ensure!(
+        shim_mode.contains("runtime_type = 'io.containerd.berth.v2'")
+            && shim_mode.contains("sandboxer = 'shim'")
+            && !dump.contains(".runtimes.berth-shim.options]"),
+        "the berth-shim runtime is not berth's in shim mode without options:\n{shim_mode}"
+    );
     ensure!(
         table(&dump, ".containerd.runtimes.runc]").is_some(),
         "the node's own runc runtime went:\n{dump}"
