@@ -39,6 +39,13 @@ pub const BERTH_SHIM_CGROUP_HANDLER: &str = "berth-shim-cgroup";
 /// berth with `LogLevel = 'warn'`: its shims log warnings and errors alone,
 /// though containerd runs with `-debug`.
 pub const BERTH_QUIET_HANDLER: &str = "berth-quiet";
+/// The berth handlers with an options table, in the mode of [`BERTH_HANDLER`].
+pub const BERTH_OPTION_HANDLERS: [&str; 4] = [
+    BERTH_OPTIONS_HANDLER,
+    BERTH_SYSTEMD_HANDLER,
+    BERTH_QUIET_HANDLER,
+    BERTH_SHIM_CGROUP_HANDLER,
+];
 /// berth in shim mode (`sandboxer = 'shim'`), beside [`BERTH_HANDLER`] in
 /// podsandbox mode on containerd 2.x: the bench compares the two.
 pub const BERTH_SHIM_MODE_HANDLER: &str = "berth-shim";

@@ -11,7 +11,7 @@ use k8s_cri::v1::{ContainerState, ContainerStatus, PodSandboxState, PodSandboxSt
 
 use crate::container_config::{log_lines, ContainerSpec};
 use crate::containerd::Containerd;
-use crate::containerd_config::{Sandboxer, BERTH_HANDLER};
+use crate::containerd_config::{Sandboxer, BERTH_HANDLER, BERTH_OPTION_HANDLERS};
 use crate::daemon::Installation;
 use crate::pod_config::PodConfig;
 use crate::pod_trace::PodTrace;
@@ -22,8 +22,9 @@ use crate::{leaks, procs};
 /// `$scenario(&Containerd) -> anyhow::Result<()>` run against each version.
 /// `both_modes` adds `containerd_2_1_shim_mode`, the scenario on containerd 2.1
 /// with the `berth` handler and the berth handlers with options in shim mode
-/// (`sandboxer = "shim"`: the pod made through berth's Sandbox API). `restarts` marks a scenario that stops and
-/// restarts containerd: it takes `&mut Containerd`.
+/// (`sandboxer = "shim"`: the pod made through berth's Sandbox API).
+/// `restarts` marks a scenario that stops and restarts containerd: it takes
+/// `&mut Containerd`.
 #[macro_export]
 macro_rules! e2e_test {
     (@test $fn:ident, $run:ident, $scenario:ident $(, $version:ident)?) => {
@@ -234,7 +235,7 @@ pub fn pause_of(id: &str) -> Result<i32> {
 /// runs and that this is the failure, so a containerd that fixes it is
 /// noticed.
 pub fn options_break_container_start(cd: &Containerd, handler: &str) -> bool {
-    cd.sandboxer() == Sandboxer::Shim && handler != BERTH_HANDLER
+    cd.sandboxer() == Sandboxer::Shim && BERTH_OPTION_HANDLERS.contains(&handler)
 }
 
 /// Creates a container of `spec` in `pod` and expects StartContainer to
