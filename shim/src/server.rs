@@ -35,6 +35,9 @@ const UNUSED_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long events still queued at exit may take to reach containerd.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the reply to the call that ended the pod has to leave before
+/// the connections close.
+const REPLY_GRACE: Duration = Duration::from_millis(100);
 
 /// Registers one task implementation under every task service name.
 pub fn task_services(
@@ -116,6 +119,16 @@ pub async fn serve(flags: &Flags) -> Result<()> {
             true
         }
     };
+    if done_with_pod {
+        // The call that ended the pod (ShutdownSandbox, Shutdown, the
+        // Delete a deferred shutdown waited for) notified before returning:
+        // closing the connections at once can drop its reply, and
+        // containerd then fails a RemovePodSandbox that did its work
+        // ("ttrpc: closed"). containerd closes its side itself and waits
+        // for nothing of ours, so the reply gets a moment to go out.
+        server.stop_listen().await;
+        tokio::time::sleep(REPLY_GRACE).await;
+    }
     let _ = server.shutdown().await;
     crate::logger::wait_stopped().await;
     if !outbox.flush(FLUSH_TIMEOUT).await {
